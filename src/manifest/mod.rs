@@ -1,0 +1,279 @@
+//! PURE: the files of one revision → `DesiredState`, or every diagnostic at once.
+//!
+//! Input is a list of `SnapshotEntry` (path + bytes, or a source's refusal); output is
+//! `Loaded` (the state plus warnings) or the full sorted list of diagnostics. A revision is
+//! atomic: one error anywhere rejects all of it. No I/O, no clock: the same bytes always give
+//! the same answer, which is what lets `keel validate` in CI predict what the agent will do.
+
+mod de;
+mod parse;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+
+use crate::model::desired::{ConfigId, DeploymentId, DesiredConfig, DesiredDeployment, DesiredState, Origin};
+use crate::model::diagnostic::{Diagnostic, Severity};
+use crate::model::manifest::{Labels, Protocol, VolumeKind};
+use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
+
+use parse::{Entry, ParsedFile};
+use validate::{Finding, Seg};
+pub use yaml::YamlLimits;
+
+/// Everything that bounds the work one revision may cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub size: SizeLimits,
+    pub yaml: YamlLimits,
+}
+
+/// A valid revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub state: DesiredState,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads a revision: `Ok` when no diagnostic is an error, else every diagnostic, sorted.
+pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut files = Vec::new();
+    let mut total: u64 = 0;
+    for entry in entries {
+        match entry {
+            SnapshotEntry::Rejected { path, reason } => {
+                diagnostics.push(whole_file(path, rejection_message(reason)));
+            }
+            SnapshotEntry::File { path, bytes } => {
+                let size = bytes.len() as u64;
+                total = total.saturating_add(size);
+                if size > limits.size.max_file_bytes {
+                    diagnostics.push(whole_file(
+                        path,
+                        rejection_message(&Rejection::FileTooLarge { size, limit: limits.size.max_file_bytes }),
+                    ));
+                } else if total > limits.size.max_revision_bytes {
+                    diagnostics.push(whole_file(
+                        path,
+                        rejection_message(&Rejection::RevisionTooLarge { limit: limits.size.max_revision_bytes }),
+                    ));
+                } else {
+                    files.push(parse::parse_file(path, bytes, limits.yaml, &mut diagnostics));
+                }
+            }
+        }
+    }
+    let state = assemble(&files, &mut diagnostics);
+    diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(diagnostics)
+    } else {
+        Ok(Loaded {
+            state,
+            warnings: diagnostics,
+        })
+    }
+}
+
+fn whole_file(path: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.to_owned(),
+        line: None,
+        column: None,
+        path: String::new(),
+        severity: Severity::Error,
+        message,
+    }
+}
+
+fn rejection_message(reason: &Rejection) -> String {
+    match reason {
+        Rejection::SymlinkEscapesRoot { target } => {
+            format!("symbolic link points outside the repository (to {target}); only links within the repository are followed")
+        }
+        Rejection::FileTooLarge { size, limit } => {
+            format!("file is {size} bytes, over the limit of {limit} bytes per file")
+        }
+        Rejection::RevisionTooLarge { limit } => {
+            format!("the revision's manifests exceed {limit} bytes in total; this file and the ones after it were not read")
+        }
+        Rejection::Unreadable { message } => format!("cannot read file: {message}"),
+        Rejection::BadIgnorePattern { line, message } => {
+            format!("line {line}: invalid pattern: {message}")
+        }
+    }
+}
+
+/// Runs per-declaration and revision-wide checks and builds the state (meaningful only when
+/// no error was pushed).
+fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
+    let mut state = DesiredState::default();
+    let mut namespace_origin: BTreeMap<&str, Origin> = BTreeMap::new();
+    for file in files {
+        for entry in &file.namespaces {
+            push_findings(file, entry, validate::namespace(&entry.value), out);
+            let origin = origin(file, entry);
+            if let Some(first) = namespace_origin.get(entry.value.name.as_str()) {
+                let message = format!("namespace {:?} is also declared at {first}", entry.value.name);
+                out.push(file.diagnostic(entry, warning(&["name"], message)));
+                continue;
+            }
+            namespace_origin.insert(&entry.value.name, origin);
+            state.namespaces.insert(entry.value.name.clone(), entry.value.labels.clone());
+        }
+    }
+    for file in files {
+        for entry in &file.configs {
+            push_findings(file, entry, validate::config(&entry.value), out);
+            let id = ConfigId::new(&entry.value.namespace, &entry.value.name);
+            if let Some(first) = state.configs.get(&id) {
+                let message = format!("config {id} is also declared at {}", first.origin);
+                out.push(file.diagnostic(entry, error(&["name"], message)));
+                continue;
+            }
+            state.namespaces.entry(id.namespace.clone()).or_insert_with(Labels::default);
+            state.configs.insert(
+                id.clone(),
+                DesiredConfig {
+                    id,
+                    data: entry.value.data.clone(),
+                    labels: entry.value.labels.clone(),
+                    origin: origin(file, entry),
+                },
+            );
+        }
+    }
+    let mut host_ports: BTreeMap<(Option<std::net::IpAddr>, Protocol, u32), (DeploymentId, usize)> = BTreeMap::new();
+    for file in files {
+        for entry in &file.deployments {
+            let decl = &entry.value;
+            push_findings(file, entry, validate::deployment(decl), out);
+            let id = DeploymentId::new(&decl.namespace, &decl.name);
+            if let Some(first) = state.deployments.get(&id) {
+                let message = format!("deployment {id} is also declared at {}", first.origin);
+                out.push(file.diagnostic(entry, error(&["name"], message)));
+                continue;
+            }
+            config_references(file, entry, &state.configs, out);
+            for (i, port) in decl.ports.iter().enumerate() {
+                let Ok(ip) = validate::host_ip(port) else { continue };
+                if let Some((other, j)) = host_ports.get(&(ip, port.protocol, port.published)) {
+                    let message = format!(
+                        "host port {} is also published by deployment {other} (ports[{j}], declared at {})",
+                        port.published,
+                        state.deployments.get(other).map(|d| d.origin.to_string()).unwrap_or_default()
+                    );
+                    let at = vec![Seg::Key("ports".into()), Seg::Index(i), Seg::Key("published".into())];
+                    out.push(file.diagnostic(entry, Finding { at, severity: Severity::Error, message }));
+                } else {
+                    host_ports.insert((ip, port.protocol, port.published), (id.clone(), i));
+                }
+            }
+            state.namespaces.entry(id.namespace.clone()).or_insert_with(Labels::default);
+            let desired = DesiredDeployment::new(decl.clone(), &state.configs, origin(file, entry));
+            state.deployments.insert(id, desired);
+        }
+    }
+    state
+}
+
+/// A deployment's `type: config` volumes must name a config of its namespace, and a key of it.
+fn config_references(
+    file: &ParsedFile,
+    entry: &Entry<crate::model::manifest::DeploymentDecl>,
+    configs: &BTreeMap<ConfigId, DesiredConfig>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, volume) in entry.value.volumes.iter().enumerate() {
+        if volume.kind != VolumeKind::Config {
+            continue;
+        }
+        let id = ConfigId::new(&entry.value.namespace, &volume.source);
+        let at = |field: &str| vec![Seg::Key("volumes".into()), Seg::Index(i), Seg::Key(field.into())];
+        match configs.get(&id) {
+            None => {
+                let message = format!("config {id} is not declared in this revision");
+                out.push(file.diagnostic(entry, Finding { at: at("source"), severity: Severity::Error, message }));
+            }
+            Some(config) => {
+                let Some(key) = volume.key.as_deref().filter(|k| !k.is_empty()) else { continue };
+                if !config.data.0.contains_key(key) {
+                    let keys: Vec<&str> = config.data.0.keys().map(String::as_str).collect();
+                    let hint = nearest(key, &keys).map(|k| format!(", did you mean {k:?}?")).unwrap_or_else(|| format!("; its keys: {}", keys.join(", ")));
+                    let message = format!("config {id} has no key {key:?}{hint}");
+                    out.push(file.diagnostic(entry, Finding { at: at("key"), severity: Severity::Error, message }));
+                }
+            }
+        }
+    }
+}
+
+fn push_findings<T>(file: &ParsedFile, entry: &Entry<T>, findings: Vec<Finding>, out: &mut Vec<Diagnostic>) {
+    out.extend(findings.into_iter().map(|f| file.diagnostic(entry, f)));
+}
+
+fn origin<T>(file: &ParsedFile, entry: &Entry<T>) -> Origin {
+    Origin {
+        file: file.path.clone(),
+        line: file.line_of(entry),
+    }
+}
+
+fn error(at: &[&str], message: String) -> Finding {
+    Finding {
+        at: at.iter().map(|s| Seg::Key((*s).to_owned())).collect(),
+        severity: Severity::Error,
+        message,
+    }
+}
+
+fn warning(at: &[&str], message: String) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        ..error(at, message)
+    }
+}
+
+/// The candidate closest to `given` when it is close enough to be a plausible typo.
+pub fn nearest<'a>(given: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let given_lower = given.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&given_lower, &c.to_lowercase()), *c))
+        .filter(|(d, c)| *d <= (given.chars().count().max(c.chars().count()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_finds_plausible_typos_only() {
+        let fields = ["name", "namespace", "replicas", "health_checks", "image"];
+        assert_eq!(nearest("replica", &fields), Some("replicas"));
+        assert_eq!(nearest("Replicas", &fields), Some("replicas"));
+        assert_eq!(nearest("healthchecks", &fields), Some("health_checks"));
+        assert_eq!(nearest("imgae", &fields), Some("image"));
+        assert_eq!(nearest("volumes", &fields), None);
+    }
+}

@@ -1,0 +1,566 @@
+//! Semantic rules of the manifest format: what serde's types cannot say. Pure functions over
+//! the model; each violation is a `Finding` with a field path relative to the declaration, so
+//! the caller can turn it into file:line:column.
+//!
+//! Rules that need the whole revision (duplicate identities, a config volume's config, host
+//! ports shared by two deployments) are in `manifest::revision_checks`; everything here sees
+//! one declaration at a time.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::model::diagnostic::Severity;
+use crate::model::manifest::{
+    CheckKind, ConfigDecl, DeploymentDecl, EnvValue, HealthCheck, NamespaceDecl, NetworkMode,
+    Permission, Port, RuntimeKind, VmSpec, VolumeKind, WorkloadKind,
+};
+
+/// The most replicas one deployment may ask for.
+pub const MAX_REPLICAS: u32 = 256;
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A rule violation at a path relative to the declaration being checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub at: Vec<Seg>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Builds `Finding`s under a path prefix.
+#[derive(Default)]
+struct Report {
+    findings: Vec<Finding>,
+}
+
+/// Makes a path from `"ports", 1, "published"`-like parts.
+macro_rules! at {
+    ($($seg:expr),* $(,)?) => { vec![$(Seg::from($seg)),*] };
+}
+
+impl From<&str> for Seg {
+    fn from(key: &str) -> Self {
+        Seg::Key(key.to_owned())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(index: usize) -> Self {
+        Seg::Index(index)
+    }
+}
+
+impl Report {
+    fn error(&mut self, at: Vec<Seg>, message: impl Into<String>) {
+        self.push(at, Severity::Error, message);
+    }
+
+    fn warning(&mut self, at: Vec<Seg>, message: impl Into<String>) {
+        self.push(at, Severity::Warning, message);
+    }
+
+    fn push(&mut self, at: Vec<Seg>, severity: Severity, message: impl Into<String>) {
+        self.findings.push(Finding {
+            at,
+            severity,
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks a DNS-label-like name (namespaces, deployments, configs).
+pub fn check_name(value: &str) -> Result<(), String> {
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if value.is_empty() {
+        Err("must not be empty".to_owned())
+    } else if value.len() > 63 {
+        Err(format!("{value:?} is longer than 63 characters"))
+    } else if !ok_chars || value.starts_with('-') || value.ends_with('-') {
+        Err(format!(
+            "{value:?} is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a secret's name: a plain file name in the secrets directory.
+pub fn check_secret_name(value: &str) -> Result<(), String> {
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if value.is_empty() || value.len() > 253 || !ok_chars || value.starts_with('.') {
+        Err(format!(
+            "{value:?} is not a valid secret name: use letters, digits, '.', '_' and '-', not starting with '.' (it names a file in the agent's secrets directory)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn namespace(decl: &NamespaceDecl) -> Vec<Finding> {
+    let mut r = Report::default();
+    if let Err(e) = check_name(&decl.name) {
+        r.error(at!["name"], e);
+    }
+    r.findings
+}
+
+pub fn config(decl: &ConfigDecl) -> Vec<Finding> {
+    let mut r = Report::default();
+    if let Err(e) = check_name(&decl.name) {
+        r.error(at!["name"], e);
+    }
+    if let Err(e) = check_name(&decl.namespace) {
+        r.error(at!["namespace"], e);
+    }
+    for key in decl.data.0.keys() {
+        if key.is_empty() || key.contains('/') || key == "." || key == ".." {
+            r.error(
+                at!["data"],
+                format!("config key {key:?} must be a plain file name (no '/')"),
+            );
+        }
+    }
+    r.findings
+}
+
+/// Every per-deployment rule.
+pub fn deployment(d: &DeploymentDecl) -> Vec<Finding> {
+    let mut r = Report::default();
+    if let Err(e) = check_name(&d.name) {
+        r.error(at!["name"], e);
+    }
+    if let Err(e) = check_name(&d.namespace) {
+        r.error(at!["namespace"], e);
+    }
+    replicas(d, &mut r);
+    runtime_fields(d, &mut r);
+    environment(d, &mut r);
+    ports(d, &mut r);
+    volumes(d, &mut r);
+    for (i, check) in d.health_checks.iter().enumerate() {
+        health_check(i, check, &mut r);
+    }
+    resources(d, &mut r);
+    r.findings
+}
+
+fn replicas(d: &DeploymentDecl, r: &mut Report) {
+    if d.replicas > MAX_REPLICAS {
+        r.error(
+            at!["replicas"],
+            format!("replicas must be between 0 and {MAX_REPLICAS}, got {}", d.replicas),
+        );
+    }
+    match d.kind {
+        WorkloadKind::Job if d.replicas > 1 => r.warning(
+            at!["replicas"],
+            format!(
+                "a job with {} replicas runs {} copies of the same task; is that intended?",
+                d.replicas, d.replicas
+            ),
+        ),
+        WorkloadKind::Job | WorkloadKind::Worker => {}
+    }
+    let host_network = d.network.as_ref().map(|n| n.mode) == Some(NetworkMode::Host);
+    if host_network && d.replicas > 1 {
+        r.error(
+            at!["network", "mode"],
+            format!(
+                "host networking allows one replica (replicas: {}): several would fight over the same ports",
+                d.replicas
+            ),
+        );
+    }
+    if host_network && !d.ports.is_empty() {
+        r.error(
+            at!["network", "mode"],
+            "host networking cannot be combined with ports: the container already uses the host's ports",
+        );
+    }
+}
+
+/// Docker-only fields on cloud-hypervisor, `vm` on docker, and each runtime's image rules.
+fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
+    match d.runtime {
+        RuntimeKind::Docker => {
+            if d.vm.is_some() {
+                r.error(at!["vm"], "\"vm\" is only for runtime: cloud-hypervisor");
+            }
+            match &d.image {
+                None => r.error(at!["image"], "missing required field \"image\" (e.g. \"busybox:1.36\")"),
+                Some(image) => {
+                    if let Err(e) = check_image_reference(image) {
+                        r.error(at!["image"], e);
+                    }
+                }
+            }
+        }
+        RuntimeKind::CloudHypervisor => {
+            let docker_only = [
+                ("command", !d.command.is_empty()),
+                ("volumes", !d.volumes.is_empty()),
+                ("network", d.network.is_some()),
+                ("config", d.config.is_some()),
+            ];
+            for (field, present) in docker_only {
+                if present {
+                    r.error(
+                        at![field],
+                        format!("\"{field}\" is docker-only and not supported on runtime: cloud-hypervisor"),
+                    );
+                }
+            }
+            if let Some(image) = &d.image {
+                if !image.starts_with('/') {
+                    r.error(
+                        at!["image"],
+                        format!("on cloud-hypervisor, image is the absolute path of a raw disk image, got {image:?}"),
+                    );
+                }
+            }
+            vm(d.vm.as_ref(), d.image.is_some(), r);
+        }
+    }
+}
+
+fn vm(vm: Option<&VmSpec>, has_disk: bool, r: &mut Report) {
+    let Some(vm) = vm else {
+        r.error(
+            at!["vm"],
+            "a cloud-hypervisor deployment needs a \"vm\" block with a kernel or a firmware",
+        );
+        return;
+    };
+    match (&vm.kernel, &vm.firmware) {
+        (None, None) => r.error(at!["vm"], "set either \"kernel\" or \"firmware\""),
+        (Some(_), Some(_)) => r.error(
+            at!["vm", "firmware"],
+            "set either \"kernel\" or \"firmware\", not both",
+        ),
+        (None, Some(_)) => {
+            for (field, present) in [("initramfs", vm.initramfs.is_some()), ("cmdline", vm.cmdline.is_some())] {
+                if present {
+                    r.error(at!["vm", field], format!("\"{field}\" needs \"kernel\"; a firmware boots the disk image"));
+                }
+            }
+            if !has_disk {
+                r.error(at!["vm", "firmware"], "a firmware boot needs a disk: set \"image\" to a raw disk image path");
+            }
+        }
+        (Some(_), None) => {
+            if !has_disk && vm.initramfs.is_none() {
+                r.error(at!["vm"], "set \"image\" (a raw disk) or \"vm.initramfs\": the VM has nothing to boot into");
+            }
+        }
+    }
+    let paths = [
+        ("kernel", &vm.kernel),
+        ("firmware", &vm.firmware),
+        ("initramfs", &vm.initramfs),
+    ];
+    for (field, path) in paths {
+        if let Some(path) = path {
+            if !path.starts_with('/') {
+                r.error(at!["vm", field], format!("must be an absolute host path, got {path:?}"));
+            }
+        }
+    }
+}
+
+fn environment(d: &DeploymentDecl, r: &mut Report) {
+    for (name, value) in &d.environment {
+        let valid_name = name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+        if name.is_empty() || !valid_name {
+            r.error(
+                at!["environment", name.as_str()],
+                format!("{name:?} is not a valid environment variable name (letters, digits and '_', not starting with a digit)"),
+            );
+        }
+        match value {
+            EnvValue::Secret(secret) => {
+                if let Err(e) = check_secret_name(&secret.secret_ref) {
+                    r.error(at!["environment", name.as_str(), "secretRef"], e);
+                }
+            }
+            EnvValue::Plain(_) => {}
+        }
+    }
+}
+
+fn ports(d: &DeploymentDecl, r: &mut Report) {
+    let mut seen: BTreeMap<(Option<IpAddr>, _, u32), usize> = BTreeMap::new();
+    for (i, port) in d.ports.iter().enumerate() {
+        for (field, value) in [("published", port.published), ("target", port.target)] {
+            if !(1..=65535).contains(&value) {
+                r.error(at!["ports", i, field], format!("port must be between 1 and 65535, got {value}"));
+            }
+        }
+        let host_ip = match host_ip(port) {
+            Ok(ip) => ip,
+            Err(e) => {
+                r.error(at!["ports", i, "host_ip"], e);
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert((host_ip, port.protocol, port.published), i) {
+            r.error(
+                at!["ports", i, "published"],
+                format!("port {} is already published by ports[{first}] on the same address and protocol", port.published),
+            );
+        }
+    }
+}
+
+/// The host address a port binds (`None` = every address).
+pub fn host_ip(port: &Port) -> Result<Option<IpAddr>, String> {
+    match port.host_ip.as_deref() {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<IpAddr>()
+            .map(|ip| (!ip.is_unspecified()).then_some(ip))
+            .map_err(|_| format!("{text:?} is not an IP address")),
+    }
+}
+
+fn volumes(d: &DeploymentDecl, r: &mut Report) {
+    for (i, v) in d.volumes.iter().enumerate() {
+        if !v.destination.starts_with('/') {
+            r.error(
+                at!["volumes", i, "destination"],
+                format!("must be an absolute path inside the container, got {:?}", v.destination),
+            );
+        }
+        match v.kind {
+            VolumeKind::Bind => {
+                if !v.source.starts_with('/') {
+                    r.error(at!["volumes", i, "source"], format!("a bind source must be an absolute host path, got {:?}", v.source));
+                }
+            }
+            VolumeKind::Volume => {
+                if v.permission == Permission::Rw && d.replicas > 1 {
+                    r.error(
+                        at!["volumes", i],
+                        format!(
+                            "read-write named volume {:?} cannot be shared by {} replicas; use permission: ro or one replica",
+                            v.source, d.replicas
+                        ),
+                    );
+                }
+            }
+            VolumeKind::Config => {
+                if v.key.as_deref().is_none_or(str::is_empty) {
+                    r.error(at!["volumes", i], "a config volume needs \"key\": the config entry to mount as the file");
+                }
+            }
+            VolumeKind::Secret => {
+                if let Err(e) = check_secret_name(&v.source) {
+                    r.error(at!["volumes", i, "source"], e);
+                }
+            }
+        }
+        if v.driver.is_some() && v.kind != VolumeKind::Volume {
+            r.error(at!["volumes", i, "driver"], "\"driver\" only applies to type: volume");
+        }
+    }
+}
+
+fn health_check(i: usize, c: &HealthCheck, r: &mut Report) {
+    let needed = match c.kind {
+        CheckKind::Tcp => "port",
+        CheckKind::Http => "url",
+        CheckKind::Command => "command",
+    };
+    let present = [
+        ("port", c.port.is_some()),
+        ("url", c.url.is_some()),
+        ("command", c.command.is_some()),
+    ];
+    for (field, is_present) in present {
+        if field == needed && !is_present {
+            r.error(at!["health_checks", i], format!("a {} check needs \"{field}\"", c.kind.as_str()));
+        } else if field != needed && is_present {
+            r.error(
+                at!["health_checks", i, field],
+                format!("\"{field}\" does not apply to a {} check (it uses \"{needed}\")", c.kind.as_str()),
+            );
+        }
+    }
+    if let Some(port) = c.port {
+        if !(1..=65535).contains(&port) {
+            r.error(at!["health_checks", i, "port"], format!("port must be between 1 and 65535, got {port}"));
+        }
+    }
+    if let Some(url) = &c.url {
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+            r.error(at!["health_checks", i, "url"], format!("{url:?} is not an http:// or https:// URL with a host"));
+        }
+    }
+    if c.interval.as_millis() == 0 {
+        r.error(at!["health_checks", i, "interval"], "interval must be greater than 0");
+    }
+    if c.timeout.as_millis() == 0 {
+        r.error(at!["health_checks", i, "timeout"], "timeout must be greater than 0");
+    }
+    if c.threshold == 0 {
+        r.error(at!["health_checks", i, "threshold"], "threshold must be at least 1");
+    }
+    if c.min_healthy_time.is_some() && !c.readiness {
+        r.warning(
+            at!["health_checks", i, "min_healthy_time"],
+            "min_healthy_time only applies to readiness checks (set readiness: true); it is ignored here",
+        );
+    }
+}
+
+fn resources(d: &DeploymentDecl, r: &mut Report) {
+    let Some(res) = &d.resources else { return };
+    let (Some(limits), Some(requests)) = (&res.limits, &res.requests) else {
+        return;
+    };
+    let pairs: [(&str, Option<u64>, Option<u64>); 2] = [
+        ("cpu", requests.cpu.map(|c| c.millicores()), limits.cpu.map(|c| c.millicores())),
+        ("memory", requests.memory.map(|m| m.bytes()), limits.memory.map(|m| m.bytes())),
+    ];
+    for (field, request, limit) in pairs {
+        if let (Some(request), Some(limit)) = (request, limit) {
+            if request > limit {
+                r.error(
+                    at!["resources", "requests", field],
+                    format!("the {field} request is larger than its limit"),
+                );
+            }
+        }
+    }
+}
+
+/// Checks a Docker image reference: `[registry[:port]/]path[:tag][@algorithm:hex]`.
+pub fn check_image_reference(image: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{image:?} is not a valid image reference: {why}"));
+    if image.is_empty() {
+        return bad("it is empty");
+    }
+    if image.len() > 255 {
+        return bad("it is longer than 255 characters");
+    }
+    let (name_tag, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let valid = digest.split_once(':').is_some_and(|(alg, hex)| {
+            !alg.is_empty()
+                && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                && hex.len() >= 32
+                && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        });
+        if !valid {
+            return bad("the digest must look like sha256:<64 hex digits>");
+        }
+    }
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(tag) = tag {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && !tag.starts_with(['.', '-']);
+        if !valid {
+            return bad("the tag may hold letters, digits, '_', '.' and '-' (at most 128)");
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let first = parts[0];
+    let has_registry = parts.len() > 1
+        && (first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()));
+    if has_registry {
+        let (host, port) = first.split_once(':').unwrap_or((first, ""));
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+        let port_ok = port.is_empty() || port.parse::<u16>().is_ok();
+        if !host_ok || !port_ok || (first.contains(':') && port.is_empty()) {
+            return bad("the registry host is malformed");
+        }
+        parts.remove(0);
+    }
+    for part in parts {
+        if !valid_path_component(part) {
+            return bad("repository names use lower-case letters, digits and single separators ('.', '_', '__' or '-') between them");
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_path_component(part: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = part.as_bytes();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &part[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_follow_the_distribution_grammar() {
+        for ok in [
+            "busybox",
+            "busybox:1.36",
+            "keel-test/busybox:latest",
+            "library/nginx",
+            "registry.example.com/team/app:v1.2.3",
+            "localhost:5000/app",
+            "ghcr.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "my_app__x",
+        ] {
+            assert_eq!(check_image_reference(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "Busybox", "busybox:", "busybox:-x", "a//b", "app@sha256:xyz", "-app", "app_", "reg:port/app"] {
+            assert!(check_image_reference(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert!(check_name("web-1").is_ok());
+        for bad in ["", "Web", "web_1", "-web", "web-", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

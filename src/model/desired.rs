@@ -1,0 +1,185 @@
+//! The validated desired state of one revision: every deployment with defaults applied,
+//! normalized, and fingerprinted by `spec_hash`.
+//!
+//! Invariant: `spec_hash` depends only on what the deployment means — not on key order,
+//! comments, whitespace, quoting, the file it is declared in, or whether a default was written
+//! out (`interval: 10s` and no `interval` hash the same). It also covers the content of the
+//! configs the deployment mounts, so editing a mounted config rolls the deployment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{
+    ConfigData, DeploymentConfig, DeploymentDecl, Labels, Network, Permission, Resources,
+    VolumeKind, DEFAULT_MIN_HEALTHY_TIME,
+};
+use super::units::Duration;
+
+/// A deployment's identity: (namespace, name), unique across a repository.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeploymentId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl DeploymentId {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A config's identity: (namespace, name).
+pub type ConfigId = DeploymentId;
+
+/// Where a declaration was written, for messages ("declared at apps/web.yaml:3").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u32,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// The SHA-256 of a deployment's canonical JSON, as 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecHash(String);
+
+impl SpecHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, enough to tell specs apart in names and logs.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for SpecHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One deployment as it should run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredDeployment {
+    pub id: DeploymentId,
+    pub spec: DeploymentDecl,
+    pub spec_hash: SpecHash,
+    pub origin: Origin,
+}
+
+/// A config's files and where it was declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredConfig {
+    pub id: ConfigId,
+    pub data: ConfigData,
+    pub labels: Labels,
+    pub origin: Origin,
+}
+
+/// Everything a valid revision asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredState {
+    /// Every namespace: declared ones and those named by a deployment or config.
+    pub namespaces: BTreeMap<String, Labels>,
+    pub configs: BTreeMap<ConfigId, DesiredConfig>,
+    pub deployments: BTreeMap<DeploymentId, DesiredDeployment>,
+}
+
+impl DesiredDeployment {
+    /// Normalizes `spec` and fingerprints it together with the configs it mounts.
+    pub fn new(
+        spec: DeploymentDecl,
+        configs: &BTreeMap<ConfigId, DesiredConfig>,
+        origin: Origin,
+    ) -> Self {
+        let spec = normalize(spec);
+        let id = DeploymentId::new(&spec.namespace, &spec.name);
+        let spec_hash = spec_hash(&spec, configs);
+        Self {
+            id,
+            spec,
+            spec_hash,
+            origin,
+        }
+    }
+}
+
+/// Writes defaults one way only, so that equal meanings serialize (and hash) equally.
+fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
+    for volume in &mut spec.volumes {
+        match volume.kind {
+            VolumeKind::Config | VolumeKind::Secret => volume.permission = Permission::Ro,
+            VolumeKind::Bind | VolumeKind::Volume => {}
+        }
+    }
+    for check in &mut spec.health_checks {
+        if check.readiness && check.min_healthy_time.is_none() {
+            check.min_healthy_time = Some(DEFAULT_MIN_HEALTHY_TIME);
+        }
+        if check.start_period == Some(Duration::from_millis(0)) {
+            check.start_period = None;
+        }
+    }
+    if spec.config == Some(DeploymentConfig::default()) {
+        spec.config = None;
+    }
+    if spec.network == Some(Network::default()) {
+        spec.network = None;
+    }
+    if let Some(resources) = &spec.resources {
+        let empty_amounts = |a: &Option<_>| a.as_ref().is_none_or(|a| *a == Default::default());
+        if empty_amounts(&resources.limits) && empty_amounts(&resources.requests) {
+            spec.resources = None;
+        }
+    }
+    if spec.resources == Some(Resources::default()) {
+        spec.resources = None;
+    }
+    spec
+}
+
+fn spec_hash(spec: &DeploymentDecl, configs: &BTreeMap<ConfigId, DesiredConfig>) -> SpecHash {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        spec: &'a DeploymentDecl,
+        mounted_configs: BTreeMap<&'a str, &'a ConfigData>,
+    }
+    let mounted_configs = spec
+        .volumes
+        .iter()
+        .filter(|v| v.kind == VolumeKind::Config)
+        .filter_map(|v| {
+            let id = ConfigId::new(&spec.namespace, &v.source);
+            configs.get(&id).map(|c| (v.source.as_str(), &c.data))
+        })
+        .collect();
+    // Struct fields serialize in declaration order and every map is a BTreeMap, so this JSON
+    // is canonical for a normalized spec.
+    let json = serde_json::to_vec(&Canonical {
+        spec,
+        mounted_configs,
+    })
+    .expect("serializing plain data to JSON cannot fail"); // invariant: no maps with non-string keys, no custom errors
+    let digest = Sha256::digest(&json);
+    SpecHash(digest.iter().map(|b| format!("{b:02x}")).collect())
+}

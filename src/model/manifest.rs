@@ -1,0 +1,601 @@
+//! The wire format of a keel repository: what one manifest file may contain, as serde +
+//! JSON Schema types. Ring-compatible (kemeter/ring's manifest reference), plus keel's
+//! readiness fields and the Cloud Hypervisor `vm` block.
+//!
+//! Invariants: every struct denies unknown fields; every field has a `///` doc (schemars turns
+//! them into the schema's descriptions); defaults live here, in serde, so `DesiredState` never
+//! sees a missing value. Cross-field rules (a tcp check needs a port, …) are not expressed here:
+//! `manifest::validate` checks them and reports every violation with its location.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::units::{Cpu, Duration, Memory};
+
+/// One manifest file (or one document of a multi-document YAML file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "keel manifest")]
+pub struct ManifestFile {
+    /// Namespaces to declare. Optional: a namespace also exists as soon as a deployment names it.
+    /// The map key is only a handle; the namespace is identified by its `name`.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, NamespaceDecl>,
+    /// Configuration files that `type: config` volumes mount. The map key is only a handle; a
+    /// config is identified by (`namespace`, `name`).
+    #[serde(default)]
+    pub configs: BTreeMap<String, ConfigDecl>,
+    /// Deployments to run. The map key is only a handle; a deployment is identified by
+    /// (`namespace`, `name`), unique across the whole repository.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, DeploymentDecl>,
+}
+
+/// A namespace: one Docker bridge network and one status roll-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDecl {
+    /// The namespace's name: lower-case letters, digits and `-`, at most 63 characters.
+    pub name: String,
+    /// Free-form labels for the namespace.
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// A set of named files that deployments mount with a `type: config` volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDecl {
+    /// The config's name, unique within its namespace.
+    pub name: String,
+    /// The namespace of the deployments that may mount it.
+    pub namespace: String,
+    /// The files: a map of key → file content, or (as Ring writes it) a string holding a JSON
+    /// object of key → content.
+    pub data: ConfigData,
+    /// Free-form labels for the config.
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// A deployment declaration: what to run, how many, and how to tell that it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentDecl {
+    /// The deployment's name: lower-case letters, digits and `-`, at most 63 characters.
+    pub name: String,
+    /// The namespace the deployment belongs to (same rules as `name`).
+    pub namespace: String,
+    /// Where it runs: `docker` (a container per replica) or `cloud-hypervisor` (a microVM per
+    /// replica).
+    #[serde(default)]
+    pub runtime: RuntimeKind,
+    /// On `docker`, the image reference (`busybox:1.36`, `registry.example.com/app@sha256:…`).
+    /// On `cloud-hypervisor`, the absolute path of a raw disk image; it may be omitted when the
+    /// VM boots from an initramfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `worker` runs forever and is restarted; `job` runs to completion once.
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    /// How many instances to run (0 to 256).
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The command and its arguments, replacing the image's default command (docker only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Environment variables: a plain value, or `{secretRef: NAME}` to read the host file
+    /// `NAME` from the agent's secrets directory.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, EnvValue>,
+    /// Volumes to mount (docker only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Ports to publish on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    /// Labels put on the container or VM (besides keel's own `keel.*` labels): a map, or a
+    /// list of `key=value` strings as Ring writes them.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// CPU and memory limits and requests. On `cloud-hypervisor`, `limits.cpu` is the vCPU
+    /// count (default 1) and `limits.memory` the VM's memory (default 256Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Health checks: readiness checks gate `creating → running`; the others are liveness
+    /// checks that fire `on_failure` once the deployment is running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+    /// Image handling (docker only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<DeploymentConfig>,
+    /// Container networking (docker only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    /// How the microVM boots (cloud-hypervisor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmSpec>,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+/// The runtime that runs a deployment's instances.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    /// A Docker container per instance.
+    #[default]
+    Docker,
+    /// A Cloud Hypervisor microVM per instance.
+    CloudHypervisor,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::CloudHypervisor => "cloud-hypervisor",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a deployment serves forever or runs once.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// A long-running service, restarted when it dies.
+    #[default]
+    Worker,
+    /// A one-shot task: exit 0 is `completed`, anything else `failed`.
+    Job,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Worker => "worker",
+            WorkloadKind::Job => "job",
+        }
+    }
+}
+
+/// An environment variable's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    /// A literal value (numbers and booleans are taken as written).
+    Plain(String),
+    /// A value read at start time from the agent's secrets directory; never stored or logged.
+    Secret(SecretRef),
+}
+
+/// A reference to a host-side secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// The secret's name: the file of that name in the agent's secrets directory.
+    #[serde(rename = "secretRef")]
+    pub secret_ref: String,
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvVisitor;
+        impl<'de> Visitor<'de> for EnvVisitor {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or {secretRef: NAME}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::Plain(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
+                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(EnvValue::Secret)
+            }
+        }
+        // `deserialize_str` on keel's YAML reader hands over any scalar's text as written and
+        // falls back to the node's own type for mappings.
+        deserializer.deserialize_str(EnvVisitor)
+    }
+}
+
+/// Labels: a map of key → value. Ring also writes them as a list of `key=value` strings or one
+/// `key=value,key=value` string; both are read into the same map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(transparent)]
+#[serde(transparent)]
+pub struct Labels(
+    #[schemars(schema_with = "labels_schema")] pub BTreeMap<String, String>,
+);
+
+impl Labels {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A map of key → value, or a list of \"key=value\" strings.",
+        "anyOf": [
+            {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+            {"type": "array", "items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+            {"type": "string"}
+        ]
+    })
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor;
+        fn split<E: de::Error>(pair: &str) -> Result<(String, String), E> {
+            match pair.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((k.trim().to_owned(), v.trim().to_owned()))
+                }
+                _ => Err(E::custom(format!(
+                    "label {pair:?} is not of the form key=value"
+                ))),
+            }
+        }
+        impl<'de> Visitor<'de> for LabelsVisitor {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of labels or a list of \"key=value\" strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Labels, E> {
+                v.split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(split)
+                    .collect::<Result<_, E>>()
+                    .map(Labels)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Labels, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(pair) = seq.next_element::<String>()? {
+                    let (k, v) = split(&pair)?;
+                    out.insert(k, v);
+                }
+                Ok(Labels(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.insert(k, v);
+                }
+                Ok(Labels(out))
+            }
+        }
+        deserializer.deserialize_any(LabelsVisitor)
+    }
+}
+
+/// A config's files, key → content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct ConfigData(#[schemars(schema_with = "config_data_schema")] pub BTreeMap<String, String>);
+
+fn config_data_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A map of key → file content, or a string holding a JSON object of key → content.",
+        "anyOf": [
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "string"}
+        ]
+    })
+}
+
+impl<'de> Deserialize<'de> for ConfigData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DataVisitor;
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = ConfigData;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of key → content or a JSON object string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ConfigData, E> {
+                serde_json::from_str(v).map(ConfigData).map_err(|e| {
+                    E::custom(format!(
+                        "data is a string but not a JSON object of key → content: {e}"
+                    ))
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ConfigData, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.insert(k, v);
+                }
+                Ok(ConfigData(out))
+            }
+        }
+        deserializer.deserialize_any(DataVisitor)
+    }
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// `bind` (a host path, only below paths the agent config allows), `volume` (a named Docker
+    /// volume), `config` (one key of a config, read-only) or `secret` (a host secret file,
+    /// read-only, mode 0400).
+    #[serde(rename = "type")]
+    pub kind: VolumeKind,
+    /// The host path (`bind`), volume name (`volume`), config name (`config`) or secret name
+    /// (`secret`).
+    pub source: String,
+    /// The absolute path inside the container.
+    pub destination: String,
+    /// For `config`: which key of the config's data to mount as the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The volume driver for `volume` (default `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// `rw` (default) or `ro`. `config` and `secret` volumes are always read-only.
+    #[serde(default)]
+    pub permission: Permission,
+}
+
+/// What a volume mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeKind {
+    /// A host path.
+    Bind,
+    /// A named Docker volume.
+    Volume,
+    /// One key of a config declared in the repository.
+    Config,
+    /// A file from the agent's secrets directory.
+    Secret,
+}
+
+/// Read-write or read-only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read-write.
+    #[default]
+    Rw,
+    /// Read-only.
+    Ro,
+}
+
+/// A port of the instance, optionally published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// The host port (1 to 65535), unique per (`host_ip`, `protocol`) within a deployment.
+    pub published: u32,
+    /// The port inside the container (1 to 65535).
+    pub target: u32,
+    /// The host address to bind (default all addresses, `0.0.0.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Resource limits and requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Hard caps: the container's limits, or the VM's vCPUs and memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+    /// What the instance needs: checked against the host's free memory before anything is
+    /// created (docker's memory reservation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+}
+
+/// An amount of CPU and memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAmounts {
+    /// CPU: cores (`"0.5"`, `"2"`) or millicores (`"500m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// Memory: `"256Mi"`, `"1Gi"`, `"512M"` or bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// A health check. `readiness: true` makes it gate `creating → running`; otherwise it is a
+/// liveness check that starts once the deployment is running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// `tcp` (connect to `port`), `http` (GET `url`, 2xx is healthy, redirects are not) or
+    /// `command` (run `command` inside the instance, exit 0 is healthy).
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    /// For `tcp`: the instance's port to connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// For `http`: the URL to GET; `localhost` means the instance (rewritten to its IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `command`: the command to run in the instance, as one shell string or a list of
+    /// arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<ProbeCommand>,
+    /// Time between two runs of the check (default `10s`).
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// How long one run may take before it counts as a failure (default `5s`).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Consecutive failures before `on_failure` fires (default 3).
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// What a liveness failure does: `restart` the instance (default), `stop` the deployment
+    /// (status `deleted`), or `alert` (an event only).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// When true, the deployment stays `creating` until this check has been green for
+    /// `min_healthy_time` on every instance.
+    #[serde(default)]
+    pub readiness: bool,
+    /// How long a readiness check must stay green before the instance counts as ready
+    /// (default `10s`; the longest across checks wins). Only meaningful with `readiness: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy_time: Option<Duration>,
+    /// Grace period after the instance starts during which failures are not counted
+    /// (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<Duration>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_threshold() -> u32 {
+    3
+}
+
+/// The default `min_healthy_time` of a readiness check.
+pub const DEFAULT_MIN_HEALTHY_TIME: Duration = Duration::from_secs(10);
+
+/// How a health check probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A TCP connect to `port`.
+    Tcp,
+    /// An HTTP GET of `url`.
+    Http,
+    /// A command run inside the instance.
+    Command,
+}
+
+impl CheckKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+            CheckKind::Command => "command",
+        }
+    }
+}
+
+/// What a failing liveness check does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Replace the failing instance.
+    #[default]
+    Restart,
+    /// Stop the deployment (status `deleted`).
+    Stop,
+    /// Record an event and notify; change nothing.
+    Alert,
+}
+
+/// A probe command: one shell string (run with `sh -c`) or an argument list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ProbeCommand {
+    /// A shell command line, run with `sh -c`.
+    Shell(String),
+    /// A program and its arguments, run as is.
+    Args(Vec<String>),
+}
+
+/// Image handling.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// `IfNotPresent` (default): pull only when the image is missing; `Always`: pull before
+    /// every create; `Never`: use the local image or fail with `image_pull_back_off`.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+}
+
+/// When to pull an image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Pull before every create.
+    Always,
+    /// Pull only when the image is not present locally.
+    #[default]
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// Container networking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// `bridge` (default: the namespace's own network) or `host` (the host's network stack;
+    /// no `ports`, one replica).
+    #[serde(default)]
+    pub mode: NetworkMode,
+}
+
+/// A container network mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The namespace's bridge network.
+    #[default]
+    Bridge,
+    /// The host's network stack.
+    Host,
+}
+
+/// How a Cloud Hypervisor microVM boots: a `kernel` (with optional `initramfs` and `cmdline`)
+/// or a `firmware`. The disk is `image`; vCPUs and memory come from `resources.limits`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    /// Absolute host path of the guest kernel (direct kernel boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Absolute host path of a firmware (e.g. hypervisor-fw) that boots the disk image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
+    /// Absolute host path of an initramfs, with `kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs: Option<String>,
+    /// The kernel command line, with `kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+}

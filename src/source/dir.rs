@@ -1,0 +1,151 @@
+//! Reads a directory tree into snapshot entries: the manifests the selector takes, in path
+//! order, with their bytes. Refuses (as entries, so they become diagnostics) symbolic links
+//! that resolve outside the root, files over the size limit, and everything past the
+//! revision's total size limit. A symlinked directory inside the root is entered once.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
+
+use super::select::{self, Selector, IGNORE_FILE};
+use super::SourceError;
+
+/// Reads the manifests below `root`.
+pub fn read_entries(root: &Path, limits: SizeLimits) -> Result<Vec<SnapshotEntry>, SourceError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SourceError::Io { path, source }
+    };
+    let canonical_root = fs::canonicalize(root).map_err(io(root))?;
+    if !canonical_root.is_dir() {
+        return Err(SourceError::NotADirectory {
+            path: root.display().to_string(),
+        });
+    }
+    let mut walk = Walk {
+        root: canonical_root.clone(),
+        limits,
+        selector: Selector::empty(),
+        entries: Vec::new(),
+        total: 0,
+        visited: HashSet::from([canonical_root.clone()]),
+    };
+    let ignore_path = canonical_root.join(IGNORE_FILE);
+    if ignore_path.is_file() {
+        let text = fs::read_to_string(&ignore_path).map_err(io(&ignore_path))?;
+        let (selector, problems) = Selector::from_ignore_file(&text);
+        walk.selector = selector;
+        walk.entries.extend(problems.into_iter().map(|reason| SnapshotEntry::Rejected {
+            path: IGNORE_FILE.to_owned(),
+            reason,
+        }));
+    }
+    let mut stack = vec![(canonical_root, String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let mut children = walk.children(&dir, &rel)?;
+        // Reverse so that popping visits directories in name order.
+        children.reverse();
+        stack.extend(children);
+    }
+    Ok(walk.entries)
+}
+
+struct Walk {
+    root: PathBuf,
+    limits: SizeLimits,
+    selector: Selector,
+    entries: Vec<SnapshotEntry>,
+    total: u64,
+    visited: HashSet<PathBuf>,
+}
+
+impl Walk {
+    /// Reads the files of `dir` and returns its subdirectories to visit.
+    fn children(&mut self, dir: &Path, rel: &str) -> Result<Vec<(PathBuf, String)>, SourceError> {
+        let io = |source| SourceError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(io)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let rel_path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let path = dir.join(&name);
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            let resolved = if meta.file_type().is_symlink() {
+                match self.resolve_link(&path, &rel_path) {
+                    Some(resolved) => resolved,
+                    None => continue,
+                }
+            } else {
+                path
+            };
+            if resolved.is_dir() {
+                if self.selector.enters_dir(&rel_path) && self.visited.insert(resolved.clone()) {
+                    subdirs.push((resolved, rel_path));
+                }
+            } else if self.selector.takes_file(&rel_path) {
+                self.read_file(&resolved, rel_path);
+            }
+        }
+        Ok(subdirs)
+    }
+
+    /// The target of a symlink inside the root; a link leaving the root is recorded as refused
+    /// when it would have mattered (a directory, or a manifest name).
+    fn resolve_link(&mut self, link: &Path, rel_path: &str) -> Option<PathBuf> {
+        let target = match fs::canonicalize(link) {
+            Ok(target) => target,
+            Err(e) => {
+                if select::is_manifest_name(rel_path) {
+                    self.reject(rel_path.to_owned(), Rejection::Unreadable {
+                        message: format!("broken symbolic link: {e}"),
+                    });
+                }
+                return None;
+            }
+        };
+        if target.starts_with(&self.root) {
+            return Some(target);
+        }
+        if target.is_dir() || select::is_manifest_name(rel_path) {
+            let target = fs::read_link(link).unwrap_or(target);
+            self.reject(rel_path.to_owned(), Rejection::SymlinkEscapesRoot {
+                target: target.display().to_string(),
+            });
+        }
+        None
+    }
+
+    fn read_file(&mut self, path: &Path, rel_path: String) {
+        let size = match fs::metadata(path) {
+            Ok(meta) => meta.len(),
+            Err(e) => return self.reject(rel_path, Rejection::Unreadable { message: e.to_string() }),
+        };
+        if size > self.limits.max_file_bytes {
+            return self.reject(rel_path, Rejection::FileTooLarge { size, limit: self.limits.max_file_bytes });
+        }
+        if self.total.saturating_add(size) > self.limits.max_revision_bytes {
+            return self.reject(rel_path, Rejection::RevisionTooLarge { limit: self.limits.max_revision_bytes });
+        }
+        match fs::read(path) {
+            Ok(bytes) => {
+                self.total += bytes.len() as u64;
+                self.entries.push(SnapshotEntry::File { path: rel_path, bytes });
+            }
+            Err(e) => self.reject(rel_path, Rejection::Unreadable { message: e.to_string() }),
+        }
+    }
+
+    fn reject(&mut self, path: String, reason: Rejection) {
+        self.entries.push(SnapshotEntry::Rejected { path, reason });
+    }
+}
