@@ -79,11 +79,11 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("expected {exp}, found {}", describe(unexp)))
+        Self::custom(format_args!("expected {}, found {}", humanize(exp), describe(unexp)))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("invalid value {}, expected {exp}", describe(unexp)))
+        Self::custom(format_args!("expected {}, found {}", humanize(exp), describe(unexp)))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -102,6 +102,17 @@ impl de::Error for DeError {
 
     fn missing_field(field: &'static str) -> Self {
         Self::new(DeErrorKind::MissingField(field))
+    }
+}
+
+/// serde names primitive targets by their Rust type; say what a manifest author should write.
+fn humanize(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    match text.as_str() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        _ => text,
     }
 }
 

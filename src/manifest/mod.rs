@@ -97,7 +97,7 @@ fn rejection_message(reason: &Rejection) -> String {
             format!("file is {size} bytes, over the limit of {limit} bytes per file")
         }
         Rejection::RevisionTooLarge { limit } => {
-            format!("the revision's manifests exceed {limit} bytes in total; this file and the ones after it were not read")
+            format!("the revision's manifests exceed {limit} bytes in total; this file was not read")
         }
         Rejection::Unreadable { message } => format!("cannot read file: {message}"),
         Rejection::BadIgnorePattern { line, message } => {
@@ -145,7 +145,8 @@ fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
             );
         }
     }
-    let mut host_ports: BTreeMap<(Option<std::net::IpAddr>, Protocol, u32), (DeploymentId, usize)> = BTreeMap::new();
+    let mut host_ports: BTreeMap<(Option<std::net::IpAddr>, Protocol, u32), (DeploymentId, usize, Origin)> =
+        BTreeMap::new();
     for file in files {
         for entry in &file.deployments {
             let decl = &entry.value;
@@ -159,16 +160,20 @@ fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
             config_references(file, entry, &state.configs, out);
             for (i, port) in decl.ports.iter().enumerate() {
                 let Ok(ip) = validate::host_ip(port) else { continue };
-                if let Some((other, j)) = host_ports.get(&(ip, port.protocol, port.published)) {
-                    let message = format!(
-                        "host port {} is also published by deployment {other} (ports[{j}], declared at {})",
-                        port.published,
-                        state.deployments.get(other).map(|d| d.origin.to_string()).unwrap_or_default()
-                    );
-                    let at = vec![Seg::Key("ports".into()), Seg::Index(i), Seg::Key("published".into())];
-                    out.push(file.diagnostic(entry, Finding { at, severity: Severity::Error, message }));
-                } else {
-                    host_ports.insert((ip, port.protocol, port.published), (id.clone(), i));
+                match host_ports.get(&(ip, port.protocol, port.published)) {
+                    // Within one deployment, `validate::deployment` already reported it.
+                    Some((other, _, _)) if *other == id => {}
+                    Some((other, j, other_origin)) => {
+                        let message = format!(
+                            "host port {} is also published by deployment {other} (ports[{j}], declared at {other_origin})",
+                            port.published
+                        );
+                        let at = vec![Seg::Key("ports".into()), Seg::Index(i), Seg::Key("published".into())];
+                        out.push(file.diagnostic(entry, Finding { at, severity: Severity::Error, message }));
+                    }
+                    None => {
+                        host_ports.insert((ip, port.protocol, port.published), (id.clone(), i, origin(file, entry)));
+                    }
                 }
             }
             state.namespaces.entry(id.namespace.clone()).or_insert_with(Labels::default);

@@ -390,11 +390,11 @@ fn health_check(i: usize, c: &HealthCheck, r: &mut Report) {
     ];
     for (field, is_present) in present {
         if field == needed && !is_present {
-            r.error(at!["health_checks", i], format!("a {} check needs \"{field}\"", c.kind.as_str()));
+            r.error(at!["health_checks", i], format!("{} check needs \"{field}\"", article(c.kind)));
         } else if field != needed && is_present {
             r.error(
                 at!["health_checks", i, field],
-                format!("\"{field}\" does not apply to a {} check (it uses \"{needed}\")", c.kind.as_str()),
+                format!("\"{field}\" does not apply to {} check (it uses \"{needed}\")", article(c.kind)),
             );
         }
     }
@@ -423,6 +423,15 @@ fn health_check(i: usize, c: &HealthCheck, r: &mut Report) {
             at!["health_checks", i, "min_healthy_time"],
             "min_healthy_time only applies to readiness checks (set readiness: true); it is ignored here",
         );
+    }
+}
+
+/// "a tcp", "an http", "a command".
+fn article(kind: CheckKind) -> &'static str {
+    match kind {
+        CheckKind::Tcp => "a tcp",
+        CheckKind::Http => "an http",
+        CheckKind::Command => "a command",
     }
 }
 

@@ -261,6 +261,10 @@ impl Builder {
                 ..
             } => {
                 self.check_duplicate_keys(&entries)?;
+                // A block mapping's start event is reported after its first key; the mapping
+                // starts where that key does.
+                let first_key = entries.first().map(|(k, _)| self.nodes[k.0].mark);
+                let start = first_key.map_or(start, |k| k.min(start));
                 self.finish(NodeKind::Map(entries), start, anchor)
             }
         }
