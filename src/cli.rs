@@ -130,7 +130,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn print_text(out: &mut impl Write, diagnostics: &[Diagnostic], summary: &str) -> std::io::Result<()> {
+fn print_text(
+    out: &mut impl Write,
+    diagnostics: &[Diagnostic],
+    summary: &str,
+) -> std::io::Result<()> {
     for d in diagnostics {
         writeln!(out, "{d}")?;
     }

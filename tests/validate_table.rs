@@ -59,7 +59,10 @@ fn run(c: &Case) -> (bool, Vec<String>) {
     }
     let entries = source::dir::read_entries(dir.path(), c.limits.size).unwrap();
     match manifest::load(&entries, &c.limits) {
-        Ok(loaded) => (true, loaded.warnings.iter().map(ToString::to_string).collect()),
+        Ok(loaded) => (
+            true,
+            loaded.warnings.iter().map(ToString::to_string).collect(),
+        ),
         Err(diags) => (false, diags.iter().map(ToString::to_string).collect()),
     }
 }
@@ -68,7 +71,9 @@ fn billion_laughs() -> String {
     let mut text = String::from("lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..10 {
         let p = format!("*l{}", i - 1);
-        text.push_str(&format!("lol{i}: &l{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n"));
+        text.push_str(&format!(
+            "lol{i}: &l{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n"
+        ));
     }
     text
 }
@@ -159,7 +164,7 @@ fn cases() -> Vec<Case> {
         one("unknown_on_failure_action_suggests", web("    health_checks:\n      - type: tcp\n        port: 80\n        on_failure: restrat\n"), vec![
             "app.yaml:9:21: deployments.web.health_checks[0].on_failure: unknown value \"restrat\", did you mean \"restart\"?",
         ]),
-        one("config_volume_needs_a_key", "configs:\n  c:\n    name: site\n    namespace: demo\n    data:\n      index.html: hi\n".to_owned() + &web("    volumes:\n      - type: config\n        source: site\n        destination: /www/index.html\n")[..].replacen("deployments:", "deployments:", 1), vec![
+        one("config_volume_needs_a_key", "configs:\n  c:\n    name: site\n    namespace: demo\n    data:\n      index.html: hi\n".to_owned() + &web("    volumes:\n      - type: config\n        source: site\n        destination: /www/index.html\n"), vec![
             "app.yaml:13:9: deployments.web.volumes[0]: a config volume needs \"key\": the config entry to mount as the file",
         ]),
         one("config_volume_needs_a_declared_config", web("    volumes:\n      - type: config\n        source: site\n        key: index.html\n        destination: /www/index.html\n"), vec![
@@ -309,7 +314,10 @@ fn cases() -> Vec<Case> {
 #[test]
 fn every_rule_reports_its_exact_location_and_message() {
     let cases = cases();
-    assert!(cases.len() >= 40, "the table must cover at least 40 bad inputs");
+    assert!(
+        cases.len() >= 40,
+        "the table must cover at least 40 bad inputs"
+    );
     let mut failures = Vec::new();
     for c in &cases {
         let (valid, got) = run(c);
@@ -323,5 +331,11 @@ fn every_rule_reports_its_exact_location_and_message() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} rows differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

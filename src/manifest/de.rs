@@ -79,11 +79,19 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("expected {}, found {}", humanize(exp), describe(unexp)))
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            humanize(exp),
+            describe(unexp)
+        ))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("expected {}, found {}", humanize(exp), describe(unexp)))
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            humanize(exp),
+            describe(unexp)
+        ))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -232,7 +240,11 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         visitor.visit_newtype_struct(self)
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'a>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.any(visitor)
     }
 
@@ -325,7 +337,10 @@ struct MapDe<'a> {
 impl<'a> de::MapAccess<'a> for MapDe<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let masked = self.masked;
         match self.entries.find(|(key, _)| !masked.contains(key)) {
             None => Ok(None),
@@ -336,8 +351,8 @@ impl<'a> de::MapAccess<'a> for MapDe<'a> {
                     id: key,
                     masked,
                 })
-                    .map(Some)
-                    .map_err(|e| e.at(key))
+                .map(Some)
+                .map_err(|e| e.at(key))
             }
         }
     }

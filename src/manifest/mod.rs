@@ -12,10 +12,13 @@ pub mod validate;
 pub mod yaml;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use crate::model::desired::{ConfigId, DeploymentId, DesiredConfig, DesiredDeployment, DesiredState, Origin};
+use crate::model::desired::{
+    ConfigId, DeploymentId, DesiredConfig, DesiredDeployment, DesiredState, Origin,
+};
 use crate::model::diagnostic::{Diagnostic, Severity};
-use crate::model::manifest::{Labels, Protocol, VolumeKind};
+use crate::model::manifest::{DeploymentDecl, Protocol, VolumeKind};
 use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
 
 use parse::{Entry, ParsedFile};
@@ -52,15 +55,25 @@ pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Di
                 if size > limits.size.max_file_bytes {
                     diagnostics.push(whole_file(
                         path,
-                        rejection_message(&Rejection::FileTooLarge { size, limit: limits.size.max_file_bytes }),
+                        rejection_message(&Rejection::FileTooLarge {
+                            size,
+                            limit: limits.size.max_file_bytes,
+                        }),
                     ));
                 } else if total > limits.size.max_revision_bytes {
                     diagnostics.push(whole_file(
                         path,
-                        rejection_message(&Rejection::RevisionTooLarge { limit: limits.size.max_revision_bytes }),
+                        rejection_message(&Rejection::RevisionTooLarge {
+                            limit: limits.size.max_revision_bytes,
+                        }),
                     ));
                 } else {
-                    files.push(parse::parse_file(path, bytes, limits.yaml, &mut diagnostics));
+                    files.push(parse::parse_file(
+                        path,
+                        bytes,
+                        limits.yaml,
+                        &mut diagnostics,
+                    ));
                 }
             }
         }
@@ -97,7 +110,9 @@ fn rejection_message(reason: &Rejection) -> String {
             format!("file is {size} bytes, over the limit of {limit} bytes per file")
         }
         Rejection::RevisionTooLarge { limit } => {
-            format!("the revision's manifests exceed {limit} bytes in total; this file was not read")
+            format!(
+                "the revision's manifests exceed {limit} bytes in total; this file was not read"
+            )
         }
         Rejection::Unreadable { message } => format!("cannot read file: {message}"),
         Rejection::BadIgnorePattern { line, message } => {
@@ -110,43 +125,55 @@ fn rejection_message(reason: &Rejection) -> String {
 /// no error was pushed).
 fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
     let mut state = DesiredState::default();
-    let mut namespace_origin: BTreeMap<&str, Origin> = BTreeMap::new();
+    add_namespaces(files, &mut state, out);
+    add_configs(files, &mut state, out);
+    add_deployments(files, &mut state, out);
+    state
+}
+
+fn add_namespaces(files: &[ParsedFile], state: &mut DesiredState, out: &mut Vec<Diagnostic>) {
+    let mut first_seen: BTreeMap<&str, Origin> = BTreeMap::new();
     for file in files {
         for entry in &file.namespaces {
             push_findings(file, entry, validate::namespace(&entry.value), out);
-            let origin = origin(file, entry);
-            if let Some(first) = namespace_origin.get(entry.value.name.as_str()) {
-                let message = format!("namespace {:?} is also declared at {first}", entry.value.name);
-                out.push(file.diagnostic(entry, warning(&["name"], message)));
+            let name = entry.value.name.as_str();
+            if let Some(first) = first_seen.get(name) {
+                let message = format!("namespace {name:?} is also declared at {first}");
+                out.push(file.diagnostic(entry, finding(Severity::Warning, &["name"], message)));
                 continue;
             }
-            namespace_origin.insert(&entry.value.name, origin);
-            state.namespaces.insert(entry.value.name.clone(), entry.value.labels.clone());
+            first_seen.insert(name, origin(file, entry));
+            state
+                .namespaces
+                .insert(name.to_owned(), entry.value.labels.clone());
         }
     }
+}
+
+fn add_configs(files: &[ParsedFile], state: &mut DesiredState, out: &mut Vec<Diagnostic>) {
     for file in files {
         for entry in &file.configs {
             push_findings(file, entry, validate::config(&entry.value), out);
             let id = ConfigId::new(&entry.value.namespace, &entry.value.name);
             if let Some(first) = state.configs.get(&id) {
                 let message = format!("config {id} is also declared at {}", first.origin);
-                out.push(file.diagnostic(entry, error(&["name"], message)));
+                out.push(file.diagnostic(entry, finding(Severity::Error, &["name"], message)));
                 continue;
             }
-            state.namespaces.entry(id.namespace.clone()).or_insert_with(Labels::default);
-            state.configs.insert(
-                id.clone(),
-                DesiredConfig {
-                    id,
-                    data: entry.value.data.clone(),
-                    labels: entry.value.labels.clone(),
-                    origin: origin(file, entry),
-                },
-            );
+            state.namespaces.entry(id.namespace.clone()).or_default();
+            let config = DesiredConfig {
+                id: id.clone(),
+                data: entry.value.data.clone(),
+                labels: entry.value.labels.clone(),
+                origin: origin(file, entry),
+            };
+            state.configs.insert(id, config);
         }
     }
-    let mut host_ports: BTreeMap<(Option<std::net::IpAddr>, Protocol, u32), (DeploymentId, usize, Origin)> =
-        BTreeMap::new();
+}
+
+fn add_deployments(files: &[ParsedFile], state: &mut DesiredState, out: &mut Vec<Diagnostic>) {
+    let mut host_ports = HostPorts::default();
     for file in files {
         for entry in &file.deployments {
             let decl = &entry.value;
@@ -154,40 +181,77 @@ fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
             let id = DeploymentId::new(&decl.namespace, &decl.name);
             if let Some(first) = state.deployments.get(&id) {
                 let message = format!("deployment {id} is also declared at {}", first.origin);
-                out.push(file.diagnostic(entry, error(&["name"], message)));
+                out.push(file.diagnostic(entry, finding(Severity::Error, &["name"], message)));
                 continue;
             }
             config_references(file, entry, &state.configs, out);
-            for (i, port) in decl.ports.iter().enumerate() {
-                let Ok(ip) = validate::host_ip(port) else { continue };
-                match host_ports.get(&(ip, port.protocol, port.published)) {
-                    // Within one deployment, `validate::deployment` already reported it.
-                    Some((other, _, _)) if *other == id => {}
-                    Some((other, j, other_origin)) => {
-                        let message = format!(
-                            "host port {} is also published by deployment {other} (ports[{j}], declared at {other_origin})",
-                            port.published
-                        );
-                        let at = vec![Seg::Key("ports".into()), Seg::Index(i), Seg::Key("published".into())];
-                        out.push(file.diagnostic(entry, Finding { at, severity: Severity::Error, message }));
-                    }
-                    None => {
-                        host_ports.insert((ip, port.protocol, port.published), (id.clone(), i, origin(file, entry)));
-                    }
-                }
-            }
-            state.namespaces.entry(id.namespace.clone()).or_insert_with(Labels::default);
+            host_ports.claim(file, entry, &id, out);
+            state.namespaces.entry(id.namespace.clone()).or_default();
             let desired = DesiredDeployment::new(decl.clone(), &state.configs, origin(file, entry));
             state.deployments.insert(id, desired);
         }
     }
-    state
+}
+
+/// A host port: (address, `None` for all; protocol; port).
+type HostPort = (Option<IpAddr>, Protocol, u32);
+
+/// Who publishes a host port: the deployment, the index in its `ports`, where it is declared.
+type PortOwner = (DeploymentId, usize, Origin);
+
+/// Host ports already published in the revision.
+#[derive(Default)]
+struct HostPorts(BTreeMap<HostPort, PortOwner>);
+
+impl HostPorts {
+    /// Records the deployment's published ports, reporting those another deployment has.
+    fn claim(
+        &mut self,
+        file: &ParsedFile,
+        entry: &Entry<DeploymentDecl>,
+        id: &DeploymentId,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        for (i, port) in entry.value.ports.iter().enumerate() {
+            let Ok(ip) = validate::host_ip(port) else {
+                continue;
+            };
+            let key = (ip, port.protocol, port.published);
+            match self.0.get(&key) {
+                // Within one deployment, `validate::deployment` already reported it.
+                Some((other, _, _)) if other == id => {}
+                Some((other, j, other_origin)) => {
+                    let message = format!(
+                        "host port {} is also published by deployment {other} (ports[{j}], declared at {other_origin})",
+                        port.published
+                    );
+                    let at = vec![
+                        Seg::Key("ports".into()),
+                        Seg::Index(i),
+                        Seg::Key("published".into()),
+                    ];
+                    let severity = Severity::Error;
+                    out.push(file.diagnostic(
+                        entry,
+                        Finding {
+                            at,
+                            severity,
+                            message,
+                        },
+                    ));
+                }
+                None => {
+                    self.0.insert(key, (id.clone(), i, origin(file, entry)));
+                }
+            }
+        }
+    }
 }
 
 /// A deployment's `type: config` volumes must name a config of its namespace, and a key of it.
 fn config_references(
     file: &ParsedFile,
-    entry: &Entry<crate::model::manifest::DeploymentDecl>,
+    entry: &Entry<DeploymentDecl>,
     configs: &BTreeMap<ConfigId, DesiredConfig>,
     out: &mut Vec<Diagnostic>,
 ) {
@@ -196,26 +260,55 @@ fn config_references(
             continue;
         }
         let id = ConfigId::new(&entry.value.namespace, &volume.source);
-        let at = |field: &str| vec![Seg::Key("volumes".into()), Seg::Index(i), Seg::Key(field.into())];
+        let at = |field: &str| {
+            vec![
+                Seg::Key("volumes".into()),
+                Seg::Index(i),
+                Seg::Key(field.into()),
+            ]
+        };
         match configs.get(&id) {
             None => {
                 let message = format!("config {id} is not declared in this revision");
-                out.push(file.diagnostic(entry, Finding { at: at("source"), severity: Severity::Error, message }));
+                out.push(file.diagnostic(
+                    entry,
+                    Finding {
+                        at: at("source"),
+                        severity: Severity::Error,
+                        message,
+                    },
+                ));
             }
             Some(config) => {
-                let Some(key) = volume.key.as_deref().filter(|k| !k.is_empty()) else { continue };
+                let Some(key) = volume.key.as_deref().filter(|k| !k.is_empty()) else {
+                    continue;
+                };
                 if !config.data.0.contains_key(key) {
                     let keys: Vec<&str> = config.data.0.keys().map(String::as_str).collect();
-                    let hint = nearest(key, &keys).map(|k| format!(", did you mean {k:?}?")).unwrap_or_else(|| format!("; its keys: {}", keys.join(", ")));
+                    let hint = nearest(key, &keys)
+                        .map(|k| format!(", did you mean {k:?}?"))
+                        .unwrap_or_else(|| format!("; its keys: {}", keys.join(", ")));
                     let message = format!("config {id} has no key {key:?}{hint}");
-                    out.push(file.diagnostic(entry, Finding { at: at("key"), severity: Severity::Error, message }));
+                    out.push(file.diagnostic(
+                        entry,
+                        Finding {
+                            at: at("key"),
+                            severity: Severity::Error,
+                            message,
+                        },
+                    ));
                 }
             }
         }
     }
 }
 
-fn push_findings<T>(file: &ParsedFile, entry: &Entry<T>, findings: Vec<Finding>, out: &mut Vec<Diagnostic>) {
+fn push_findings<T>(
+    file: &ParsedFile,
+    entry: &Entry<T>,
+    findings: Vec<Finding>,
+    out: &mut Vec<Diagnostic>,
+) {
     out.extend(findings.into_iter().map(|f| file.diagnostic(entry, f)));
 }
 
@@ -226,18 +319,11 @@ fn origin<T>(file: &ParsedFile, entry: &Entry<T>) -> Origin {
     }
 }
 
-fn error(at: &[&str], message: String) -> Finding {
+fn finding(severity: Severity, at: &[&str], message: String) -> Finding {
     Finding {
         at: at.iter().map(|s| Seg::Key((*s).to_owned())).collect(),
-        severity: Severity::Error,
+        severity,
         message,
-    }
-}
-
-fn warning(at: &[&str], message: String) -> Finding {
-    Finding {
-        severity: Severity::Warning,
-        ..error(at, message)
     }
 }
 
@@ -252,20 +338,31 @@ pub fn nearest<'a>(given: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Levenshtein distance over chars.
+/// Edit distance over chars where swapping two neighbours counts as one edit (optimal
+/// string alignment), so `imgae` is one step from `image`.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

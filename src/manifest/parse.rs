@@ -60,7 +60,12 @@ impl ParsedFile {
 
 /// Parses `bytes` as the manifest file `path` (`.json` files hold one document, YAML files any
 /// number), appending its problems to `out`.
-pub fn parse_file(path: &str, bytes: &[u8], limits: YamlLimits, out: &mut Vec<Diagnostic>) -> ParsedFile {
+pub fn parse_file(
+    path: &str,
+    bytes: &[u8],
+    limits: YamlLimits,
+    out: &mut Vec<Diagnostic>,
+) -> ParsedFile {
     let mut file = ParsedFile {
         path: path.to_owned(),
         docs: Vec::new(),
@@ -71,7 +76,13 @@ pub fn parse_file(path: &str, bytes: &[u8], limits: YamlLimits, out: &mut Vec<Di
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text.strip_prefix('\u{feff}').unwrap_or(text),
         Err(e) => {
-            out.push(file_error(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to())));
+            out.push(file_error(
+                path,
+                format!(
+                    "not valid UTF-8 (first bad byte at offset {})",
+                    e.valid_up_to()
+                ),
+            ));
             return file;
         }
     };
@@ -91,7 +102,10 @@ pub fn parse_file(path: &str, bytes: &[u8], limits: YamlLimits, out: &mut Vec<Di
         }
     };
     if path.ends_with(".json") && file.docs.len() > 1 {
-        out.push(file_error(path, "a .json file holds exactly one document".to_owned()));
+        out.push(file_error(
+            path,
+            "a .json file holds exactly one document".to_owned(),
+        ));
         return file;
     }
     for index in 0..file.docs.len() {
@@ -129,7 +143,8 @@ fn read_document(file: &mut ParsedFile, index: usize, out: &mut Vec<Diagnostic>)
         out.push(error_at(
             root,
             vec![],
-            "a manifest must be a mapping with the keys namespaces, configs and deployments".to_owned(),
+            "a manifest must be a mapping with the keys namespaces, configs and deployments"
+                .to_owned(),
         ));
         return;
     };
@@ -148,7 +163,11 @@ fn read_document(file: &mut ParsedFile, index: usize, out: &mut Vec<Diagnostic>)
                         expected: SECTIONS,
                     },
                 };
-                out.push(error_at(key, vec![Seg::Key(name.to_owned())], err.to_string()));
+                out.push(error_at(
+                    key,
+                    vec![Seg::Key(name.to_owned())],
+                    err.to_string(),
+                ));
                 continue;
             }
         };
@@ -165,7 +184,11 @@ fn read_document(file: &mut ParsedFile, index: usize, out: &mut Vec<Diagnostic>)
         };
         for &(entry_key, entry_value) in entries {
             let Some(handle) = doc.scalar_text(entry_key) else {
-                out.push(error_at(entry_key, vec![Seg::Key(section.to_owned())], "a handle must be a plain string".to_owned()));
+                out.push(error_at(
+                    entry_key,
+                    vec![Seg::Key(section.to_owned())],
+                    "a handle must be a plain string".to_owned(),
+                ));
                 continue;
             };
             let base = vec![Seg::Key(section.to_owned()), Seg::Key(handle.to_owned())];
@@ -236,7 +259,12 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// A "missing field" error caused by masking that very field (or its misspelling) is not news.
-fn is_consequence_of_mask(doc: &Document, err: &DeError, at: NodeId, masked: &HashSet<NodeId>) -> bool {
+fn is_consequence_of_mask(
+    doc: &Document,
+    err: &DeError,
+    at: NodeId,
+    masked: &HashSet<NodeId>,
+) -> bool {
     let DeErrorKind::MissingField(field) = err.kind else {
         return false;
     };

@@ -158,7 +158,10 @@ fn replicas(d: &DeploymentDecl, r: &mut Report) {
     if d.replicas > MAX_REPLICAS {
         r.error(
             at!["replicas"],
-            format!("replicas must be between 0 and {MAX_REPLICAS}, got {}", d.replicas),
+            format!(
+                "replicas must be between 0 and {MAX_REPLICAS}, got {}",
+                d.replicas
+            ),
         );
     }
     match d.kind {
@@ -197,7 +200,10 @@ fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
                 r.error(at!["vm"], "\"vm\" is only for runtime: cloud-hypervisor");
             }
             match &d.image {
-                None => r.error(at!["image"], "missing required field \"image\" (e.g. \"busybox:1.36\")"),
+                None => r.error(
+                    at!["image"],
+                    "missing required field \"image\" (e.g. \"busybox:1.36\")",
+                ),
                 Some(image) => {
                     if let Err(e) = check_image_reference(image) {
                         r.error(at!["image"], e);
@@ -248,13 +254,22 @@ fn vm(vm: Option<&VmSpec>, has_disk: bool, r: &mut Report) {
             "set either \"kernel\" or \"firmware\", not both",
         ),
         (None, Some(_)) => {
-            for (field, present) in [("initramfs", vm.initramfs.is_some()), ("cmdline", vm.cmdline.is_some())] {
+            for (field, present) in [
+                ("initramfs", vm.initramfs.is_some()),
+                ("cmdline", vm.cmdline.is_some()),
+            ] {
                 if present {
-                    r.error(at!["vm", field], format!("\"{field}\" needs \"kernel\"; a firmware boots the disk image"));
+                    r.error(
+                        at!["vm", field],
+                        format!("\"{field}\" needs \"kernel\"; a firmware boots the disk image"),
+                    );
                 }
             }
             if !has_disk {
-                r.error(at!["vm", "firmware"], "a firmware boot needs a disk: set \"image\" to a raw disk image path");
+                r.error(
+                    at!["vm", "firmware"],
+                    "a firmware boot needs a disk: set \"image\" to a raw disk image path",
+                );
             }
         }
         (Some(_), None) => {
@@ -271,7 +286,10 @@ fn vm(vm: Option<&VmSpec>, has_disk: bool, r: &mut Report) {
     for (field, path) in paths {
         if let Some(path) = path {
             if !path.starts_with('/') {
-                r.error(at!["vm", field], format!("must be an absolute host path, got {path:?}"));
+                r.error(
+                    at!["vm", field],
+                    format!("must be an absolute host path, got {path:?}"),
+                );
             }
         }
     }
@@ -305,7 +323,10 @@ fn ports(d: &DeploymentDecl, r: &mut Report) {
     for (i, port) in d.ports.iter().enumerate() {
         for (field, value) in [("published", port.published), ("target", port.target)] {
             if !(1..=65535).contains(&value) {
-                r.error(at!["ports", i, field], format!("port must be between 1 and 65535, got {value}"));
+                r.error(
+                    at!["ports", i, field],
+                    format!("port must be between 1 and 65535, got {value}"),
+                );
             }
         }
         let host_ip = match host_ip(port) {
@@ -340,13 +361,22 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
         if !v.destination.starts_with('/') {
             r.error(
                 at!["volumes", i, "destination"],
-                format!("must be an absolute path inside the container, got {:?}", v.destination),
+                format!(
+                    "must be an absolute path inside the container, got {:?}",
+                    v.destination
+                ),
             );
         }
         match v.kind {
             VolumeKind::Bind => {
                 if !v.source.starts_with('/') {
-                    r.error(at!["volumes", i, "source"], format!("a bind source must be an absolute host path, got {:?}", v.source));
+                    r.error(
+                        at!["volumes", i, "source"],
+                        format!(
+                            "a bind source must be an absolute host path, got {:?}",
+                            v.source
+                        ),
+                    );
                 }
             }
             VolumeKind::Volume => {
@@ -362,7 +392,10 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
             }
             VolumeKind::Config => {
                 if v.key.as_deref().is_none_or(str::is_empty) {
-                    r.error(at!["volumes", i], "a config volume needs \"key\": the config entry to mount as the file");
+                    r.error(
+                        at!["volumes", i],
+                        "a config volume needs \"key\": the config entry to mount as the file",
+                    );
                 }
             }
             VolumeKind::Secret => {
@@ -372,7 +405,10 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
             }
         }
         if v.driver.is_some() && v.kind != VolumeKind::Volume {
-            r.error(at!["volumes", i, "driver"], "\"driver\" only applies to type: volume");
+            r.error(
+                at!["volumes", i, "driver"],
+                "\"driver\" only applies to type: volume",
+            );
         }
     }
 }
@@ -390,33 +426,56 @@ fn health_check(i: usize, c: &HealthCheck, r: &mut Report) {
     ];
     for (field, is_present) in present {
         if field == needed && !is_present {
-            r.error(at!["health_checks", i], format!("{} check needs \"{field}\"", article(c.kind)));
+            r.error(
+                at!["health_checks", i],
+                format!("{} check needs \"{field}\"", article(c.kind)),
+            );
         } else if field != needed && is_present {
             r.error(
                 at!["health_checks", i, field],
-                format!("\"{field}\" does not apply to {} check (it uses \"{needed}\")", article(c.kind)),
+                format!(
+                    "\"{field}\" does not apply to {} check (it uses \"{needed}\")",
+                    article(c.kind)
+                ),
             );
         }
     }
     if let Some(port) = c.port {
         if !(1..=65535).contains(&port) {
-            r.error(at!["health_checks", i, "port"], format!("port must be between 1 and 65535, got {port}"));
+            r.error(
+                at!["health_checks", i, "port"],
+                format!("port must be between 1 and 65535, got {port}"),
+            );
         }
     }
     if let Some(url) = &c.url {
-        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
         if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
-            r.error(at!["health_checks", i, "url"], format!("{url:?} is not an http:// or https:// URL with a host"));
+            r.error(
+                at!["health_checks", i, "url"],
+                format!("{url:?} is not an http:// or https:// URL with a host"),
+            );
         }
     }
     if c.interval.as_millis() == 0 {
-        r.error(at!["health_checks", i, "interval"], "interval must be greater than 0");
+        r.error(
+            at!["health_checks", i, "interval"],
+            "interval must be greater than 0",
+        );
     }
     if c.timeout.as_millis() == 0 {
-        r.error(at!["health_checks", i, "timeout"], "timeout must be greater than 0");
+        r.error(
+            at!["health_checks", i, "timeout"],
+            "timeout must be greater than 0",
+        );
     }
     if c.threshold == 0 {
-        r.error(at!["health_checks", i, "threshold"], "threshold must be at least 1");
+        r.error(
+            at!["health_checks", i, "threshold"],
+            "threshold must be at least 1",
+        );
     }
     if c.min_healthy_time.is_some() && !c.readiness {
         r.warning(
@@ -441,8 +500,16 @@ fn resources(d: &DeploymentDecl, r: &mut Report) {
         return;
     };
     let pairs: [(&str, Option<u64>, Option<u64>); 2] = [
-        ("cpu", requests.cpu.map(|c| c.millicores()), limits.cpu.map(|c| c.millicores())),
-        ("memory", requests.memory.map(|m| m.bytes()), limits.memory.map(|m| m.bytes())),
+        (
+            "cpu",
+            requests.cpu.map(|c| c.millicores()),
+            limits.cpu.map(|c| c.millicores()),
+        ),
+        (
+            "memory",
+            requests.memory.map(|m| m.bytes()),
+            limits.memory.map(|m| m.bytes()),
+        ),
     ];
     for (field, request, limit) in pairs {
         if let (Some(request), Some(limit)) = (request, limit) {
@@ -472,9 +539,13 @@ pub fn check_image_reference(image: &str) -> Result<(), String> {
     if let Some(digest) = digest {
         let valid = digest.split_once(':').is_some_and(|(alg, hex)| {
             !alg.is_empty()
-                && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                && alg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
                 && hex.len() >= 32
-                && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         });
         if !valid {
             return bad("the digest must look like sha256:<64 hex digits>");
@@ -482,13 +553,18 @@ pub fn check_image_reference(image: &str) -> Result<(), String> {
     }
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
         None => (name_tag, None),
     };
     if let Some(tag) = tag {
         let valid = !tag.is_empty()
             && tag.len() <= 128
-            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             && !tag.starts_with(['.', '-']);
         if !valid {
             return bad("the tag may hold letters, digits, '_', '.' and '-' (at most 128)");
@@ -497,11 +573,16 @@ pub fn check_image_reference(image: &str) -> Result<(), String> {
     let mut parts: Vec<&str> = name.split('/').collect();
     let first = parts[0];
     let has_registry = parts.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()));
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.bytes().any(|b| b.is_ascii_uppercase()));
     if has_registry {
         let (host, port) = first.split_once(':').unwrap_or((first, ""));
         let host_ok = !host.is_empty()
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
         let port_ok = port.is_empty() || port.parse::<u16>().is_ok();
         if !host_ok || !port_ok || (first.contains(':') && port.is_empty()) {
             return bad("the registry host is malformed");
@@ -560,7 +641,17 @@ mod tests {
         ] {
             assert_eq!(check_image_reference(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Busybox", "busybox:", "busybox:-x", "a//b", "app@sha256:xyz", "-app", "app_", "reg:port/app"] {
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox:-x",
+            "a//b",
+            "app@sha256:xyz",
+            "-app",
+            "app_",
+            "reg:port/app",
+        ] {
             assert!(check_image_reference(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -476,7 +476,13 @@ mod tests {
         let (bk, b) = doc.get(a, "b").unwrap();
         assert_eq!(doc.node(bk).mark, Mark { line: 2, column: 3 });
         let y = doc.item(b, 1).unwrap();
-        assert_eq!(doc.node(y).mark, Mark { line: 2, column: 10 });
+        assert_eq!(
+            doc.node(y).mark,
+            Mark {
+                line: 2,
+                column: 10
+            }
+        );
     }
 
     #[test]
@@ -503,9 +509,24 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        let text = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        let text = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let err = parse(&text, YamlLimits::default()).unwrap_err();
-        assert!(matches!(err, YamlError::TooDeep { limit: 64, .. }), "{err:?}");
+        assert!(
+            matches!(err, YamlError::TooDeep { limit: 64, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn deep_block_nesting_is_refused() {
+        let text: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let err = parse(&text, YamlLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, YamlError::TooDeep { limit: 64, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

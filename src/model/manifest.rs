@@ -127,7 +127,18 @@ fn default_replicas() -> u32 {
 
 /// The runtime that runs a deployment's instances.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
@@ -155,7 +166,18 @@ impl fmt::Display for RuntimeKind {
 
 /// Whether a deployment serves forever or runs once.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
@@ -221,9 +243,7 @@ impl<'de> Deserialize<'de> for EnvValue {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[schemars(transparent)]
 #[serde(transparent)]
-pub struct Labels(
-    #[schemars(schema_with = "labels_schema")] pub BTreeMap<String, String>,
-);
+pub struct Labels(#[schemars(schema_with = "labels_schema")] pub BTreeMap<String, String>);
 
 impl Labels {
     pub fn is_empty(&self) -> bool {
@@ -397,7 +417,20 @@ pub struct Port {
 }
 
 /// A transport protocol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// TCP.

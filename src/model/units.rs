@@ -54,9 +54,7 @@ impl std::str::FromStr for Duration {
             ))
         };
         let text = text.trim();
-        let digits_end = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(bad)?;
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (number, unit) = text.split_at(digits_end);
         let number: u64 = number.parse().map_err(|_| bad())?;
         let factor = match unit {
@@ -303,7 +301,16 @@ mod tests {
             assert_eq!(d.as_millis(), millis, "{text}");
             assert_eq!(d.to_string(), canon, "{text}");
         }
-        for bad in ["", "10", "s", "1.5s", "-1s", "10 sec", "10d", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 sec",
+            "10d",
+            "99999999999999999999h",
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} accepted");
         }
     }

@@ -37,10 +37,11 @@ pub fn read_entries(root: &Path, limits: SizeLimits) -> Result<Vec<SnapshotEntry
         let text = fs::read_to_string(&ignore_path).map_err(io(&ignore_path))?;
         let (selector, problems) = Selector::from_ignore_file(&text);
         walk.selector = selector;
-        walk.entries.extend(problems.into_iter().map(|reason| SnapshotEntry::Rejected {
-            path: IGNORE_FILE.to_owned(),
-            reason,
-        }));
+        walk.entries
+            .extend(problems.into_iter().map(|reason| SnapshotEntry::Rejected {
+                path: IGNORE_FILE.to_owned(),
+                reason,
+            }));
     }
     let mut stack = vec![(canonical_root, String::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -77,9 +78,15 @@ impl Walk {
         let mut subdirs = Vec::new();
         for name in names {
             let name = name.to_string_lossy().into_owned();
-            let rel_path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let rel_path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
             let path = dir.join(&name);
-            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
             let resolved = if meta.file_type().is_symlink() {
                 match self.resolve_link(&path, &rel_path) {
                     Some(resolved) => resolved,
@@ -106,9 +113,12 @@ impl Walk {
             Ok(target) => target,
             Err(e) => {
                 if select::is_manifest_name(rel_path) {
-                    self.reject(rel_path.to_owned(), Rejection::Unreadable {
-                        message: format!("broken symbolic link: {e}"),
-                    });
+                    self.reject(
+                        rel_path.to_owned(),
+                        Rejection::Unreadable {
+                            message: format!("broken symbolic link: {e}"),
+                        },
+                    );
                 }
                 return None;
             }
@@ -118,9 +128,12 @@ impl Walk {
         }
         if target.is_dir() || select::is_manifest_name(rel_path) {
             let target = fs::read_link(link).unwrap_or(target);
-            self.reject(rel_path.to_owned(), Rejection::SymlinkEscapesRoot {
-                target: target.display().to_string(),
-            });
+            self.reject(
+                rel_path.to_owned(),
+                Rejection::SymlinkEscapesRoot {
+                    target: target.display().to_string(),
+                },
+            );
         }
         None
     }
@@ -128,20 +141,46 @@ impl Walk {
     fn read_file(&mut self, path: &Path, rel_path: String) {
         let size = match fs::metadata(path) {
             Ok(meta) => meta.len(),
-            Err(e) => return self.reject(rel_path, Rejection::Unreadable { message: e.to_string() }),
+            Err(e) => {
+                return self.reject(
+                    rel_path,
+                    Rejection::Unreadable {
+                        message: e.to_string(),
+                    },
+                )
+            }
         };
         if size > self.limits.max_file_bytes {
-            return self.reject(rel_path, Rejection::FileTooLarge { size, limit: self.limits.max_file_bytes });
+            return self.reject(
+                rel_path,
+                Rejection::FileTooLarge {
+                    size,
+                    limit: self.limits.max_file_bytes,
+                },
+            );
         }
         if self.total.saturating_add(size) > self.limits.max_revision_bytes {
-            return self.reject(rel_path, Rejection::RevisionTooLarge { limit: self.limits.max_revision_bytes });
+            return self.reject(
+                rel_path,
+                Rejection::RevisionTooLarge {
+                    limit: self.limits.max_revision_bytes,
+                },
+            );
         }
         match fs::read(path) {
             Ok(bytes) => {
                 self.total += bytes.len() as u64;
-                self.entries.push(SnapshotEntry::File { path: rel_path, bytes });
+                self.entries.push(SnapshotEntry::File {
+                    path: rel_path,
+                    bytes,
+                });
             }
-            Err(e) => self.reject(rel_path, Rejection::Unreadable { message: e.to_string() }),
+            Err(e) => self.reject(
+                rel_path,
+                Rejection::Unreadable {
+                    message: e.to_string(),
+                },
+            ),
         }
     }
 

@@ -54,18 +54,25 @@ impl Selector {
     pub fn takes_file(&self, path: &str) -> bool {
         is_manifest_name(path)
             && !is_hidden(path)
-            && !self.ignore.matched_path_or_any_parents(path, false).is_ignore()
+            && !self
+                .ignore
+                .matched_path_or_any_parents(path, false)
+                .is_ignore()
     }
 }
 
 /// Whether the name has a manifest extension.
 pub fn is_manifest_name(path: &str) -> bool {
-    [".yaml", ".yml", ".json"].iter().any(|ext| path.ends_with(ext))
+    [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| path.ends_with(ext))
 }
 
 /// Whether the last component of `path` starts with a dot.
 fn is_hidden(path: &str) -> bool {
-    path.rsplit('/').next().is_some_and(|name| name.starts_with('.'))
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with('.'))
 }
 
 #[cfg(test)]
@@ -74,7 +81,8 @@ mod tests {
 
     #[test]
     fn ignore_file_patterns_and_dotfiles_are_skipped() {
-        let (sel, problems) = Selector::from_ignore_file("# drafts\ndrafts/\n*.tmpl.yaml\n!keep.tmpl.yaml\n");
+        let (sel, problems) =
+            Selector::from_ignore_file("# drafts\ndrafts/\n*.tmpl.yaml\n!keep.tmpl.yaml\n");
         assert!(problems.is_empty());
         assert!(sel.takes_file("apps/web.yaml"));
         assert!(sel.takes_file("apps/web.json"));

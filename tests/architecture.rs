@@ -1,0 +1,107 @@
+//! The layering rules of DESIGN.md §2, checked by reading the source: the pure layers import no
+//! I/O, only `cli`/`main` use anyhow, and every module starts with a `//!` doc.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn src() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn files_under(sub: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&src().join(sub), &mut files);
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+/// The text without comment lines (docs may name what the code must not use).
+fn code(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn pure_layers_do_no_io() {
+    let forbidden = [
+        "std::fs",
+        "std::net::Tcp",
+        "std::process",
+        "tokio",
+        "rusqlite",
+        "bollard",
+        "reqwest",
+        "git2",
+        "notify",
+        "std::env",
+        "SystemTime::now",
+        "Instant::now",
+    ];
+    for layer in ["model", "manifest"] {
+        for (path, text) in files_under(layer) {
+            let text = code(&text);
+            for word in forbidden {
+                assert!(
+                    !text.contains(word),
+                    "{} uses {word}: {layer} must stay pure",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn anyhow_only_at_the_edges() {
+    for (path, text) in files_under("") {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if ["main.rs", "cli.rs", "app.rs"].contains(&name.as_ref()) {
+            continue;
+        }
+        assert!(
+            !code(&text).contains("anyhow"),
+            "{} uses anyhow; use the layer's thiserror enum",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn sources_never_parse_yaml() {
+    for (path, text) in files_under("source") {
+        let text = code(&text);
+        assert!(
+            !text.contains("yaml_rust2") && !text.contains("manifest::"),
+            "{} parses manifests",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn every_module_has_a_doc_header() {
+    for (path, text) in files_under("") {
+        assert!(
+            text.trim_start().starts_with("//!"),
+            "{} lacks a //! module doc",
+            path.display()
+        );
+    }
+}
