@@ -125,6 +125,31 @@ fn default_replicas() -> u32 {
     1
 }
 
+/// A microVM's memory when `resources.limits.memory` is not set.
+pub const DEFAULT_VM_MEMORY: Memory = Memory::from_mebibytes(256);
+
+impl DeploymentDecl {
+    /// The vCPU count of a microVM: `resources.limits.cpu` rounded down, at least 1 (default 1).
+    pub fn vm_vcpus(&self) -> u32 {
+        let millis = self
+            .limits()
+            .and_then(|l| l.cpu)
+            .map_or(1000, Cpu::millicores);
+        u32::try_from(millis / 1000).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// The memory of a microVM: `resources.limits.memory` (default 256Mi).
+    pub fn vm_memory(&self) -> Memory {
+        self.limits()
+            .and_then(|l| l.memory)
+            .unwrap_or(DEFAULT_VM_MEMORY)
+    }
+
+    fn limits(&self) -> Option<&ResourceAmounts> {
+        self.resources.as_ref().and_then(|r| r.limits.as_ref())
+    }
+}
+
 /// The runtime that runs a deployment's instances.
 #[derive(
     Debug,
@@ -631,4 +656,55 @@ pub struct VmSpec {
     /// The kernel command line, with `kernel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm_with(limits: Option<ResourceAmounts>) -> DeploymentDecl {
+        DeploymentDecl {
+            name: "vm".into(),
+            namespace: "demo".into(),
+            runtime: RuntimeKind::CloudHypervisor,
+            image: None,
+            kind: WorkloadKind::Worker,
+            replicas: 1,
+            command: vec![],
+            environment: BTreeMap::new(),
+            volumes: vec![],
+            ports: vec![],
+            labels: Labels::default(),
+            resources: limits.map(|l| Resources {
+                limits: Some(l),
+                requests: None,
+            }),
+            health_checks: vec![],
+            config: None,
+            network: None,
+            vm: None,
+        }
+    }
+
+    #[test]
+    fn vm_size_defaults_to_one_vcpu_and_256mi() {
+        let d = vm_with(None);
+        assert_eq!(d.vm_vcpus(), 1);
+        assert_eq!(d.vm_memory(), Memory::from_mebibytes(256));
+    }
+
+    #[test]
+    fn vm_size_comes_from_limits_rounded_down_to_whole_vcpus() {
+        let d = vm_with(Some(ResourceAmounts {
+            cpu: Some("2.5".parse().unwrap()),
+            memory: Some("1Gi".parse().unwrap()),
+        }));
+        assert_eq!(d.vm_vcpus(), 2);
+        assert_eq!(d.vm_memory().bytes(), 1 << 30);
+        let small = vm_with(Some(ResourceAmounts {
+            cpu: Some("500m".parse().unwrap()),
+            memory: None,
+        }));
+        assert_eq!(small.vm_vcpus(), 1);
+    }
 }

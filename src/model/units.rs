@@ -14,6 +14,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A non-negative duration with millisecond precision, written `<integer><unit>` with the unit
 /// one of `ms`, `s`, `m`, `h`.
+///
+/// ```
+/// use keel::model::units::Duration;
+/// let d: Duration = "90s".parse().unwrap();
+/// assert_eq!(d.as_millis(), 90_000);
+/// assert_eq!("10000ms".parse::<Duration>().unwrap().to_string(), "10s");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration {
     millis: u64,
