@@ -47,13 +47,13 @@ pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Di
     for entry in entries {
         match entry {
             SnapshotEntry::Rejected { path, reason } => {
-                diagnostics.push(whole_file(path, rejection_message(reason)));
+                diagnostics.push(parse::file_error(path, rejection_message(reason)));
             }
             SnapshotEntry::File { path, bytes } => {
                 let size = bytes.len() as u64;
                 total = total.saturating_add(size);
                 if size > limits.size.max_file_bytes {
-                    diagnostics.push(whole_file(
+                    diagnostics.push(parse::file_error(
                         path,
                         rejection_message(&Rejection::FileTooLarge {
                             size,
@@ -61,7 +61,7 @@ pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Di
                         }),
                     ));
                 } else if total > limits.size.max_revision_bytes {
-                    diagnostics.push(whole_file(
+                    diagnostics.push(parse::file_error(
                         path,
                         rejection_message(&Rejection::RevisionTooLarge {
                             limit: limits.size.max_revision_bytes,
@@ -87,17 +87,6 @@ pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Di
             state,
             warnings: diagnostics,
         })
-    }
-}
-
-fn whole_file(path: &str, message: String) -> Diagnostic {
-    Diagnostic {
-        file: path.to_owned(),
-        line: None,
-        column: None,
-        path: String::new(),
-        severity: Severity::Error,
-        message,
     }
 }
 

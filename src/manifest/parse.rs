@@ -114,7 +114,8 @@ pub fn parse_file(
     file
 }
 
-fn file_error(path: &str, message: String) -> Diagnostic {
+/// An error about a whole file (no position).
+pub fn file_error(path: &str, message: String) -> Diagnostic {
     Diagnostic {
         file: path.to_owned(),
         line: None,
