@@ -1,18 +1,23 @@
-//! The command line: `keel validate` and `keel schema` (more commands join as their layers
-//! land). Parses arguments with clap, calls the library, prints for humans or as JSON, and maps
+//! The command line: `keel validate`, `keel plan` and `keel schema` (more commands join as
+//! their layers land). Parses arguments with clap, calls the library, prints for humans or as JSON, and maps
 //! outcomes to exit codes. `anyhow` is allowed here.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::manifest::{self, Limits};
+use crate::manifest::{self, Limits, Loaded};
+use crate::model::desired::DesiredState;
 use crate::model::diagnostic::Diagnostic;
+use crate::model::manifest::WorkloadKind;
 use crate::model::snapshot::SizeLimits;
+use crate::model::stored::StoredState;
+use crate::reconcile::diff::{diff, Action, Plan};
 use crate::source;
+use crate::store::StoreReader;
 
 /// keel: a declarative GitOps agent for one host.
 ///
@@ -45,6 +50,55 @@ pub enum Command {
     /// Editors with a YAML language server pick it up from a first line such as
     /// `# yaml-language-server: $schema=../schemas/manifest.schema.json`.
     Schema,
+    /// Show what applying a directory of manifests would change, without changing anything.
+    ///
+    /// Loads and validates DIR like `validate`, compares it with the agent's database and
+    /// prints one line per deployment that would change, e.g.
+    /// `+ create demo/web (docker, 2 replicas)`, `~ update demo/api: image, replicas`,
+    /// `- delete demo/old`.
+    ///
+    /// Exit code: 0 when there is nothing to do, 2 when there are changes, 1 when the manifests
+    /// are invalid (the diagnostics are printed). A missing database counts as empty and is not
+    /// created.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The directory of manifests.
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// The agent's SQLite database.
+    #[arg(long, default_value = "keel-state/keel.db")]
+    pub db: PathBuf,
+    /// Output format: `text` or `json` (`{"items": [...], "counts": {...}}`).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on what one revision may make keel read.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest manifest file accepted, in bytes.
+    #[arg(long, default_value_t = SizeLimits::default().max_file_bytes, value_name = "BYTES")]
+    pub max_file_size: u64,
+    /// Largest total size of a revision's manifests, in bytes.
+    #[arg(long, default_value_t = SizeLimits::default().max_revision_bytes, value_name = "BYTES")]
+    pub max_revision_size: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            size: SizeLimits {
+                max_file_bytes: self.max_file_size,
+                max_revision_bytes: self.max_revision_size,
+            },
+            ..Limits::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -55,12 +109,8 @@ pub struct ValidateArgs {
     /// Output format: `text` (one line per problem) or `json` (a list for CI tools).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Largest manifest file accepted, in bytes.
-    #[arg(long, default_value_t = SizeLimits::default().max_file_bytes, value_name = "BYTES")]
-    pub max_file_size: u64,
-    /// Largest total size of a revision's manifests, in bytes.
-    #[arg(long, default_value_t = SizeLimits::default().max_revision_bytes, value_name = "BYTES")]
-    pub max_revision_size: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,20 +137,99 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", manifest::schema::manifest_schema_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(args) => plan(&args),
+    }
+}
+
+/// Reads and loads a directory: the state, or every diagnostic.
+fn load_dir(dir: &Path, limits: &Limits) -> anyhow::Result<Result<Loaded, Vec<Diagnostic>>> {
+    let entries = source::dir::read_entries(dir, limits.size)
+        .with_context(|| format!("cannot read manifests from {}", dir.display()))?;
+    Ok(manifest::load(&entries, limits))
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match load_dir(&args.source, &args.limits.limits())? {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            let summary = format!(
+                "{}: invalid — {errors} error{}; nothing planned",
+                args.source.display(),
+                plural(errors)
+            );
+            print_diagnostics(&mut std::io::stdout().lock(), &diagnostics, &summary)?;
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let stored = match StoreReader::open_existing(&args.db)? {
+        Some(reader) => reader.stored_state()?,
+        None => StoredState::default(),
+    };
+    let plan = diff(&loaded.state, &stored);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let doc = serde_json::json!({ "items": plan.items, "counts": plan.counts() });
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+        Format::Text => print_plan(&mut out, &plan, &loaded.state)?,
+    }
+    Ok(if plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_plan(out: &mut impl Write, plan: &Plan, desired: &DesiredState) -> std::io::Result<()> {
+    for item in &plan.items {
+        match &item.action {
+            Action::Create => {
+                let what = desired.deployments.get(&item.id).map(|d| {
+                    let job = match d.spec.kind {
+                        WorkloadKind::Job => "job, ",
+                        WorkloadKind::Worker => "",
+                    };
+                    let n = d.spec.replicas;
+                    format!(
+                        " ({}, {job}{n} replica{})",
+                        d.spec.runtime,
+                        if n == 1 { "" } else { "s" }
+                    )
+                });
+                writeln!(out, "+ create {}{}", item.id, what.unwrap_or_default())?;
+            }
+            Action::Update { changed } => {
+                writeln!(out, "~ update {}: {}", item.id, changed.join(", "))?
+            }
+            Action::Delete => writeln!(out, "- delete {}", item.id)?,
+            Action::Unchanged => {}
+        }
+    }
+    let c = plan.counts();
+    if plan.has_changes() {
+        writeln!(
+            out,
+            "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
+            c.create, c.update, c.delete, c.unchanged
+        )
+    } else {
+        writeln!(out, "No changes: {} deployments up to date.", c.unchanged)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
 fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let limits = Limits {
-        size: SizeLimits {
-            max_file_bytes: args.max_file_size,
-            max_revision_bytes: args.max_revision_size,
-        },
-        ..Limits::default()
-    };
-    let entries = source::dir::read_entries(&args.dir, limits.size)
-        .with_context(|| format!("cannot validate {}", args.dir.display()))?;
-    let (diagnostics, summary, code) = match manifest::load(&entries, &limits) {
+    let (diagnostics, summary, code) = match load_dir(&args.dir, &args.limits.limits())? {
         Ok(loaded) => {
             let s = &loaded.state;
             let summary = format!(
@@ -114,8 +243,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         Err(diagnostics) => {
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-            let plural = if errors == 1 { "" } else { "s" };
-            let summary = format!("{}: invalid — {errors} error{plural}", args.dir.display());
+            let summary = format!(
+                "{}: invalid — {errors} error{}",
+                args.dir.display(),
+                plural(errors)
+            );
             (diagnostics, summary, ExitCode::from(1))
         }
     };
@@ -125,12 +257,12 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &diagnostics)?;
             writeln!(out)?;
         }
-        Format::Text => print_text(&mut out, &diagnostics, &summary)?,
+        Format::Text => print_diagnostics(&mut out, &diagnostics, &summary)?,
     }
     Ok(code)
 }
 
-fn print_text(
+fn print_diagnostics(
     out: &mut impl Write,
     diagnostics: &[Diagnostic],
     summary: &str,

@@ -26,4 +26,6 @@
 pub mod cli;
 pub mod manifest;
 pub mod model;
+pub mod reconcile;
 pub mod source;
+pub mod store;

@@ -69,6 +69,54 @@ fn pure_layers_do_no_io() {
 }
 
 #[test]
+fn only_the_store_has_sql() {
+    for (path, text) in files_under("") {
+        if path.starts_with(src().join("store")) {
+            continue;
+        }
+        let text = code(&text);
+        for word in ["rusqlite", "SELECT ", "INSERT INTO", "UPDATE "] {
+            assert!(
+                !text.contains(word),
+                "{} contains {word:?}: SQL belongs in src/store",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn pure_reconcile_files_import_only_the_model() {
+    for (path, text) in files_under("reconcile") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if ["executor.rs", "controller.rs"].contains(&name.as_str()) {
+            continue;
+        }
+        let text = code(&text);
+        for line in text.lines().filter(|l| l.contains("crate::")) {
+            assert!(
+                line.contains("crate::model"),
+                "{} imports beyond model: {line}",
+                path.display()
+            );
+        }
+        for word in [
+            "std::fs",
+            "tokio",
+            "std::time::SystemTime",
+            "Instant::now",
+            "rand",
+        ] {
+            assert!(
+                !text.contains(word),
+                "{} uses {word}: the planner is pure",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn anyhow_only_at_the_edges() {
     for (path, text) in files_under("") {
         let name = path.file_name().unwrap().to_string_lossy();

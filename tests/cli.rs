@@ -1,5 +1,7 @@
 //! The `keel` binary as an operator and a CI job use it: exit codes, text and JSON output.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -97,5 +99,149 @@ fn help_teaches_the_commands() {
     let text = stdout(&out);
     for needle in ["validate", "schema", "GitOps"] {
         assert!(text.contains(needle), "--help lacks {needle}: {text}");
+    }
+}
+
+mod plan {
+    use super::*;
+    use keel::store::Store;
+
+    use crate::support;
+
+    fn manifests(dir: &std::path::Path, files: &[(&str, String)]) {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_missing_database_plans_creates_exits_2_and_creates_nothing() {
+        let db = tempfile::tempdir().unwrap();
+        let db_path = db.path().join("keel.db");
+        let out = keel(&[
+            "plan",
+            "--source",
+            "examples-repo",
+            "--db",
+            db_path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("+ create demo/web (docker, 2 replicas)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+ create demo/migrate (docker, job, 1 replica)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Plan: 4 to create, 0 to update, 0 to delete, 0 unchanged."),
+            "{text}"
+        );
+        assert!(!db_path.exists(), "plan created the database");
+    }
+
+    #[test]
+    fn updates_deletes_and_nothing_to_do() {
+        let repo = tempfile::tempdir().unwrap();
+        let db = tempfile::tempdir().unwrap();
+        let db_path = db.path().join("keel.db");
+        let web = support::deployment("demo", "web", "");
+        let api = support::deployment("demo", "api", "");
+        let old = support::deployment("demo", "old", "");
+        let store = Store::open(&db_path).unwrap();
+        store
+            .apply_revision(
+                support::revision("r1"),
+                support::desired(&[("a.yaml", &web), ("b.yaml", &api), ("c.yaml", &old)]),
+                support::at(0),
+            )
+            .unwrap();
+        drop(store);
+
+        let api_changed = api.replace("busybox:1.36", "busybox:1.37") + "    replicas: 2\n";
+        manifests(
+            repo.path(),
+            &[("a.yaml", web.clone()), ("b.yaml", api_changed)],
+        );
+        let args = [
+            "plan",
+            "--source",
+            repo.path().to_str().unwrap(),
+            "--db",
+            db_path.to_str().unwrap(),
+        ];
+        let out = keel(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            stdout(&out),
+            "~ update demo/api: image, replicas\n- delete demo/old\nPlan: 0 to create, 1 to update, 1 to delete, 1 unchanged.\n"
+        );
+
+        let json = keel(&[&args[..], &["--format", "json"]].concat());
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(
+            doc["counts"],
+            serde_json::json!({"create": 0, "update": 1, "delete": 1, "unchanged": 1})
+        );
+        assert_eq!(
+            doc["items"][0],
+            serde_json::json!({"namespace": "demo", "name": "api", "action": "update", "changed": ["image", "replicas"]})
+        );
+
+        std::fs::remove_file(repo.path().join("b.yaml")).unwrap();
+        manifests(repo.path(), &[("b.yaml", api), ("c.yaml", old)]);
+        let out = keel(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        assert_eq!(stdout(&out), "No changes: 3 deployments up to date.\n");
+    }
+
+    #[test]
+    fn invalid_manifests_exit_1_with_diagnostics() {
+        let repo = tempfile::tempdir().unwrap();
+        manifests(
+            repo.path(),
+            &[(
+                "a.yaml",
+                support::deployment("demo", "web", "    replica: 2\n"),
+            )],
+        );
+        let out = keel(&[
+            "plan",
+            "--source",
+            repo.path().to_str().unwrap(),
+            "--db",
+            "/nonexistent/keel.db",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        assert!(
+            text.contains("a.yaml:6:5: deployments.web.replica: unknown field"),
+            "{text}"
+        );
+        assert!(text.contains("nothing planned"), "{text}");
+    }
+
+    #[test]
+    fn a_corrupt_database_is_named_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("keel.db");
+        let junk = "not a database at all\n".repeat(100);
+        std::fs::write(&db_path, &junk).unwrap();
+        let out = keel(&[
+            "plan",
+            "--source",
+            "examples-repo",
+            "--db",
+            db_path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(db_path.to_str().unwrap()) && err.contains("not a keel database"),
+            "{err}"
+        );
+        assert!(std::fs::read_to_string(&db_path).unwrap() == junk);
     }
 }

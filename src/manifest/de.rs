@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use super::yaml::{Document, NodeId, NodeKind, ScalarValue};
+use crate::model::manifest::RAW_TEXT_NEWTYPE;
 
 /// A deserialization error, anchored to the node that caused it when known.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,9 +235,13 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
 
     fn deserialize_newtype_struct<V: Visitor<'a>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
+        if name == RAW_TEXT_NEWTYPE {
+            // The type wants a scalar's text as written; mappings and sequences as usual.
+            return self.deserialize_str(visitor);
+        }
         visitor.visit_newtype_struct(self)
     }
 

@@ -62,6 +62,11 @@ impl fmt::Display for Origin {
 pub struct SpecHash(String);
 
 impl SpecHash {
+    /// Wraps a hash read back from storage.
+    pub fn from_hex(hex: String) -> Self {
+        Self(hex)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -83,6 +88,8 @@ impl fmt::Display for SpecHash {
 pub struct DesiredDeployment {
     pub id: DeploymentId,
     pub spec: DeploymentDecl,
+    /// The content of the configs its `type: config` volumes mount, by config name.
+    pub mounted_configs: BTreeMap<String, ConfigData>,
     pub spec_hash: SpecHash,
     pub origin: Origin,
 }
@@ -114,14 +121,38 @@ impl DesiredDeployment {
     ) -> Self {
         let spec = normalize(spec);
         let id = DeploymentId::new(&spec.namespace, &spec.name);
-        let spec_hash = spec_hash(&spec, configs);
+        let mounted_configs: BTreeMap<String, ConfigData> = spec
+            .volumes
+            .iter()
+            .filter(|v| v.kind == VolumeKind::Config)
+            .filter_map(|v| {
+                let config = configs.get(&ConfigId::new(&spec.namespace, &v.source))?;
+                Some((v.source.clone(), config.data.clone()))
+            })
+            .collect();
+        let spec_hash = spec_hash(&canonical_json(&spec, &mounted_configs));
         Self {
             id,
             spec,
+            mounted_configs,
             spec_hash,
             origin,
         }
     }
+
+    /// The canonical document that `spec_hash` fingerprints and the store keeps.
+    pub fn canonical(&self) -> serde_json::Value {
+        canonical_json(&self.spec, &self.mounted_configs)
+    }
+}
+
+/// `{"spec": …, "mounted_configs": {name: data}}`. Struct fields serialize in declaration order
+/// and every map is a BTreeMap, so the text of this value is canonical for a normalized spec.
+pub fn canonical_json(
+    spec: &DeploymentDecl,
+    mounted_configs: &BTreeMap<String, ConfigData>,
+) -> serde_json::Value {
+    serde_json::json!({ "spec": spec, "mounted_configs": mounted_configs })
 }
 
 /// Writes defaults one way only, so that equal meanings serialize (and hash) equally.
@@ -158,28 +189,7 @@ fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
     spec
 }
 
-fn spec_hash(spec: &DeploymentDecl, configs: &BTreeMap<ConfigId, DesiredConfig>) -> SpecHash {
-    #[derive(Serialize)]
-    struct Canonical<'a> {
-        spec: &'a DeploymentDecl,
-        mounted_configs: BTreeMap<&'a str, &'a ConfigData>,
-    }
-    let mounted_configs = spec
-        .volumes
-        .iter()
-        .filter(|v| v.kind == VolumeKind::Config)
-        .filter_map(|v| {
-            let id = ConfigId::new(&spec.namespace, &v.source);
-            configs.get(&id).map(|c| (v.source.as_str(), &c.data))
-        })
-        .collect();
-    // Struct fields serialize in declaration order and every map is a BTreeMap, so this JSON
-    // is canonical for a normalized spec.
-    let json = serde_json::to_vec(&Canonical {
-        spec,
-        mounted_configs,
-    })
-    .expect("serializing plain data to JSON cannot fail"); // invariant: no maps with non-string keys, no custom errors
-    let digest = Sha256::digest(&json);
+fn spec_hash(canonical: &serde_json::Value) -> SpecHash {
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
     SpecHash(digest.iter().map(|b| format!("{b:02x}")).collect())
 }

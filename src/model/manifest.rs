@@ -241,6 +241,11 @@ pub struct SecretRef {
     pub secret_ref: String,
 }
 
+/// The newtype name through which a type asks keel's YAML reader for a scalar's text exactly as
+/// written (`VERSION: 1.10` stays `"1.10"`, not the float 1.1). Other deserializers (serde_json
+/// reading a stored spec) see an ordinary newtype and hand over their own values.
+pub const RAW_TEXT_NEWTYPE: &str = "$keel::raw_text";
+
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct EnvVisitor;
@@ -249,17 +254,33 @@ impl<'de> Deserialize<'de> for EnvValue {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or {secretRef: NAME}")
             }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<EnvValue, D::Error> {
+                d.deserialize_any(EnvVisitor)
+            }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
                 Ok(EnvValue::Plain(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Plain(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Plain(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Plain(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Plain(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
                 SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(EnvValue::Secret)
             }
         }
-        // `deserialize_str` on keel's YAML reader hands over any scalar's text as written and
-        // falls back to the node's own type for mappings.
-        deserializer.deserialize_str(EnvVisitor)
+        deserializer.deserialize_newtype_struct(RAW_TEXT_NEWTYPE, EnvVisitor)
     }
 }
 

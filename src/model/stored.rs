@@ -1,0 +1,112 @@
+//! What the store remembers, as domain types: deployments with their generation, status and
+//! counters; revisions with their state and diagnostics; queued notifications. The store
+//! returns these, never rows.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::desired::{DeploymentId, SpecHash};
+use super::diagnostic::Diagnostic;
+use super::event::NotificationKind;
+use super::manifest::{ConfigData, DeploymentDecl};
+use super::status::{DeploymentStatus, RevisionState};
+use super::time::Timestamp;
+
+/// A deployment as last applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDeployment {
+    pub uuid: String,
+    pub id: DeploymentId,
+    pub spec: DeploymentDecl,
+    /// The content of the configs the spec mounts, as hashed into `spec_hash`.
+    pub mounted_configs: BTreeMap<String, ConfigData>,
+    pub spec_hash: SpecHash,
+    /// Bumped by every spec change; instances of older generations are replaced.
+    pub generation: u64,
+    pub status: DeploymentStatus,
+    pub status_since: Timestamp,
+    pub restart_count: u32,
+    /// The revision that last changed this deployment.
+    pub revision: String,
+    /// Whether the latest applied revision declares it (false once pruned).
+    pub in_revision: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Every deployment keel has ever created (pruned ones included).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredState {
+    pub deployments: BTreeMap<DeploymentId, StoredDeployment>,
+}
+
+/// A revision as received from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRevision {
+    /// Where it came from: a directory path or a Git URL (+ branch/path).
+    pub source: String,
+    /// The commit SHA, or the content hash of a directory snapshot.
+    pub id: String,
+    pub message: Option<String>,
+    pub author: Option<String>,
+}
+
+/// A recorded revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    /// Order of arrival (the same commit may arrive twice, e.g. after a revert).
+    pub seq: i64,
+    pub source: String,
+    pub id: String,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub received_at: Timestamp,
+    pub state: RevisionState,
+    pub state_since: Timestamp,
+    pub diagnostics: Vec<Diagnostic>,
+    pub superseded_by: Option<String>,
+}
+
+/// A notification waiting in (or delivered from) the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: String,
+    pub kind: NotificationKind,
+    pub payload: serde_json::Value,
+    /// `None`: every configured endpoint (the notifier fans it out).
+    pub target: Option<String>,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub dead_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// One container or VM as last observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    /// The container id or VM name.
+    pub runtime_id: String,
+    pub ordinal: u32,
+    pub generation: u64,
+    pub state: super::status::InstanceState,
+    /// The runtime's reason for `error` (exit code, OOM, …).
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+}
+
+/// One run of one health check against one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub instance: String,
+    pub check_index: u32,
+    pub ok: bool,
+    pub latency_ms: Option<u64>,
+    pub message: String,
+    pub time: Timestamp,
+}

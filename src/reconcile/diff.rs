@@ -1,0 +1,155 @@
+//! PURE: desired state of a revision × stored state → what applying the revision changes, per
+//! deployment: `create`, `update` (with the changed field paths), `delete`, or `unchanged`.
+//!
+//! Invariants: equal `spec_hash` ⇒ `unchanged`, whatever the files looked like; only
+//! deployments keel stored can be deleted, and one already pruned is not deleted again; a
+//! pruned deployment that comes back is a `create` (a new life, a new generation).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::desired::{DeploymentId, DesiredState};
+use crate::model::stored::StoredState;
+
+/// What applying a revision does to one deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// New (or back after being pruned).
+    Create,
+    /// The spec changed: a new generation. `changed` lists the field paths, e.g. `image`,
+    /// `health_checks[0].url`, `configs.site` (a mounted config's content).
+    Update { changed: Vec<String> },
+    /// No longer in the revision: prune it.
+    Delete,
+    /// Same spec hash: nothing to do.
+    Unchanged,
+}
+
+/// One deployment's line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanItem {
+    #[serde(flatten)]
+    pub id: DeploymentId,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The plan of a revision, in (namespace, name) order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+}
+
+/// How many deployments each action touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanCounts {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for item in &self.items {
+            match item.action {
+                Action::Create => c.create += 1,
+                Action::Update { .. } => c.update += 1,
+                Action::Delete => c.delete += 1,
+                Action::Unchanged => c.unchanged += 1,
+            }
+        }
+        c
+    }
+
+    pub fn has_changes(&self) -> bool {
+        let c = self.counts();
+        c.create + c.update + c.delete > 0
+    }
+}
+
+/// Compares a revision with the store.
+pub fn diff(desired: &DesiredState, stored: &StoredState) -> Plan {
+    let mut items = Vec::new();
+    for (id, want) in &desired.deployments {
+        let action = match stored.deployments.get(id) {
+            None => Action::Create,
+            Some(have) if !have.in_revision => Action::Create,
+            Some(have) if have.spec_hash == want.spec_hash => Action::Unchanged,
+            Some(have) => {
+                let old = crate::model::desired::canonical_json(&have.spec, &have.mounted_configs);
+                Action::Update {
+                    changed: changed_paths(&old, &want.canonical()),
+                }
+            }
+        };
+        items.push(PlanItem {
+            id: id.clone(),
+            action,
+        });
+    }
+    for (id, have) in &stored.deployments {
+        if have.in_revision && !desired.deployments.contains_key(id) {
+            items.push(PlanItem {
+                id: id.clone(),
+                action: Action::Delete,
+            });
+        }
+    }
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    Plan { items }
+}
+
+/// The leaf paths where two canonical documents differ, in document order.
+fn changed_paths(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(old_spec), Some(new_spec)) = (old.get("spec"), new.get("spec")) {
+        walk(old_spec, new_spec, String::new(), &mut out);
+    }
+    let empty = serde_json::Map::new();
+    let configs = |v: &Value| {
+        v.get("mounted_configs")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+    let (old_configs, new_configs) = (configs(old), configs(new));
+    let names: std::collections::BTreeSet<&String> =
+        old_configs.keys().chain(new_configs.keys()).collect();
+    for name in names {
+        if old_configs.get(name) != new_configs.get(name) {
+            out.push(format!("configs.{name}"));
+        }
+    }
+    out
+}
+
+fn walk(old: &Value, new: &Value, path: String, out: &mut Vec<String>) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => walk(x, y, child, out),
+                    _ => out.push(child),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                walk(x, y, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => out.push(path),
+    }
+}

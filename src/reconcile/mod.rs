@@ -1,0 +1,5 @@
+//! Deciding what to do. The files here are pure (they import only `model`): `diff` compares a
+//! revision's desired state with what the store remembers. The readiness-gated planner joins
+//! them.
+
+pub mod diff;

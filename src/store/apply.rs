@@ -1,0 +1,255 @@
+//! Applying a revision to the store, inside the caller's transaction: record the revision,
+//! supersede the ones still open, and write each planned change with its event and outbox row.
+//! The writer commits; a crash before the commit leaves the database exactly as it was.
+//!
+//! Invariants: `unchanged` deployments are not touched (no generation bump, no event, no
+//! outbox row); applying the revision that is already the latest, with nothing to change, writes
+//! nothing at all; an invalid revision is recorded but changes no deployment and supersedes
+//! nothing (the previous revision is still the one converging).
+
+use rusqlite::Connection;
+
+use crate::model::desired::{DesiredDeployment, DesiredState};
+use crate::model::diagnostic::Diagnostic;
+use crate::model::event::{Event, EventKind, NotificationKind, RevisionChanged, StatusChanged};
+use crate::model::status::{DeploymentStatus, RevisionState};
+use crate::model::stored::{NewRevision, RevisionRecord, StoredDeployment};
+use crate::model::time::Timestamp;
+use crate::reconcile::diff::{diff, Action, Plan, PlanItem};
+
+use super::{deployments, events, outbox, revisions, StoreError};
+
+/// What applying a revision did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub revision: RevisionRecord,
+    pub plan: Plan,
+    /// True when the revision was already the latest and nothing changed: nothing was written.
+    pub no_op: bool,
+}
+
+/// Applies a valid revision (see the module doc).
+pub fn apply_revision(
+    tx: &Connection,
+    rev: &NewRevision,
+    desired: &DesiredState,
+    now: Timestamp,
+) -> Result<Applied, StoreError> {
+    let stored = deployments::load_all(tx)?;
+    let plan = diff(desired, &stored);
+    if let Some(latest) = revisions::latest(tx)? {
+        let same = latest.source == rev.source && latest.id == rev.id;
+        if same && latest.state != RevisionState::Invalid && !plan.has_changes() {
+            return Ok(Applied {
+                revision: latest,
+                plan,
+                no_op: true,
+            });
+        }
+    }
+    supersede_open(tx, &rev.id, now)?;
+    let revision = revisions::insert(tx, rev, RevisionState::Applying, &[], now)?;
+    notify_revision(tx, &revision, None, now)?;
+    for item in &plan.items {
+        let want = desired.deployments.get(&item.id);
+        let have = stored.deployments.get(&item.id);
+        apply_item(tx, item, want, have, &rev.id, now)?;
+    }
+    Ok(Applied {
+        revision,
+        plan,
+        no_op: false,
+    })
+}
+
+/// Records a revision rejected by validation, with its diagnostics.
+pub fn record_invalid(
+    tx: &Connection,
+    rev: &NewRevision,
+    diagnostics: &[Diagnostic],
+    now: Timestamp,
+) -> Result<RevisionRecord, StoreError> {
+    let record = revisions::insert(tx, rev, RevisionState::Invalid, diagnostics, now)?;
+    notify_revision(tx, &record, None, now)?;
+    Ok(record)
+}
+
+fn supersede_open(tx: &Connection, newer: &str, now: Timestamp) -> Result<(), StoreError> {
+    for open in revisions::open(tx)? {
+        revisions::set_state(tx, open.seq, RevisionState::Superseded, Some(newer), now)?;
+        let updated = revisions::get(tx, open.seq)?;
+        notify_revision(tx, &updated, Some(open.state), now)?;
+    }
+    Ok(())
+}
+
+fn notify_revision(
+    tx: &Connection,
+    record: &RevisionRecord,
+    old_state: Option<RevisionState>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let data = RevisionChanged {
+        source: record.source.clone(),
+        revision: record.id.clone(),
+        old_state,
+        new_state: record.state,
+        superseded_by: record.superseded_by.clone(),
+    };
+    outbox::enqueue(tx, NotificationKind::RevisionStatusChanged, &data, now)
+}
+
+fn apply_item(
+    tx: &Connection,
+    item: &PlanItem,
+    want: Option<&DesiredDeployment>,
+    have: Option<&StoredDeployment>,
+    revision: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let change = match (&item.action, want, have) {
+        (Action::Unchanged, _, _) => return Ok(()),
+        (Action::Create, Some(want), None) => {
+            let row = deployments::insert(tx, want, revision, now)?;
+            Change::new(row.uuid, None, EventKind::Created, "revision_applied")
+                .message(format!("created from revision {revision}"))
+        }
+        (Action::Create, Some(want), Some(have)) => {
+            deployments::replace_spec(tx, &have.uuid, want, revision, now)?;
+            Change::new(
+                have.uuid.clone(),
+                Some(have.status),
+                EventKind::Created,
+                "revision_applied",
+            )
+            .message(format!("declared again in revision {revision}"))
+        }
+        (Action::Update { changed }, Some(want), Some(have)) => {
+            deployments::replace_spec(tx, &have.uuid, want, revision, now)?;
+            Change::new(
+                have.uuid.clone(),
+                Some(have.status),
+                EventKind::Updated,
+                "revision_applied",
+            )
+            .message(format!(
+                "spec changed in revision {revision}: {}",
+                changed.join(", ")
+            ))
+        }
+        (Action::Delete, _, Some(have)) => {
+            deployments::prune(tx, &have.uuid, revision, now)?;
+            Change::new(
+                have.uuid.clone(),
+                Some(have.status),
+                EventKind::Deleted,
+                "pruned",
+            )
+            .message(format!("removed from revision {revision}"))
+        }
+        // `diff` only plans creates and updates for desired deployments, and updates and
+        // deletes for stored ones; any other pairing means the inputs disagree.
+        (Action::Create | Action::Update { .. }, None, _)
+        | (Action::Update { .. } | Action::Delete, _, None) => {
+            return Err(StoreError::BadValue {
+                column: "plan",
+                value: item.id.to_string(),
+                source: "plan does not match the stored state".into(),
+            })
+        }
+    };
+    record_change(tx, item, change, revision, now)
+}
+
+/// Moves a deployment's status, with its event and notification, unless it already has it.
+pub fn change_status(
+    tx: &Connection,
+    id: &crate::model::desired::DeploymentId,
+    status: DeploymentStatus,
+    reason: &'static str,
+    message: String,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let have =
+        deployments::get(tx, id)?.ok_or(StoreError::UnknownDeployment { id: id.to_string() })?;
+    if have.status == status {
+        return Ok(());
+    }
+    deployments::set_status(tx, &have.uuid, status, now)?;
+    let item = PlanItem {
+        id: id.clone(),
+        action: Action::Unchanged,
+    };
+    let change = Change::new(
+        have.uuid,
+        Some(have.status),
+        EventKind::StatusChanged,
+        reason,
+    )
+    .message(message);
+    record_change(tx, &item, change, &have.revision, now)
+}
+
+/// One written change of a deployment, before its event and notification.
+struct Change {
+    uuid: String,
+    old_status: Option<DeploymentStatus>,
+    kind: EventKind,
+    reason: &'static str,
+    message: String,
+}
+
+impl Change {
+    fn new(
+        uuid: String,
+        old_status: Option<DeploymentStatus>,
+        kind: EventKind,
+        reason: &'static str,
+    ) -> Self {
+        Self {
+            uuid,
+            old_status,
+            kind,
+            reason,
+            message: String::new(),
+        }
+    }
+
+    fn message(self, message: String) -> Self {
+        Self { message, ..self }
+    }
+}
+
+/// Writes the event of a change and, when the status moved, its notification.
+fn record_change(
+    tx: &Connection,
+    item: &PlanItem,
+    change: Change,
+    revision: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let event = Event {
+        deployment: item.id.clone(),
+        time: now,
+        kind: change.kind,
+        reason: change.reason.to_owned(),
+        message: change.message,
+        revision: Some(revision.to_owned()),
+    };
+    events::insert(tx, &change.uuid, &event)?;
+    let row = deployments::get(tx, &item.id)?
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+    if change.old_status != Some(row.status) {
+        let data = StatusChanged {
+            namespace: item.id.namespace.clone(),
+            name: item.id.name.clone(),
+            old_status: change.old_status,
+            new_status: row.status,
+            restart_count: row.restart_count,
+            generation: row.generation,
+            revision: Some(revision.to_owned()),
+        };
+        outbox::enqueue(tx, NotificationKind::DeploymentStatusChanged, &data, now)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The `deployments` table: one row per (namespace, name) keel has ever created, with the
+//! canonical spec document, its hash, generation, status and restart counter.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::model::desired::{DeploymentId, DesiredDeployment, SpecHash};
+use crate::model::manifest::{ConfigData, DeploymentDecl};
+use crate::model::status::DeploymentStatus;
+use crate::model::stored::{StoredDeployment, StoredState};
+use crate::model::time::Timestamp;
+
+use super::{parse_column, parse_json, StoreError};
+
+const COLUMNS: &str = "uuid, namespace, name, spec, spec_hash, generation, status, status_since, \
+                       restart_count, revision, in_revision, created_at, updated_at";
+
+/// The canonical document as stored (see `model::desired::canonical_json`).
+#[derive(serde::Deserialize)]
+struct Canonical {
+    spec: DeploymentDecl,
+    mounted_configs: BTreeMap<String, ConfigData>,
+}
+
+/// A row before its enum and JSON columns are checked.
+struct RawDeployment {
+    uuid: String,
+    namespace: String,
+    name: String,
+    spec: String,
+    spec_hash: String,
+    generation: i64,
+    status: String,
+    status_since: i64,
+    restart_count: i64,
+    revision: String,
+    in_revision: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
+    Ok(RawDeployment {
+        uuid: row.get(0)?,
+        namespace: row.get(1)?,
+        name: row.get(2)?,
+        spec: row.get(3)?,
+        spec_hash: row.get(4)?,
+        generation: row.get(5)?,
+        status: row.get(6)?,
+        status_since: row.get(7)?,
+        restart_count: row.get(8)?,
+        revision: row.get(9)?,
+        in_revision: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+impl RawDeployment {
+    fn into_domain(self) -> Result<StoredDeployment, StoreError> {
+        let canonical: Canonical = parse_json("deployments.spec", self.spec)?;
+        Ok(StoredDeployment {
+            uuid: self.uuid,
+            id: DeploymentId::new(self.namespace, self.name),
+            spec: canonical.spec,
+            mounted_configs: canonical.mounted_configs,
+            spec_hash: SpecHash::from_hex(self.spec_hash),
+            generation: u64::try_from(self.generation).unwrap_or(0),
+            status: parse_column("deployments.status", self.status)?,
+            status_since: Timestamp(self.status_since),
+            restart_count: u32::try_from(self.restart_count).unwrap_or(u32::MAX),
+            revision: self.revision,
+            in_revision: self.in_revision,
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+/// Every stored deployment.
+pub fn load_all(conn: &Connection) -> Result<StoredState, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM deployments ORDER BY namespace, name"
+    ))?;
+    let mut state = StoredState::default();
+    for row in stmt.query_map([], from_row)? {
+        let deployment = row?.into_domain()?;
+        state.deployments.insert(deployment.id.clone(), deployment);
+    }
+    Ok(state)
+}
+
+/// The stored row of one deployment.
+pub fn get(conn: &Connection, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM deployments WHERE namespace = ?1 AND name = ?2");
+    conn.query_row(&sql, [&id.namespace, &id.name], from_row)
+        .optional()?
+        .map(RawDeployment::into_domain)
+        .transpose()
+}
+
+/// Inserts a new deployment at generation 1, `pending`.
+pub fn insert(
+    conn: &Connection,
+    want: &DesiredDeployment,
+    revision: &str,
+    now: Timestamp,
+) -> Result<StoredDeployment, StoreError> {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO deployments (uuid, namespace, name, kind, runtime, spec, spec_hash, generation,
+                                  status, status_since, restart_count, revision, in_revision, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8)",
+        params![
+            uuid,
+            want.id.namespace,
+            want.id.name,
+            want.spec.kind.as_str(),
+            want.spec.runtime.as_str(),
+            want.canonical().to_string(),
+            want.spec_hash.as_str(),
+            now.0,
+            revision,
+        ],
+    )?;
+    get(conn, &want.id)?.ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
+/// Stores a new spec: the next generation, `pending`, restart counter reset.
+pub fn replace_spec(
+    conn: &Connection,
+    uuid: &str,
+    want: &DesiredDeployment,
+    revision: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET kind = ?2, runtime = ?3, spec = ?4, spec_hash = ?5, generation = generation + 1,
+                status = 'pending', status_since = CASE WHEN status = 'pending' THEN status_since ELSE ?6 END,
+                restart_count = 0, revision = ?7, in_revision = 1, updated_at = ?6
+         WHERE uuid = ?1",
+        params![
+            uuid,
+            want.spec.kind.as_str(),
+            want.spec.runtime.as_str(),
+            want.canonical().to_string(),
+            want.spec_hash.as_str(),
+            now.0,
+            revision,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Prunes a deployment that left the revision: `deleted`, no longer in the revision.
+pub fn prune(
+    conn: &Connection,
+    uuid: &str,
+    revision: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET status = ?2, status_since = ?3, in_revision = 0, revision = ?4, updated_at = ?3
+         WHERE uuid = ?1",
+        params![uuid, DeploymentStatus::Deleted.as_str(), now.0, revision],
+    )?;
+    Ok(())
+}
+
+/// Sets the status (and when it changed).
+pub fn set_status(
+    conn: &Connection,
+    uuid: &str,
+    status: DeploymentStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET status = ?2, status_since = ?3, updated_at = ?3 WHERE uuid = ?1 AND status <> ?2",
+        params![uuid, status.as_str(), now.0],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The `events` table: what happened to each deployment, newest last, each with the revision
+//! that caused it.
+
+use rusqlite::{params, Connection};
+
+use crate::model::desired::DeploymentId;
+use crate::model::event::Event;
+use crate::model::time::Timestamp;
+
+use super::{parse_column, StoreError};
+
+/// Appends an event to the deployment with row id `uuid`.
+pub fn insert(conn: &Connection, uuid: &str, event: &Event) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (deployment, time, kind, reason, message, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![uuid, event.time.0, event.kind.as_str(), event.reason, event.message, event.revision],
+    )?;
+    Ok(())
+}
+
+/// A deployment's events, newest first.
+pub fn list(conn: &Connection, id: &DeploymentId, limit: u32) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT e.time, e.kind, e.reason, e.message, e.revision FROM events e
+         JOIN deployments d ON d.uuid = e.deployment
+         WHERE d.namespace = ?1 AND d.name = ?2 ORDER BY e.seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![id.namespace, id.name, limit], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (time, kind, reason, message, revision) = row?;
+        Ok(Event {
+            deployment: id.clone(),
+            time: Timestamp(time),
+            kind: parse_column("events.kind", kind)?,
+            reason,
+            message,
+            revision,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,136 @@
+//! The `instances` table (one row per container or VM of a deployment) and the `restarts`
+//! table (the restart history behind `restart_count`, persisted so counters survive a
+//! restart of the agent).
+
+use rusqlite::{params, Connection};
+
+use crate::model::stored::StoredInstance;
+use crate::model::time::Timestamp;
+
+use super::{parse_column, StoreError};
+
+/// Inserts or replaces the observation of one instance of deployment `uuid`.
+pub fn upsert(
+    conn: &Connection,
+    uuid: &str,
+    i: &StoredInstance,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
+                               exit_code, oom_killed, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (deployment, runtime_id) DO UPDATE SET
+             ordinal = excluded.ordinal, generation = excluded.generation, state = excluded.state,
+             reason = excluded.reason, ip = excluded.ip, started_at = excluded.started_at,
+             exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, updated_at = excluded.updated_at",
+        params![
+            uuid,
+            i.runtime_id,
+            i.ordinal,
+            i64::try_from(i.generation).unwrap_or(i64::MAX),
+            i.state.as_str(),
+            i.reason,
+            i.ip,
+            i.started_at.map(|t| t.0),
+            i.exit_code,
+            i.oom_killed,
+            now.0
+        ],
+    )?;
+    Ok(())
+}
+
+/// Forgets an instance that no longer exists.
+pub fn remove(conn: &Connection, uuid: &str, runtime_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM instances WHERE deployment = ?1 AND runtime_id = ?2",
+        params![uuid, runtime_id],
+    )?;
+    Ok(())
+}
+
+/// The instances of deployment `uuid`, by generation then ordinal.
+pub fn list(conn: &Connection, uuid: &str) -> Result<Vec<StoredInstance>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT runtime_id, ordinal, generation, state, reason, ip, started_at, exit_code, oom_killed
+         FROM instances WHERE deployment = ?1 ORDER BY generation, ordinal",
+    )?;
+    let rows = stmt.query_map([uuid], |row| {
+        Ok((
+            (
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+            ),
+            (
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<i64>>(6)?,
+            ),
+            (row.get::<_, Option<i64>>(7)?, row.get::<_, bool>(8)?),
+        ))
+    })?;
+    rows.map(|row| {
+        let (
+            (runtime_id, ordinal, generation, state),
+            (reason, ip, started_at),
+            (exit_code, oom_killed),
+        ) = row?;
+        Ok(StoredInstance {
+            runtime_id,
+            ordinal,
+            generation: u64::try_from(generation).unwrap_or(0),
+            state: parse_column("instances.state", state)?,
+            reason,
+            ip,
+            started_at: started_at.map(Timestamp),
+            exit_code,
+            oom_killed,
+        })
+    })
+    .collect()
+}
+
+/// Records one unexpected death (or failed retry) of deployment `uuid` and bumps its counter.
+pub fn record_restart(
+    conn: &Connection,
+    uuid: &str,
+    generation: u64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    conn.execute(
+        "INSERT INTO restarts (deployment, generation, time, reason) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            uuid,
+            i64::try_from(generation).unwrap_or(i64::MAX),
+            now.0,
+            reason
+        ],
+    )?;
+    let count: u32 = conn.query_row(
+        "UPDATE deployments SET restart_count = restart_count + 1, updated_at = ?2 WHERE uuid = ?1 RETURNING restart_count",
+        params![uuid, now.0],
+        |row| row.get(0),
+    )?;
+    Ok(count)
+}
+
+/// The restart history of deployment `uuid`, newest first: (time, generation, reason).
+pub fn restarts(
+    conn: &Connection,
+    uuid: &str,
+    limit: u32,
+) -> Result<Vec<(Timestamp, u64, String)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT time, generation, reason FROM restarts WHERE deployment = ?1 ORDER BY seq DESC LIMIT ?2")?;
+    let rows = stmt.query_map(params![uuid, limit], |row| {
+        Ok((
+            Timestamp(row.get(0)?),
+            u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+            row.get(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

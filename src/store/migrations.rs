@@ -1,0 +1,140 @@
+//! The schema, as an ordered list of migrations; `PRAGMA user_version` counts how many have
+//! run. A database from a newer keel (a higher version than this list) is refused, never
+//! downgraded. Each migration runs in its own transaction with its version bump.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Every migration, oldest first. Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this keel writes.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+const V1: &str = "
+CREATE TABLE revisions (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source        TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    message       TEXT,
+    author        TEXT,
+    received_at   INTEGER NOT NULL,
+    state         TEXT    NOT NULL,
+    state_since   INTEGER NOT NULL,
+    diagnostics   TEXT    NOT NULL DEFAULT '[]',
+    superseded_by TEXT
+);
+CREATE INDEX revisions_by_id ON revisions (id, seq);
+CREATE INDEX revisions_open ON revisions (seq) WHERE state IN ('queued', 'applying');
+
+CREATE TABLE deployments (
+    uuid          TEXT    PRIMARY KEY,
+    namespace     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    runtime       TEXT    NOT NULL,
+    spec          TEXT    NOT NULL,
+    spec_hash     TEXT    NOT NULL,
+    generation    INTEGER NOT NULL,
+    status        TEXT    NOT NULL,
+    status_since  INTEGER NOT NULL,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    revision      TEXT    NOT NULL,
+    in_revision   INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    UNIQUE (namespace, name)
+);
+
+CREATE TABLE instances (
+    deployment  TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+    runtime_id  TEXT    NOT NULL,
+    ordinal     INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    state       TEXT    NOT NULL,
+    reason      TEXT,
+    ip          TEXT,
+    started_at  INTEGER,
+    exit_code   INTEGER,
+    oom_killed  INTEGER NOT NULL DEFAULT 0,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (deployment, runtime_id)
+);
+
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+    time       INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    message    TEXT    NOT NULL,
+    revision   TEXT
+);
+CREATE INDEX events_by_deployment ON events (deployment, seq);
+
+CREATE TABLE probe_results (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment  TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+    instance    TEXT    NOT NULL,
+    check_index INTEGER NOT NULL,
+    ok          INTEGER NOT NULL,
+    latency_ms  INTEGER,
+    message     TEXT    NOT NULL,
+    time        INTEGER NOT NULL
+);
+CREATE INDEX probe_results_by_check ON probe_results (deployment, instance, check_index, seq);
+
+CREATE TABLE restarts (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+    generation INTEGER NOT NULL,
+    time       INTEGER NOT NULL,
+    reason     TEXT    NOT NULL
+);
+CREATE INDEX restarts_by_deployment ON restarts (deployment, seq);
+
+CREATE TABLE outbox (
+    id              TEXT    PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    target          TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    dead_at         INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
+";
+
+/// The schema version recorded in the database.
+pub fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Brings the schema up to `CURRENT_VERSION`.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    check_not_newer(found, path)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Refuses a database written by a newer keel.
+pub fn check_not_newer(found: u32, path: &str) -> Result<(), StoreError> {
+    if found > CURRENT_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The state store: the only module with SQL. SQLite (bundled) in WAL mode.
+//!
+//! - One writer: `Store` owns the read-write connection on its own thread; callers send it
+//!   closures over a channel, so writes are serialized without locks in callers. Readers open
+//!   their own read-only connections (`StoreReader`), which WAL lets run beside the writer.
+//! - Durability: `synchronous=NORMAL` everywhere, outbox included. In WAL mode NORMAL never
+//!   corrupts the database; a power cut may lose the last committed transactions, but a status
+//!   change and its outbox rows live in one transaction, so they are lost (or kept) together —
+//!   the outbox never promises a notification for a change that did not persist, and the
+//!   reconciler re-derives lost status from what it observes. FULL would buy nothing the
+//!   level-triggered design needs, at an fsync per commit.
+//! - Opening refuses files that are not SQLite (before writing anything) and databases from a
+//!   newer keel.
+//! - Everything returned is a domain type from `model`, never a row.
+
+pub mod apply;
+mod deployments;
+mod events;
+pub mod instances;
+pub mod migrations;
+mod outbox;
+pub mod probes;
+mod revisions;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::model::desired::{DeploymentId, DesiredState};
+use crate::model::diagnostic::Diagnostic;
+use crate::model::event::Event;
+use crate::model::status::DeploymentStatus;
+use crate::model::stored::{NewRevision, OutboxRow, RevisionRecord, StoredState};
+use crate::model::time::Timestamp;
+
+pub use apply::Applied;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} is not a keel database (not SQLite, or corrupt); it was left untouched")]
+    NotADatabase {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path} was written by a newer keel (schema v{found}; this keel knows up to v{supported}); refusing to downgrade it")]
+    TooNew {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} has schema v{found}, older than this keel's v{supported}; start the agent once to migrate it")]
+    TooOld {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot open {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored {column} {value:?} is not valid")]
+    BadValue {
+        column: &'static str,
+        value: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("no deployment {id} in the store")]
+    UnknownDeployment { id: String },
+    #[error("the store's writer thread has stopped")]
+    WriterGone,
+    #[error("cannot start the store's writer thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The writer: owns the read-write connection on a dedicated thread.
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`, and starts the writer.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        // Check the version before anything writes: switching to WAL rewrites the header.
+        migrations::check_not_newer(migrations::version(&conn)?, &display(path))?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        migrations::migrate(&mut conn, &display(path))?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("keel-store-writer".into())
+            .spawn(move || {
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
+            .map_err(StoreError::Spawn)?;
+        Ok(Self {
+            jobs,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `f` on the writer thread and waits for its result.
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            // The caller may have gone away; then nobody wants the answer.
+            let _ = reply.send(f(conn));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Applies a valid revision in one transaction (see `apply::apply_revision`).
+    pub fn apply_revision(
+        &self,
+        revision: NewRevision,
+        desired: DesiredState,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let applied = apply::apply_revision(&tx, &revision, &desired, now)?;
+            tx.commit()?;
+            Ok(applied)
+        })
+    }
+
+    /// Records a revision rejected by validation; no deployment changes.
+    pub fn record_invalid(
+        &self,
+        revision: NewRevision,
+        diagnostics: Vec<Diagnostic>,
+        now: Timestamp,
+    ) -> Result<RevisionRecord, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let record = apply::record_invalid(&tx, &revision, &diagnostics, now)?;
+            tx.commit()?;
+            Ok(record)
+        })
+    }
+
+    /// Moves a deployment's status, writing its event and notification in the same transaction.
+    pub fn set_status(
+        &self,
+        id: DeploymentId,
+        status: DeploymentStatus,
+        reason: &'static str,
+        message: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            apply::change_status(&tx, &id, status, reason, message, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Records an unexpected death of a deployment's instance; returns the new restart count.
+    pub fn record_restart(
+        &self,
+        id: DeploymentId,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let have = deployments::get(&tx, &id)?
+                .ok_or(StoreError::UnknownDeployment { id: id.to_string() })?;
+            let count = instances::record_restart(&tx, &have.uuid, have.generation, &reason, now)?;
+            tx.commit()?;
+            Ok(count)
+        })
+    }
+
+    /// A new read-only connection to the same database.
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.path)
+    }
+}
+
+/// A read-only view of the store.
+pub struct StoreReader {
+    conn: Connection,
+}
+
+impl StoreReader {
+    /// Opens an existing, current database read-only.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let found = migrations::version(&conn)?;
+        migrations::check_not_newer(found, &display(path))?;
+        if found < migrations::CURRENT_VERSION {
+            return Err(StoreError::TooOld {
+                path: display(path),
+                found,
+                supported: migrations::CURRENT_VERSION,
+            });
+        }
+        Ok(Self { conn })
+    }
+
+    /// Opens `path` if it holds a keel database: `None` when the file does not exist or was
+    /// never initialized (an empty state). Never creates anything.
+    pub fn open_existing(path: &Path) -> Result<Option<Self>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        if migrations::version(&conn)? == 0 {
+            return Ok(None);
+        }
+        Self::open(path).map(Some)
+    }
+
+    pub fn stored_state(&self) -> Result<StoredState, StoreError> {
+        deployments::load_all(&self.conn)
+    }
+
+    /// Revisions, newest first.
+    pub fn revisions(&self, limit: u32) -> Result<Vec<RevisionRecord>, StoreError> {
+        revisions::list(&self.conn, limit)
+    }
+
+    /// A deployment's events, newest first.
+    pub fn events(&self, id: &DeploymentId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        events::list(&self.conn, id, limit)
+    }
+
+    /// Every outbox row, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        outbox::list(&self.conn)
+    }
+
+    /// The underlying connection, for the store's own submodules' readers.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Opens a connection, proves the file is SQLite before anything writes to it, then sets the
+/// connection's own pragmas (none of which writes to the file; `Store::open` turns on WAL).
+pub fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: display(path),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(open_err)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|source| StoreError::NotADatabase {
+        path: display(path),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Parses a stored enum value, naming the column when the database holds garbage.
+fn parse_column<T>(column: &'static str, value: String) -> Result<T, StoreError>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value.parse().map_err(|e: T::Err| StoreError::BadValue {
+        column,
+        value,
+        source: Box::new(e),
+    })
+}
+
+/// Reads a JSON column, naming it when it does not parse.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    column: &'static str,
+    text: String,
+) -> Result<T, StoreError> {
+    serde_json::from_str(&text).map_err(|e| StoreError::BadValue {
+        column,
+        value: text.chars().take(80).collect(),
+        source: Box::new(e),
+    })
+}

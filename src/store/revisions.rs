@@ -1,0 +1,139 @@
+//! The `revisions` table: every revision received, in arrival order, with its sync state
+//! (DESIGN.md §3.5), its diagnostics when invalid, and who superseded it.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::model::diagnostic::Diagnostic;
+use crate::model::status::RevisionState;
+use crate::model::stored::{NewRevision, RevisionRecord};
+use crate::model::time::Timestamp;
+
+use super::{parse_column, parse_json, StoreError};
+
+const COLUMNS: &str =
+    "seq, source, id, message, author, received_at, state, state_since, diagnostics, superseded_by";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<RawRevision> {
+    Ok(RawRevision {
+        seq: row.get(0)?,
+        source: row.get(1)?,
+        id: row.get(2)?,
+        message: row.get(3)?,
+        author: row.get(4)?,
+        received_at: row.get(5)?,
+        state: row.get(6)?,
+        state_since: row.get(7)?,
+        diagnostics: row.get(8)?,
+        superseded_by: row.get(9)?,
+    })
+}
+
+/// A row before its enum and JSON columns are checked.
+struct RawRevision {
+    seq: i64,
+    source: String,
+    id: String,
+    message: Option<String>,
+    author: Option<String>,
+    received_at: i64,
+    state: String,
+    state_since: i64,
+    diagnostics: String,
+    superseded_by: Option<String>,
+}
+
+impl RawRevision {
+    fn into_record(self) -> Result<RevisionRecord, StoreError> {
+        Ok(RevisionRecord {
+            seq: self.seq,
+            source: self.source,
+            id: self.id,
+            message: self.message,
+            author: self.author,
+            received_at: Timestamp(self.received_at),
+            state: parse_column("revisions.state", self.state)?,
+            state_since: Timestamp(self.state_since),
+            diagnostics: parse_json("revisions.diagnostics", self.diagnostics)?,
+            superseded_by: self.superseded_by,
+        })
+    }
+}
+
+/// Records a revision and returns it.
+pub fn insert(
+    conn: &Connection,
+    rev: &NewRevision,
+    state: RevisionState,
+    diagnostics: &[Diagnostic],
+    now: Timestamp,
+) -> Result<RevisionRecord, StoreError> {
+    let diagnostics_json =
+        serde_json::to_string(diagnostics).map_err(|e| StoreError::BadValue {
+            column: "revisions.diagnostics",
+            value: String::new(),
+            source: Box::new(e),
+        })?;
+    conn.execute(
+        "INSERT INTO revisions (source, id, message, author, received_at, state, state_since, diagnostics)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)",
+        params![rev.source, rev.id, rev.message, rev.author, now.0, state.as_str(), diagnostics_json],
+    )?;
+    get(conn, conn.last_insert_rowid())
+}
+
+pub fn get(conn: &Connection, seq: i64) -> Result<RevisionRecord, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM revisions WHERE seq = ?1");
+    conn.query_row(&sql, [seq], from_row)?.into_record()
+}
+
+/// The most recently received revision.
+pub fn latest(conn: &Connection) -> Result<Option<RevisionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM revisions ORDER BY seq DESC LIMIT 1");
+    conn.query_row(&sql, [], from_row)
+        .optional()?
+        .map(RawRevision::into_record)
+        .transpose()
+}
+
+/// Revisions still queued or applying, oldest first.
+pub fn open(conn: &Connection) -> Result<Vec<RevisionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM revisions WHERE state IN ('queued', 'applying') ORDER BY seq"
+    );
+    collect(conn, &sql, [])
+}
+
+/// Revisions, newest first.
+pub fn list(conn: &Connection, limit: u32) -> Result<Vec<RevisionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM revisions ORDER BY seq DESC LIMIT ?1");
+    collect(conn, &sql, [limit])
+}
+
+fn collect(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RevisionRecord>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, from_row)?;
+    rows.map(|r| {
+        r.map_err(StoreError::from)
+            .and_then(RawRevision::into_record)
+    })
+    .collect()
+}
+
+/// Moves a revision to `state`; `superseded_by` names the newer revision when superseding.
+pub fn set_state(
+    conn: &Connection,
+    seq: i64,
+    state: RevisionState,
+    superseded_by: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE revisions SET state = ?2, state_since = ?3, superseded_by = COALESCE(?4, superseded_by) WHERE seq = ?1",
+        params![seq, state.as_str(), now.0, superseded_by],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! The SQLite store against real database files: migrations, refusing foreign files and newer
+//! schemas, applying revisions (create, update, prune, no-op, invalid, superseded), and
+//! atomicity when the writer is killed in the middle of a transaction.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use keel::model::desired::DeploymentId;
+use keel::model::diagnostic::{Diagnostic, Severity};
+use keel::model::event::{EventKind, NotificationKind};
+use keel::model::status::{DeploymentStatus, InstanceState, RevisionState};
+use keel::model::stored::{ProbeResult, StoredInstance};
+use keel::store::{migrations, Store, StoreError, StoreReader};
+use support::{at, deployment, desired, revision};
+
+fn web(extra: &str) -> String {
+    deployment("demo", "web", extra)
+}
+
+fn id(name: &str) -> DeploymentId {
+    DeploymentId::new("demo", name)
+}
+
+fn user_version(path: &Path) -> u32 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn migrating_an_empty_file_then_reopening_keeps_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    std::fs::write(&path, b"").unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(user_version(&path), migrations::CURRENT_VERSION);
+    drop(Store::open(&path).unwrap());
+    assert_eq!(user_version(&path), migrations::CURRENT_VERSION);
+    let reader = StoreReader::open(&path).unwrap();
+    assert!(reader.stored_state().unwrap().deployments.is_empty());
+}
+
+#[test]
+fn a_database_from_a_newer_keel_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open(&path)
+        .err()
+        .expect("a newer schema must be refused");
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer keel"), "{err}");
+    assert!(StoreReader::open_existing(&path).is_err());
+    assert_eq!(user_version(&path), 99);
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the file was modified"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_by_name_and_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let junk = "these are my notes, not a database\n".repeat(50);
+    std::fs::write(&path, &junk).unwrap();
+    let err = Store::open(&path).err().expect("junk must be refused");
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert!(StoreReader::open_existing(&path).is_err());
+    assert!(
+        std::fs::read_to_string(&path).unwrap() == junk,
+        "the file was modified"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "side files were created: {names:?}");
+}
+
+#[test]
+fn a_missing_database_is_an_empty_state_and_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    assert!(StoreReader::open_existing(&path).unwrap().is_none());
+    assert!(!path.exists());
+}
+
+fn open_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn applying_a_revision_creates_pending_deployments_with_events_and_notifications() {
+    let (_dir, store) = open_store();
+    let state = desired(&[
+        ("a.yaml", &web("    replicas: 2\n")),
+        ("b.yaml", &deployment("demo", "api", "")),
+    ]);
+    let applied = store.apply_revision(revision("r1"), state, at(0)).unwrap();
+    assert!(!applied.no_op);
+    assert_eq!(applied.revision.state, RevisionState::Applying);
+    let reader = store.reader().unwrap();
+    let stored = reader.stored_state().unwrap();
+    let row = &stored.deployments[&id("web")];
+    assert_eq!(
+        (row.generation, row.status, row.restart_count),
+        (1, DeploymentStatus::Pending, 0)
+    );
+    assert_eq!(row.spec.replicas, 2);
+    assert_eq!(row.revision, "r1");
+    let events = reader.events(&id("web"), 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].kind, events[0].revision.as_deref()),
+        (EventKind::Created, Some("r1"))
+    );
+    let outbox = reader.outbox().unwrap();
+    let kinds: Vec<_> = outbox.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            NotificationKind::RevisionStatusChanged,
+            NotificationKind::DeploymentStatusChanged,
+            NotificationKind::DeploymentStatusChanged
+        ]
+    );
+    let web_note = outbox.iter().find(|r| r.payload["name"] == "web").unwrap();
+    assert_eq!(web_note.payload["old_status"], serde_json::Value::Null);
+    assert_eq!(web_note.payload["new_status"], "pending");
+    assert_eq!(web_note.payload["revision"], "r1");
+    assert!(outbox
+        .iter()
+        .all(|r| r.delivered_at.is_none() && r.target.is_none()));
+}
+
+#[test]
+fn applying_the_same_revision_twice_changes_nothing_the_second_time() {
+    let (_dir, store) = open_store();
+    let files = [("a.yaml", web(""))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    store
+        .apply_revision(revision("r1"), desired(&files), at(0))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let before = (
+        reader.stored_state().unwrap(),
+        reader.outbox().unwrap(),
+        reader.revisions(10).unwrap(),
+        reader.events(&id("web"), 10).unwrap(),
+    );
+    let again = store
+        .apply_revision(revision("r1"), desired(&files), at(60))
+        .unwrap();
+    assert!(again.no_op);
+    let after = (
+        reader.stored_state().unwrap(),
+        reader.outbox().unwrap(),
+        reader.revisions(10).unwrap(),
+        reader.events(&id("web"), 10).unwrap(),
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_new_revision_with_the_same_spec_touches_no_deployment() {
+    let (_dir, store) = open_store();
+    let text = web("");
+    store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &text)]), at(0))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let before = reader.stored_state().unwrap();
+    let applied = store
+        .apply_revision(revision("r2"), desired(&[("moved/b.yaml", &text)]), at(10))
+        .unwrap();
+    assert!(!applied.no_op, "a new commit is still recorded");
+    assert_eq!(reader.stored_state().unwrap(), before);
+    assert_eq!(reader.events(&id("web"), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_update_bumps_generation_resets_restarts_and_leaves_a_terminal_status() {
+    let (_dir, store) = open_store();
+    store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
+        .unwrap();
+    for _ in 0..5 {
+        store
+            .record_restart(id("web"), "exit code 1".into(), at(1))
+            .unwrap();
+    }
+    store
+        .set_status(
+            id("web"),
+            DeploymentStatus::CrashLoopBackOff,
+            "max_restarts",
+            "died 5 times".into(),
+            at(2),
+        )
+        .unwrap();
+    let reader = store.reader().unwrap();
+    assert_eq!(
+        reader.stored_state().unwrap().deployments[&id("web")].restart_count,
+        5
+    );
+
+    let applied = store
+        .apply_revision(
+            revision("r2"),
+            desired(&[("a.yaml", &web("    replicas: 3\n"))]),
+            at(10),
+        )
+        .unwrap();
+    assert_eq!(applied.plan.counts().update, 1);
+    let row = reader.stored_state().unwrap().deployments[&id("web")].clone();
+    assert_eq!(
+        (
+            row.generation,
+            row.status,
+            row.restart_count,
+            row.spec.replicas
+        ),
+        (2, DeploymentStatus::Pending, 0, 3)
+    );
+    assert_eq!(row.status_since, at(10));
+    let events = reader.events(&id("web"), 10).unwrap();
+    assert_eq!(events[0].kind, EventKind::Updated);
+    assert_eq!(events[0].message, "spec changed in revision r2: replicas");
+    let last = reader.outbox().unwrap().pop().unwrap();
+    assert_eq!(last.kind, NotificationKind::DeploymentStatusChanged);
+    assert_eq!(
+        (
+            last.payload["old_status"].as_str(),
+            last.payload["new_status"].as_str()
+        ),
+        (Some("crash_loop_back_off"), Some("pending"))
+    );
+    assert_eq!(last.payload["generation"], 2);
+}
+
+#[test]
+fn a_vanished_deployment_is_pruned_once_and_can_come_back() {
+    let (_dir, store) = open_store();
+    let web_text = web("");
+    let api_text = deployment("demo", "api", "");
+    store
+        .apply_revision(
+            revision("r1"),
+            desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
+            at(0),
+        )
+        .unwrap();
+    store
+        .apply_revision(revision("r2"), desired(&[("a.yaml", &web_text)]), at(10))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let api = reader.stored_state().unwrap().deployments[&id("api")].clone();
+    assert_eq!(
+        (api.status, api.in_revision),
+        (DeploymentStatus::Deleted, false)
+    );
+    assert_eq!(reader.events(&id("api"), 1).unwrap()[0].reason, "pruned");
+
+    let applied = store
+        .apply_revision(revision("r3"), desired(&[("a.yaml", &web_text)]), at(20))
+        .unwrap();
+    assert!(!applied.plan.has_changes());
+    assert_eq!(
+        reader.events(&id("api"), 10).unwrap().len(),
+        2,
+        "pruned twice"
+    );
+
+    store
+        .apply_revision(
+            revision("r4"),
+            desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
+            at(30),
+        )
+        .unwrap();
+    let api = reader.stored_state().unwrap().deployments[&id("api")].clone();
+    assert_eq!(
+        (api.status, api.in_revision, api.generation),
+        (DeploymentStatus::Pending, true, 2)
+    );
+}
+
+#[test]
+fn an_invalid_revision_changes_no_deployment_and_keeps_its_diagnostics() {
+    let (_dir, store) = open_store();
+    store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let before = reader.stored_state().unwrap();
+    let diagnostics = vec![Diagnostic {
+        file: "a.yaml".into(),
+        line: Some(6),
+        column: Some(5),
+        path: "deployments.web.replica".into(),
+        severity: Severity::Error,
+        message: "unknown field \"replica\", did you mean \"replicas\"?".into(),
+    }];
+    let record = store
+        .record_invalid(revision("r2"), diagnostics.clone(), at(10))
+        .unwrap();
+    assert_eq!(record.state, RevisionState::Invalid);
+    assert_eq!(reader.stored_state().unwrap(), before);
+    let revisions = reader.revisions(10).unwrap();
+    assert_eq!(revisions[0].diagnostics, diagnostics);
+    assert_eq!(revisions[0].message.as_deref(), Some("commit r2"));
+    assert_eq!(
+        revisions[1].state,
+        RevisionState::Applying,
+        "an invalid revision supersedes nothing"
+    );
+    let last = reader.outbox().unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind, last.payload["new_state"].as_str()),
+        (NotificationKind::RevisionStatusChanged, Some("invalid"))
+    );
+}
+
+#[test]
+fn a_revision_arriving_while_another_applies_supersedes_it() {
+    let (_dir, store) = open_store();
+    store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
+        .unwrap();
+    store
+        .apply_revision(
+            revision("r2"),
+            desired(&[("a.yaml", &web("    replicas: 2\n"))]),
+            at(5),
+        )
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let revisions = reader.revisions(10).unwrap();
+    assert_eq!(
+        (revisions[0].id.as_str(), revisions[0].state),
+        ("r2", RevisionState::Applying)
+    );
+    assert_eq!(
+        (revisions[1].id.as_str(), revisions[1].state),
+        ("r1", RevisionState::Superseded)
+    );
+    assert_eq!(revisions[1].superseded_by.as_deref(), Some("r2"));
+    assert_eq!(revisions[1].state_since, at(5));
+    let superseded = reader
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.payload["new_state"] == "superseded")
+        .expect("a revision.status_changed notification for r1");
+    assert_eq!(superseded.payload["revision"], "r1");
+    assert_eq!(superseded.payload["old_state"], "applying");
+    assert_eq!(superseded.payload["superseded_by"], "r2");
+}
+
+#[test]
+fn environment_values_round_trip_through_the_store_as_written() {
+    let (_dir, store) = open_store();
+    let text = web("    environment:\n      VERSION: 1.10\n      PORT: 8080\n      TOKEN: {secretRef: api-token}\n");
+    let state = desired(&[("a.yaml", &text)]);
+    let hash = state.deployments[&id("web")].spec_hash.clone();
+    store
+        .apply_revision(revision("r1"), state.clone(), at(0))
+        .unwrap();
+    let row = store.reader().unwrap().stored_state().unwrap().deployments[&id("web")].clone();
+    assert_eq!(row.spec, state.deployments[&id("web")].spec);
+    assert_eq!(row.spec_hash, hash);
+    let env = serde_json::to_value(&row.spec.environment).unwrap();
+    assert_eq!(
+        env,
+        serde_json::json!({"PORT": "8080", "TOKEN": {"secretRef": "api-token"}, "VERSION": "1.10"})
+    );
+}
+
+#[test]
+fn instances_probes_and_restart_history_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(&path).unwrap();
+    store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
+        .unwrap();
+    store
+        .record_restart(id("web"), "exit code 137 (OOM)".into(), at(3))
+        .unwrap();
+    drop(store);
+
+    let mut conn =
+        keel::store::connect(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    let uuid: String = conn
+        .query_row("SELECT uuid FROM deployments", [], |r| r.get(0))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    let instance = StoredInstance {
+        runtime_id: "c0ffee".into(),
+        ordinal: 0,
+        generation: 1,
+        state: InstanceState::Ready,
+        reason: None,
+        ip: Some("172.18.0.2".into()),
+        started_at: Some(at(1)),
+        exit_code: None,
+        oom_killed: false,
+    };
+    keel::store::instances::upsert(&tx, &uuid, &instance, at(2)).unwrap();
+    for i in 0..(keel::store::probes::RETAINED + 10) {
+        let result = ProbeResult {
+            instance: "c0ffee".into(),
+            check_index: 0,
+            ok: i % 2 == 0,
+            latency_ms: Some(3),
+            message: format!("run {i}"),
+            time: at(i64::from(i)),
+        };
+        keel::store::probes::record(&tx, &uuid, &result).unwrap();
+    }
+    tx.commit().unwrap();
+
+    assert_eq!(
+        keel::store::instances::list(&conn, &uuid).unwrap(),
+        vec![instance]
+    );
+    let recent = keel::store::probes::recent(&conn, &uuid, 1000).unwrap();
+    assert_eq!(
+        recent.len() as u32,
+        keel::store::probes::RETAINED,
+        "retention is bounded"
+    );
+    assert_eq!(
+        recent[0].message,
+        format!("run {}", keel::store::probes::RETAINED + 9)
+    );
+    let restarts = keel::store::instances::restarts(&conn, &uuid, 10).unwrap();
+    assert_eq!(restarts, vec![(at(3), 1, "exit code 137 (OOM)".to_owned())]);
+    let reader = StoreReader::open(&path).unwrap();
+    assert_eq!(
+        reader.stored_state().unwrap().deployments[&id("web")].restart_count,
+        1,
+        "the counter survives a reopen"
+    );
+}
+
+/// Run by `killing_the_writer_mid_transaction_leaves_the_database_as_before` in a child
+/// process: opens a transaction, writes a whole revision into it, says so, and waits to be
+/// killed. Does nothing when run as an ordinary test.
+#[test]
+fn child_holds_a_transaction_open() {
+    let Ok(path) = std::env::var("KEEL_TEST_HOLD_TX_DB") else {
+        return;
+    };
+    let mut conn = keel::store::connect(
+        Path::new(&path),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    let state = desired(&[
+        ("a.yaml", &web("    replicas: 5\n")),
+        ("c.yaml", &deployment("demo", "worker", "")),
+    ]);
+    keel::store::apply::apply_revision(&tx, &revision("r2"), &state, at(100)).unwrap();
+    println!("HOLDING");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn killing_the_writer_mid_transaction_leaves_the_database_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(&path).unwrap();
+    store
+        .apply_revision(
+            revision("r1"),
+            desired(&[
+                ("a.yaml", &web("")),
+                ("b.yaml", &deployment("demo", "api", "")),
+            ]),
+            at(0),
+        )
+        .unwrap();
+    drop(store);
+    let snapshot = |path: &Path| {
+        let reader = StoreReader::open(path).unwrap();
+        (
+            reader.stored_state().unwrap(),
+            reader.revisions(100).unwrap(),
+            reader.outbox().unwrap(),
+            reader.events(&id("web"), 100).unwrap(),
+        )
+    };
+    let before = snapshot(&path);
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_a_transaction_open",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("KEEL_TEST_HOLD_TX_DB", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let holding = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("HOLDING"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(holding, "the child never reached the open transaction");
+
+    let store = Store::open(&path).unwrap();
+    drop(store);
+    assert_eq!(snapshot(&path), before);
+}

@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests: building desired states from manifest text and
+//! naming revisions. (Each test binary includes what it uses.)
+#![allow(dead_code)]
+
+use keel::manifest::{self, Limits};
+use keel::model::desired::DesiredState;
+use keel::model::snapshot::SnapshotEntry;
+use keel::model::stored::NewRevision;
+use keel::model::time::Timestamp;
+
+/// Loads manifest files given as (path, text); panics with the diagnostics when invalid.
+pub fn desired(files: &[(&str, &str)]) -> DesiredState {
+    let entries: Vec<_> = files
+        .iter()
+        .map(|(path, text)| SnapshotEntry::File {
+            path: (*path).to_owned(),
+            bytes: text.as_bytes().to_vec(),
+        })
+        .collect();
+    match manifest::load(&entries, &Limits::default()) {
+        Ok(loaded) => loaded.state,
+        Err(diags) => panic!("invalid test manifests: {diags:#?}"),
+    }
+}
+
+/// A docker deployment `name` in `namespace` with `extra` lines (indented four spaces).
+pub fn deployment(namespace: &str, name: &str, extra: &str) -> String {
+    format!(
+        "deployments:\n  {name}:\n    name: {name}\n    namespace: {namespace}\n    image: busybox:1.36\n{extra}"
+    )
+}
+
+pub fn revision(id: &str) -> NewRevision {
+    NewRevision {
+        source: "test".into(),
+        id: id.into(),
+        message: Some(format!("commit {id}")),
+        author: Some("Tester <t@example.com>".into()),
+    }
+}
+
+pub fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + seconds * 1000)
+}
