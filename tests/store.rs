@@ -41,6 +41,9 @@ fn migrating_an_empty_file_then_reopening_keeps_the_version() {
     assert_eq!(user_version(&path), migrations::CURRENT_VERSION);
     let reader = StoreReader::open(&path).unwrap();
     assert!(reader.stored_state().unwrap().deployments.is_empty());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
 }
 
 #[test]
