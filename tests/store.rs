@@ -42,7 +42,9 @@ fn migrating_an_empty_file_then_reopening_keeps_the_version() {
     let reader = StoreReader::open(&path).unwrap();
     assert!(reader.stored_state().unwrap().deployments.is_empty());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
