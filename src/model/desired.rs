@@ -189,6 +189,22 @@ fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
     spec
 }
 
+/// The fingerprint of what one instance runs: the canonical document without `replicas`, so a
+/// change of `replicas` alone scales the deployment instead of replacing its instances.
+pub fn template_hash(
+    spec: &DeploymentDecl,
+    mounted_configs: &BTreeMap<String, ConfigData>,
+) -> String {
+    let mut canonical = canonical_json(spec, mounted_configs);
+    if let Some(spec) = canonical
+        .get_mut("spec")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        spec.remove("replicas");
+    }
+    spec_hash(&canonical).0
+}
+
 fn spec_hash(canonical: &serde_json::Value) -> SpecHash {
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     SpecHash(digest.iter().map(|b| format!("{b:02x}")).collect())

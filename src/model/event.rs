@@ -19,6 +19,20 @@ string_enum! {
         Deleted = "deleted",
         /// Its status moved.
         StatusChanged = "status_changed",
+        /// An instance died without keel asking it to.
+        InstanceDied = "instance_died",
+        /// A runtime action (create, start, pull) failed.
+        ActionFailed = "action_failed",
+        /// A liveness check reached its threshold and fired its `on_failure`.
+        HealthCheckFailed = "health_check_failed",
+        /// A rolling update replaced an instance of the previous generation.
+        RollingUpdate = "rolling_update",
+        /// The new generation did not become ready before the deadline; the old one keeps serving.
+        RolloutFailed = "rollout_failed",
+        /// Still not ready when the readiness deadline passed.
+        ReadinessDeadlineExceeded = "readiness_deadline_exceeded",
+        /// Instances were added or removed to match `replicas`.
+        Scaled = "scaled",
     }
 }
 

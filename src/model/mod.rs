@@ -50,6 +50,8 @@ pub mod desired;
 pub mod diagnostic;
 pub mod event;
 pub mod manifest;
+pub mod memory;
+pub mod observed;
 pub mod snapshot;
 pub mod status;
 pub mod stored;

@@ -2,4 +2,8 @@
 //! revision's desired state with what the store remembers. The readiness-gated planner joins
 //! them.
 
+pub mod backoff;
 pub mod diff;
+pub mod plan;
+pub mod readiness;
+pub mod views;

@@ -1,0 +1,1033 @@
+//! PURE: the reconciler's one decision function. `plan` takes what should run (the stored
+//! targets), what runs (runtime listings and health-check states), what the reconciler
+//! remembers, the policy and `now`, and returns the runtime actions to take and, per
+//! deployment, its next memory, status, health, instance states, events and what it waits on.
+//!
+//! Every rule of DESIGN.md §3.1 lives here, and nowhere else: the readiness gate, readiness and
+//! rollout deadlines, liveness actions, the restart counter and its limit, retry backoff,
+//! terminal stickiness, job outcomes, rolling updates. No I/O, no clock, no randomness: the
+//! same input always gives the same plan.
+//!
+//! Invariants: a runtime that could not be listed gets no create and no remove; an instance
+//! keel stopped on purpose is never counted as a crash, and no death is counted twice; during a
+//! rolling update at most `replicas + 1` instances live and an old instance is stopped only
+//! when enough new ones are ready to keep `replicas` ready.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::model::desired::DeploymentId;
+use crate::model::event::{EventKind, NotificationKind};
+use crate::model::manifest::{DeploymentDecl, OnFailure, RuntimeKind, WorkloadKind};
+use crate::model::memory::{InstanceMemory, Memory, Retry};
+use crate::model::observed::{CheckState, ObservedInstance, Phase, RuntimeObservation};
+use crate::model::status::{DeploymentStatus, Health, InstanceState, StatusClass};
+use crate::model::time::Timestamp;
+use crate::model::units::Duration;
+
+use super::{backoff, readiness, views};
+
+/// The knobs of the lifecycle rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Deaths (and failed re-attempts) before `crash_loop_back_off` (workers) or `failed` (jobs).
+    pub max_restart_count: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long a deployment may stay `creating`, or a rolling update may take.
+    pub rollout_deadline: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_restart_count: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            rollout_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What should run for one deployment, as the store holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub id: &'a DeploymentId,
+    pub spec: &'a DeploymentDecl,
+    pub generation: u64,
+    /// `model::desired::template_hash` of the spec: instances with another template are old.
+    pub template: &'a str,
+    /// Whether the latest revision declares it (false once pruned).
+    pub declared: bool,
+}
+
+/// Everything the host reports.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// One entry per runtime enabled on this host; a runtime without an entry is not enabled.
+    pub runtimes: BTreeMap<RuntimeKind, RuntimeObservation>,
+    /// Health-check states by (runtime id, check index).
+    pub checks: BTreeMap<(String, u32), CheckState>,
+}
+
+/// The whole input of a pass.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub desired: &'a [Target<'a>],
+    pub observed: &'a Observed,
+    pub memory: &'a BTreeMap<DeploymentId, Memory>,
+    pub policy: &'a Policy,
+    pub now: Timestamp,
+}
+
+/// A runtime action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create and start instance `ordinal` of `generation`.
+    Create {
+        deployment: DeploymentId,
+        generation: u64,
+        ordinal: u32,
+    },
+    /// Start an instance that exists but does not run.
+    Start {
+        deployment: DeploymentId,
+        runtime_id: String,
+    },
+    /// Remove an instance, stopping it gracefully first when it still runs.
+    Remove {
+        deployment: DeploymentId,
+        runtime_id: String,
+        stop_first: bool,
+    },
+}
+
+impl Action {
+    pub fn deployment(&self) -> &DeploymentId {
+        match self {
+            Action::Create { deployment, .. }
+            | Action::Start { deployment, .. }
+            | Action::Remove { deployment, .. } => deployment,
+        }
+    }
+}
+
+/// What a deployment is waiting for, as data (shown by the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitingOn {
+    /// An instance's readiness check has not been green long enough.
+    Readiness {
+        instance: String,
+        check: u32,
+        green_for: Duration,
+        needed: Duration,
+    },
+    /// Instances are being created or started.
+    Instances { running: u32, desired: u32 },
+    /// Retry backoff after a failure.
+    Backoff { until: Timestamp },
+    /// The runtime could not be listed (or is not enabled here).
+    RuntimeUnavailable { reason: String },
+    /// A rolling update is replacing the previous generation.
+    Rollout { ready: u32, total: u32 },
+}
+
+/// An event the executor records (and maybe notifies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub kind: EventKind,
+    pub message: String,
+    pub notify: Option<NotificationKind>,
+}
+
+/// The status the deployment moves to, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub from: DeploymentStatus,
+    pub to: DeploymentStatus,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// One instance as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceView {
+    pub runtime_id: String,
+    pub generation: u64,
+    pub ordinal: u32,
+    pub state: InstanceState,
+    pub reason: Option<String>,
+}
+
+/// Everything decided about one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub memory: Memory,
+    pub status_change: Option<StatusChange>,
+    pub events: Vec<PlannedEvent>,
+    pub health: Option<Health>,
+    pub ready: u32,
+    pub desired: u32,
+    pub waiting_on: Option<WaitingOn>,
+    pub instances: Vec<InstanceView>,
+}
+
+/// The result of a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub outcomes: BTreeMap<DeploymentId, Outcome>,
+}
+
+/// Decides one pass.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let mut by_deployment: BTreeMap<&DeploymentId, Vec<&ObservedInstance>> = BTreeMap::new();
+    for observation in input.observed.runtimes.values() {
+        match observation {
+            RuntimeObservation::Listed(instances) => {
+                for instance in instances {
+                    by_deployment
+                        .entry(&instance.deployment)
+                        .or_default()
+                        .push(instance);
+                }
+            }
+            RuntimeObservation::Unavailable { .. } => {}
+        }
+    }
+    let mut result = Plan::default();
+    for target in input.desired {
+        let instances = by_deployment.remove(target.id).unwrap_or_default();
+        let (actions, outcome) = plan_deployment(input, target, instances);
+        result.actions.extend(actions);
+        result.outcomes.insert(target.id.clone(), outcome);
+    }
+    // Instances labelled for a deployment the store does not know: owned by keel, wanted by
+    // nobody. Only listed runtimes reach here, so an unknown listing removes nothing.
+    for (deployment, instances) in by_deployment {
+        for instance in instances {
+            result.actions.push(Action::Remove {
+                deployment: deployment.clone(),
+                runtime_id: instance.runtime_id.clone(),
+                stop_first: !matches!(instance.phase, Phase::Exited { .. }),
+            });
+        }
+    }
+    result
+}
+
+fn plan_deployment<'a>(
+    input: &'a PlanInput<'a>,
+    target: &'a Target<'a>,
+    instances: Vec<&'a ObservedInstance>,
+) -> (Vec<Action>, Outcome) {
+    let memory = input
+        .memory
+        .get(target.id)
+        .cloned()
+        .unwrap_or_else(|| Memory::fresh(DeploymentStatus::Pending, input.now, 0, input.now));
+    let mut pass = Pass {
+        target,
+        checks: &input.observed.checks,
+        policy: input.policy,
+        now: input.now,
+        before: memory.status,
+        mem: memory,
+        instances,
+        actions: Vec::new(),
+        events: Vec::new(),
+        reason: None,
+        waiting_on: None,
+    };
+    match input.observed.runtimes.get(&target.spec.runtime) {
+        Some(RuntimeObservation::Listed(_)) => pass.run(),
+        Some(RuntimeObservation::Unavailable { reason }) => {
+            pass.waiting_on = Some(WaitingOn::RuntimeUnavailable {
+                reason: reason.clone(),
+            });
+        }
+        None => pass.runtime_not_enabled(),
+    }
+    pass.finish()
+}
+
+/// One deployment's pass: the input, and the decisions accumulated so far.
+struct Pass<'a> {
+    target: &'a Target<'a>,
+    checks: &'a BTreeMap<(String, u32), CheckState>,
+    policy: &'a Policy,
+    now: Timestamp,
+    before: DeploymentStatus,
+    mem: Memory,
+    instances: Vec<&'a ObservedInstance>,
+    actions: Vec<Action>,
+    events: Vec<PlannedEvent>,
+    reason: Option<(&'static str, String)>,
+    waiting_on: Option<WaitingOn>,
+}
+
+/// Where a deployment is headed this pass.
+enum Goal {
+    /// Nothing may run: pruned from the revision, or stopped by a liveness check.
+    Gone,
+    /// A terminal status: keep what runs, start nothing, until the spec changes.
+    Hold,
+    /// Converge to the spec.
+    Run,
+}
+
+impl<'a> Pass<'a> {
+    fn run(&mut self) {
+        self.forget_vanished();
+        self.reap_exited();
+        match self.goal() {
+            Goal::Gone => self.tear_down(),
+            Goal::Hold => {}
+            Goal::Run => {
+                self.absorb_failure();
+                if self.goal_is_run() {
+                    self.converge();
+                    self.liveness();
+                }
+                if self.goal_is_run() {
+                    self.settle_status();
+                } else if matches!(self.goal(), Goal::Gone) {
+                    self.tear_down();
+                }
+            }
+        }
+    }
+
+    fn goal(&self) -> Goal {
+        if !self.target.declared || self.mem.status == DeploymentStatus::Deleted {
+            return Goal::Gone;
+        }
+        match self.mem.status.class() {
+            StatusClass::Terminal => Goal::Hold,
+            StatusClass::Progressing | StatusClass::Settled | StatusClass::Retried => Goal::Run,
+        }
+    }
+
+    fn goal_is_run(&self) -> bool {
+        matches!(self.goal(), Goal::Run)
+    }
+
+    fn spec(&self) -> &'a DeploymentDecl {
+        self.target.spec
+    }
+
+    fn replicas(&self) -> u32 {
+        self.spec().replicas
+    }
+
+    fn set_status(&mut self, status: DeploymentStatus, reason: &'static str, message: String) {
+        if self.mem.status != status {
+            self.mem.status = status;
+            self.mem.status_since = self.now;
+            self.reason = Some((reason, message));
+        }
+    }
+
+    fn event(&mut self, kind: EventKind, message: String, notify: Option<NotificationKind>) {
+        self.events.push(PlannedEvent {
+            kind,
+            message,
+            notify,
+        });
+    }
+
+    fn instance_mem(&mut self, runtime_id: &str) -> &mut InstanceMemory {
+        self.mem
+            .instances
+            .entry(runtime_id.to_owned())
+            .or_insert_with(|| InstanceMemory::new(InstanceState::Created))
+    }
+
+    fn runtime_not_enabled(&mut self) {
+        let message = format!(
+            "runtime {} is not enabled on this host",
+            self.spec().runtime
+        );
+        if self.target.declared {
+            self.set_status(
+                DeploymentStatus::Error,
+                "runtime_not_enabled",
+                message.clone(),
+            );
+        }
+        self.waiting_on = Some(WaitingOn::RuntimeUnavailable { reason: message });
+    }
+
+    /// Drops memory of instances the runtime no longer lists.
+    fn forget_vanished(&mut self) {
+        let present: BTreeSet<&str> = self
+            .instances
+            .iter()
+            .map(|i| i.runtime_id.as_str())
+            .collect();
+        self.mem
+            .instances
+            .retain(|id, _| present.contains(id.as_str()));
+    }
+
+    fn is_current(&self, instance: &ObservedInstance) -> bool {
+        instance.template == self.target.template
+    }
+
+    /// Exited instances: intentional stops are cleaned up, job outcomes recorded, unexpected
+    /// deaths counted once and cleaned up for replacement.
+    fn reap_exited(&mut self) {
+        let exited: Vec<&ObservedInstance> = self
+            .instances
+            .iter()
+            .copied()
+            .filter(|i| matches!(i.phase, Phase::Exited { .. }))
+            .collect();
+        for instance in exited {
+            let Phase::Exited {
+                exit_code,
+                oom_killed,
+            } = instance.phase
+            else {
+                continue;
+            };
+            let reason = exit_reason(exit_code, oom_killed);
+            let stopping = self.instance_mem(&instance.runtime_id).stopping;
+            let is_job = self.spec().kind == WorkloadKind::Job && self.is_current(instance);
+            if stopping {
+                let m = self.instance_mem(&instance.runtime_id);
+                m.state = InstanceState::Stopped;
+                self.remove(instance, false);
+            } else if is_job {
+                self.job_exit(instance, exit_code, oom_killed, reason);
+            } else {
+                self.unexpected_death(instance, reason);
+                self.remove(instance, false);
+            }
+        }
+    }
+
+    fn job_exit(
+        &mut self,
+        instance: &ObservedInstance,
+        exit_code: i64,
+        oom_killed: bool,
+        reason: String,
+    ) {
+        let m = self.instance_mem(&instance.runtime_id);
+        let first_time = !m.counted;
+        m.counted = true;
+        if exit_code == 0 && !oom_killed {
+            m.state = InstanceState::Stopped;
+            m.reason = Some("completed".to_owned());
+            return;
+        }
+        m.state = InstanceState::Error;
+        m.reason = Some(reason.clone());
+        if first_time && self.goal_is_run() {
+            let message = format!("job instance {} {reason}", instance.runtime_id);
+            self.set_status(DeploymentStatus::Failed, "job_failed", message);
+        }
+    }
+
+    fn unexpected_death(&mut self, instance: &ObservedInstance, reason: String) {
+        let m = self.instance_mem(&instance.runtime_id);
+        if m.counted {
+            return;
+        }
+        m.counted = true;
+        m.state = InstanceState::Error;
+        m.reason = Some(reason.clone());
+        self.mem.restart_count = self.mem.restart_count.saturating_add(1);
+        let count = self.mem.restart_count;
+        let max = self.policy.max_restart_count;
+        self.event(
+            EventKind::InstanceDied,
+            format!(
+                "instance {} {reason} (restart {count} of {max})",
+                instance.runtime_id
+            ),
+            None,
+        );
+        self.mem.retry = Some(Retry {
+            attempts: count,
+            next_at: backoff::next_attempt(
+                self.now,
+                count,
+                self.policy.backoff_base,
+                self.policy.backoff_max,
+            ),
+        });
+        self.check_restart_limit(format!("instance {} {reason}", instance.runtime_id));
+    }
+
+    /// At `max_restart_count`: workers → `crash_loop_back_off`, jobs → `failed`.
+    fn check_restart_limit(&mut self, last: String) {
+        if self.mem.restart_count < self.policy.max_restart_count || !self.goal_is_run() {
+            return;
+        }
+        let message = format!("restarted {} times; last: {last}", self.mem.restart_count);
+        match self.spec().kind {
+            WorkloadKind::Worker => self.set_status(
+                DeploymentStatus::CrashLoopBackOff,
+                "max_restart_count",
+                message,
+            ),
+            WorkloadKind::Job => {
+                self.set_status(DeploymentStatus::Failed, "max_restart_count", message)
+            }
+        }
+    }
+
+    fn remove(&mut self, instance: &ObservedInstance, stop_first: bool) {
+        let already = self.actions.iter().any(|a| {
+            matches!(a, Action::Remove { runtime_id, .. } if *runtime_id == instance.runtime_id)
+        });
+        if already {
+            return;
+        }
+        self.instance_mem(&instance.runtime_id).stopping = true;
+        self.actions.push(Action::Remove {
+            deployment: self.target.id.clone(),
+            runtime_id: instance.runtime_id.clone(),
+            stop_first,
+        });
+    }
+
+    fn live(&self) -> Vec<&'a ObservedInstance> {
+        self.instances
+            .iter()
+            .copied()
+            .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
+            .filter(|i| {
+                !self
+                    .mem
+                    .instances
+                    .get(&i.runtime_id)
+                    .is_some_and(|m| m.stopping)
+            })
+            .collect()
+    }
+
+    fn tear_down(&mut self) {
+        for instance in self.live() {
+            let running = !matches!(instance.phase, Phase::Exited { .. });
+            self.remove(instance, running);
+        }
+        let message = if self.target.declared {
+            "stopped".to_owned()
+        } else {
+            "removed from the revision".to_owned()
+        };
+        self.set_status(DeploymentStatus::Deleted, "deleted", message);
+        self.mem.retry = None;
+    }
+
+    /// Turns the failure an action reported into a status.
+    fn absorb_failure(&mut self) {
+        let Some(failure) = self.mem.last_failure.take() else {
+            return;
+        };
+        self.event(EventKind::ActionFailed, failure.message.clone(), None);
+        match failure.status.class() {
+            StatusClass::Terminal => {
+                self.set_status(failure.status, "action_failed", failure.message)
+            }
+            StatusClass::Retried => {
+                let attempts = self
+                    .mem
+                    .retry
+                    .as_ref()
+                    .map_or(0, |r| r.attempts)
+                    .saturating_add(1);
+                if attempts > 1 {
+                    self.mem.restart_count = self.mem.restart_count.saturating_add(1);
+                }
+                self.mem.retry = Some(Retry {
+                    attempts,
+                    next_at: backoff::next_attempt(
+                        self.now,
+                        attempts,
+                        self.policy.backoff_base,
+                        self.policy.backoff_max,
+                    ),
+                });
+                self.set_status(failure.status, "action_failed", failure.message.clone());
+                self.check_restart_limit(failure.message);
+            }
+            // Executors report failure statuses only; anything else carries no decision.
+            StatusClass::Progressing | StatusClass::Settled => {}
+        }
+    }
+
+    fn in_backoff(&self) -> Option<Timestamp> {
+        self.mem
+            .retry
+            .as_ref()
+            .map(|r| r.next_at)
+            .filter(|at| *at > self.now)
+    }
+
+    fn converge(&mut self) {
+        let live = self.live();
+        let (current, old): (Vec<_>, Vec<_>) = live.into_iter().partition(|i| self.is_current(i));
+        if self.in_backoff().is_none() {
+            for instance in current.iter().filter(|i| i.phase == Phase::Created) {
+                self.actions.push(Action::Start {
+                    deployment: self.target.id.clone(),
+                    runtime_id: instance.runtime_id.clone(),
+                });
+                self.instance_mem(&instance.runtime_id).state = InstanceState::Starting;
+            }
+        }
+        if old.is_empty() {
+            self.scale(&current);
+        } else {
+            self.rollout(&current, &old);
+        }
+    }
+
+    /// Creates missing instances (after any backoff) and removes surplus ones.
+    fn scale(&mut self, current: &[&'a ObservedInstance]) {
+        let replicas = self.replicas() as usize;
+        let done = match self.spec().kind {
+            WorkloadKind::Job => self.completed_job_instances(),
+            WorkloadKind::Worker => 0,
+        };
+        let have = current.len() + done;
+        if have < replicas {
+            self.create(replicas - have, current);
+        } else if current.len() > replicas.saturating_sub(done) {
+            let surplus = current.len() - replicas.saturating_sub(done);
+            let mut victims = current.to_vec();
+            victims.sort_by_key(|i| (self.is_ready(i), std::cmp::Reverse(i.ordinal)));
+            for instance in victims.into_iter().take(surplus) {
+                self.remove(instance, true);
+            }
+            self.event(
+                EventKind::Scaled,
+                format!("scaled down to {replicas} instances"),
+                None,
+            );
+        }
+    }
+
+    fn completed_job_instances(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| {
+                self.is_current(i)
+                    && i.phase
+                        == (Phase::Exited {
+                            exit_code: 0,
+                            oom_killed: false,
+                        })
+            })
+            .count()
+    }
+
+    fn create(&mut self, count: usize, current: &[&ObservedInstance]) {
+        if let Some(until) = self.in_backoff() {
+            self.waiting_on = Some(WaitingOn::Backoff { until });
+            return;
+        }
+        let taken: BTreeSet<u32> = current.iter().map(|i| i.ordinal).collect();
+        let ordinals = (0u32..).filter(|o| !taken.contains(o)).take(count);
+        for ordinal in ordinals {
+            self.actions.push(Action::Create {
+                deployment: self.target.id.clone(),
+                generation: self.target.generation,
+                ordinal,
+            });
+        }
+    }
+
+    fn is_ready(&self, instance: &ObservedInstance) -> bool {
+        self.readiness_of(instance).is_ok()
+    }
+
+    fn readiness_of(&self, instance: &ObservedInstance) -> Result<(), readiness::Waiting> {
+        let not_started = readiness::Waiting {
+            check: 0,
+            green_for: Duration::from_millis(0),
+            needed: readiness::needed(&self.spec().health_checks),
+        };
+        match instance.phase {
+            Phase::Running => readiness::gate(
+                &self.spec().health_checks,
+                |check| {
+                    self.checks
+                        .get(&(instance.runtime_id.clone(), check))
+                        .cloned()
+                },
+                self.now,
+            ),
+            Phase::Created | Phase::Exited { .. } => Err(not_started),
+        }
+    }
+
+    /// Replaces the previous generation (`old`) with the current one.
+    fn rollout(&mut self, current: &[&'a ObservedInstance], old: &[&'a ObservedInstance]) {
+        let replicas = self.replicas() as usize;
+        let current_ready = current.iter().filter(|i| self.is_ready(i)).count();
+        self.waiting_on = Some(WaitingOn::Rollout {
+            ready: u32::try_from(current_ready).unwrap_or(u32::MAX),
+            total: self.replicas(),
+        });
+        if self.spec().health_checks.is_empty() || self.spec().kind == WorkloadKind::Job {
+            // Nothing can tell when the new generation serves: replace at once.
+            for instance in old {
+                self.remove(instance, true);
+            }
+            self.scale(current);
+            return;
+        }
+        if self.rollout_deadline_passed() && current_ready < replicas {
+            return self.fail_rollout(current, old.len());
+        }
+        if self.spec().ports.is_empty() {
+            self.surge_step(current, old, current_ready);
+        } else {
+            self.one_by_one_step(current, old, current_ready);
+        }
+    }
+
+    fn rollout_deadline_passed(&self) -> bool {
+        let deadline = i64::try_from(self.policy.rollout_deadline.as_millis()).unwrap_or(i64::MAX);
+        self.now.0.saturating_sub(self.mem.generation_since.0) >= deadline
+    }
+
+    fn fail_rollout(&mut self, current: &[&'a ObservedInstance], old_count: usize) {
+        for instance in current {
+            self.remove(instance, true);
+        }
+        let message = format!(
+            "generation {} was not ready within {}; {old_count} instances of the previous generation keep serving",
+            self.target.generation, self.policy.rollout_deadline
+        );
+        self.event(
+            EventKind::RolloutFailed,
+            message.clone(),
+            Some(NotificationKind::DeploymentRollingUpdate),
+        );
+        self.set_status(DeploymentStatus::Failed, "rollout_failed", message);
+        self.waiting_on = None;
+    }
+
+    /// Surge 1: at most `replicas + 1` live; an old instance goes only when the ready count
+    /// stays at `replicas` without it (or when it does not serve anyway).
+    fn surge_step(
+        &mut self,
+        current: &[&'a ObservedInstance],
+        old: &[&'a ObservedInstance],
+        current_ready: usize,
+    ) {
+        let replicas = self.replicas() as usize;
+        let (old_ready, old_unready): (Vec<_>, Vec<_>) =
+            old.iter().copied().partition(|i| self.is_ready(i));
+        for instance in &old_unready {
+            self.remove(instance, true);
+        }
+        if current.len() < replicas && current.len() + old_ready.len() < replicas + 1 {
+            self.create(1, current);
+        }
+        if current_ready + old_ready.len() > replicas {
+            if let Some(victim) = old_ready.iter().max_by_key(|i| i.ordinal) {
+                self.replace_old(victim, current_ready);
+            }
+        }
+    }
+
+    /// Published host ports cannot be shared: stop an old instance, then start a new one.
+    fn one_by_one_step(
+        &mut self,
+        current: &[&'a ObservedInstance],
+        old: &[&'a ObservedInstance],
+        current_ready: usize,
+    ) {
+        let replicas = self.replicas() as usize;
+        if current.len() > current_ready {
+            return;
+        }
+        if current.len() < replicas && current.len() + old.len() < replicas {
+            self.create(1, current);
+        } else if let Some(victim) = old.iter().max_by_key(|i| i.ordinal) {
+            self.replace_old(victim, current_ready);
+            let port = self.spec().ports.first().map_or(0, |p| p.published);
+            self.event(
+                EventKind::RollingUpdate,
+                format!("replacing instances one at a time: host port {port} cannot be shared by two generations"),
+                None,
+            );
+        }
+    }
+
+    fn replace_old(&mut self, victim: &ObservedInstance, current_ready: usize) {
+        self.remove(victim, true);
+        let message = format!(
+            "stopping {} of generation {} ({current_ready}/{} of generation {} ready)",
+            victim.runtime_id,
+            victim.generation,
+            self.replicas(),
+            self.target.generation
+        );
+        self.event(
+            EventKind::RollingUpdate,
+            message,
+            Some(NotificationKind::DeploymentRollingUpdate),
+        );
+    }
+
+    /// Liveness checks, once running: a failure streak at `threshold` fires `on_failure` once.
+    fn liveness(&mut self) {
+        if self.mem.status != DeploymentStatus::Running || self.spec().kind == WorkloadKind::Job {
+            return;
+        }
+        for instance in self.live() {
+            for (index, check) in self.spec().health_checks.iter().enumerate() {
+                if check.readiness {
+                    continue;
+                }
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                let failures = self
+                    .checks
+                    .get(&(instance.runtime_id.clone(), index))
+                    .map_or(0, |s| s.consecutive_failures);
+                let m = self.instance_mem(&instance.runtime_id);
+                if failures == 0 {
+                    m.fired.remove(&index);
+                } else if failures >= check.threshold && m.fired.insert(index) {
+                    self.fire(instance, index, check.on_failure, failures);
+                }
+            }
+        }
+    }
+
+    fn fire(&mut self, instance: &ObservedInstance, index: u32, action: OnFailure, failures: u32) {
+        let what = format!(
+            "liveness check {index} of {} failed {failures} times",
+            instance.runtime_id
+        );
+        let notify = Some(NotificationKind::DeploymentHealthCheckFailed);
+        match action {
+            OnFailure::Restart => {
+                self.event(
+                    EventKind::HealthCheckFailed,
+                    format!("{what}: restarting the instance"),
+                    notify,
+                );
+                self.remove(instance, true);
+            }
+            OnFailure::Stop => {
+                self.event(
+                    EventKind::HealthCheckFailed,
+                    format!("{what}: stopping the deployment"),
+                    notify,
+                );
+                self.set_status(DeploymentStatus::Deleted, "liveness_stop", what);
+            }
+            OnFailure::Alert => self.event(EventKind::HealthCheckFailed, what, notify),
+        }
+    }
+
+    /// Moves a converging deployment along pending → creating → running (or completed), and
+    /// applies the readiness deadline.
+    fn settle_status(&mut self) {
+        let live = self.live();
+        let current: Vec<_> = live
+            .iter()
+            .copied()
+            .filter(|i| self.is_current(i))
+            .collect();
+        let old = live.len() - current.len();
+        let creating = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Create { .. } | Action::Start { .. }));
+        match self.spec().kind {
+            WorkloadKind::Job => self.settle_job(&current, creating),
+            WorkloadKind::Worker => self.settle_worker(&current, old, creating),
+        }
+    }
+
+    fn settle_job(&mut self, current: &[&ObservedInstance], creating: bool) {
+        let replicas = self.replicas() as usize;
+        if self.completed_job_instances() >= replicas {
+            self.mem.retry = None;
+            self.set_status(
+                DeploymentStatus::Completed,
+                "job_completed",
+                "every instance exited 0".to_owned(),
+            );
+        } else if current.iter().any(|i| i.phase == Phase::Running) && !creating {
+            self.set_status(
+                DeploymentStatus::Running,
+                "started",
+                "job instances are running".to_owned(),
+            );
+        } else if creating || !current.is_empty() {
+            self.leave_retry_for_creating();
+        }
+    }
+
+    fn settle_worker(&mut self, current: &[&ObservedInstance], old: usize, creating: bool) {
+        let replicas = self.replicas();
+        let ready = current.iter().filter(|i| self.is_ready(i)).count();
+        let all_ready =
+            old == 0 && current.len() == replicas as usize && ready == replicas as usize;
+        if all_ready && self.mem.last_failure.is_none() {
+            self.mem.retry = None;
+            let message = match readiness::has_readiness_checks(&self.spec().health_checks) {
+                true => format!("{replicas} instances ready"),
+                false => format!("{replicas} instances running"),
+            };
+            self.set_status(DeploymentStatus::Running, "ready", message);
+            return;
+        }
+        match self.mem.status.class() {
+            StatusClass::Progressing => {
+                if creating || !current.is_empty() || old > 0 {
+                    self.leave_retry_for_creating();
+                }
+                self.readiness_deadline(current, old);
+            }
+            StatusClass::Retried => {
+                if creating {
+                    self.leave_retry_for_creating();
+                }
+            }
+            StatusClass::Settled | StatusClass::Terminal => {}
+        }
+        self.explain_wait(current);
+    }
+
+    fn leave_retry_for_creating(&mut self) {
+        let retrying = self.mem.status.class() == StatusClass::Retried;
+        let message = match (&self.mem.retry, retrying) {
+            (Some(r), true) => format!("retrying (attempt {})", r.attempts + 1),
+            (Some(_), false) | (None, true) | (None, false) => "creating instances".to_owned(),
+        };
+        self.set_status(DeploymentStatus::Creating, "creating", message);
+    }
+
+    fn readiness_deadline(&mut self, current: &[&ObservedInstance], old: usize) {
+        if old > 0 || self.mem.status != DeploymentStatus::Creating {
+            return;
+        }
+        let deadline = i64::try_from(self.policy.rollout_deadline.as_millis()).unwrap_or(i64::MAX);
+        if self.now.0.saturating_sub(self.mem.status_since.0) < deadline {
+            return;
+        }
+        let ready = current.iter().filter(|i| self.is_ready(i)).count();
+        let message = format!(
+            "{ready} of {} instances ready after {}",
+            self.replicas(),
+            self.policy.rollout_deadline
+        );
+        self.event(EventKind::ReadinessDeadlineExceeded, message.clone(), None);
+        self.set_status(
+            DeploymentStatus::Failed,
+            "readiness_deadline_exceeded",
+            message,
+        );
+    }
+
+    fn explain_wait(&mut self, current: &[&ObservedInstance]) {
+        if self.waiting_on.is_some() || self.mem.status != DeploymentStatus::Creating {
+            return;
+        }
+        let running = current.iter().filter(|i| i.phase == Phase::Running).count();
+        for instance in current.iter().filter(|i| i.phase == Phase::Running) {
+            if let Err(w) = self.readiness_of(instance) {
+                self.waiting_on = Some(WaitingOn::Readiness {
+                    instance: instance.runtime_id.clone(),
+                    check: w.check,
+                    green_for: w.green_for,
+                    needed: w.needed,
+                });
+                return;
+            }
+        }
+        self.waiting_on = Some(WaitingOn::Instances {
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            desired: self.replicas(),
+        });
+    }
+
+    /// Derives instance states and health, and packs the outcome.
+    fn finish(mut self) -> (Vec<Action>, Outcome) {
+        let mut views = Vec::new();
+        let mut ready = 0u32;
+        for instance in self.instances.clone() {
+            let state = self.instance_state(instance);
+            if state == InstanceState::Ready {
+                ready += 1;
+            }
+            let m = self.instance_mem(&instance.runtime_id);
+            m.state = state;
+            views.push(InstanceView {
+                runtime_id: instance.runtime_id.clone(),
+                generation: instance.generation,
+                ordinal: instance.ordinal,
+                state,
+                reason: m.reason.clone(),
+            });
+        }
+        let desired = if self.mem.status == DeploymentStatus::Deleted {
+            0
+        } else {
+            self.replicas()
+        };
+        let health = views::health(self.spec().kind, self.mem.status, ready, desired);
+        let status_change = self.reason.take().map(|(reason, message)| StatusChange {
+            from: self.before,
+            to: self.mem.status,
+            reason,
+            message,
+        });
+        let outcome = Outcome {
+            memory: self.mem,
+            status_change: status_change.filter(|c| c.from != c.to),
+            events: self.events,
+            health,
+            ready,
+            desired,
+            waiting_on: self.waiting_on,
+            instances: views,
+        };
+        (self.actions, outcome)
+    }
+
+    fn instance_state(&self, instance: &ObservedInstance) -> InstanceState {
+        let remembered = self.mem.instances.get(&instance.runtime_id);
+        match instance.phase {
+            Phase::Exited { .. } => remembered.map_or(InstanceState::Stopped, |m| m.state),
+            Phase::Created => remembered
+                .filter(|m| m.state == InstanceState::Starting)
+                .map_or(InstanceState::Created, |m| m.state),
+            Phase::Running
+                if self.spec().kind == WorkloadKind::Job || !self.is_current(instance) =>
+            {
+                if self.is_ready(instance) {
+                    InstanceState::Ready
+                } else {
+                    InstanceState::Started
+                }
+            }
+            Phase::Running if self.is_ready(instance) => InstanceState::Ready,
+            Phase::Running => InstanceState::Started,
+        }
+    }
+}
+
+/// "exited with code 1", "was killed: out of memory".
+fn exit_reason(exit_code: i64, oom_killed: bool) -> String {
+    if oom_killed {
+        format!("was killed: out of memory (exit code {exit_code})")
+    } else {
+        format!("exited with code {exit_code}")
+    }
+}

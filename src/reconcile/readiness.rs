@@ -1,0 +1,95 @@
+//! PURE: health-check results → per-check state, and whether an instance passes the readiness
+//! gate. Failures inside a check's `start_period` (counted from the instance's start) are
+//! ignored; any counted failure resets the green clock.
+
+use crate::model::manifest::{HealthCheck, DEFAULT_MIN_HEALTHY_TIME};
+use crate::model::observed::CheckState;
+use crate::model::time::Timestamp;
+use crate::model::units::Duration;
+
+/// Folds one probe result into a check's state.
+pub fn record(
+    state: &CheckState,
+    check: &HealthCheck,
+    started_at: Option<Timestamp>,
+    ok: bool,
+    at: Timestamp,
+    message: &str,
+) -> CheckState {
+    if ok {
+        return CheckState {
+            consecutive_failures: 0,
+            green_since: Some(state.green_since.unwrap_or(at)),
+            last_message: Some(message.to_owned()),
+        };
+    }
+    let grace = check.start_period.unwrap_or(Duration::from_millis(0));
+    let in_grace = started_at.is_some_and(|s| at.0 < s.0.saturating_add(millis(grace)));
+    if in_grace {
+        return CheckState {
+            last_message: Some(message.to_owned()),
+            ..state.clone()
+        };
+    }
+    CheckState {
+        consecutive_failures: state.consecutive_failures.saturating_add(1),
+        green_since: None,
+        last_message: Some(message.to_owned()),
+    }
+}
+
+/// How long every readiness check must have been green: the longest `min_healthy_time`.
+pub fn needed(checks: &[HealthCheck]) -> Duration {
+    checks
+        .iter()
+        .filter(|c| c.readiness)
+        .map(|c| c.min_healthy_time.unwrap_or(DEFAULT_MIN_HEALTHY_TIME))
+        .max()
+        .unwrap_or(Duration::from_millis(0))
+}
+
+/// Whether a deployment gates on readiness at all.
+pub fn has_readiness_checks(checks: &[HealthCheck]) -> bool {
+    checks.iter().any(|c| c.readiness)
+}
+
+/// The gate for one running instance: every readiness check green for `needed`. On `Err`, the
+/// check that holds it and how long it has been green.
+pub fn gate(
+    checks: &[HealthCheck],
+    state_of: impl Fn(u32) -> Option<CheckState>,
+    now: Timestamp,
+) -> Result<(), Waiting> {
+    let needed = needed(checks);
+    for (index, check) in checks.iter().enumerate() {
+        if !check.readiness {
+            continue;
+        }
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let green_for = state_of(index)
+            .and_then(|s| s.green_since)
+            .map_or(0, |since| {
+                u64::try_from(now.0.saturating_sub(since.0)).unwrap_or(0)
+            });
+        if green_for < needed.as_millis() {
+            return Err(Waiting {
+                check: index,
+                green_for: Duration::from_millis(green_for),
+                needed,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Why an instance is not ready yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub check: u32,
+    pub green_for: Duration,
+    pub needed: Duration,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
