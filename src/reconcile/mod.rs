@@ -7,3 +7,10 @@ pub mod diff;
 pub mod plan;
 pub mod readiness;
 pub mod views;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod plan_props;
+#[cfg(test)]
+mod plan_tests;

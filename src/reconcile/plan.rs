@@ -731,13 +731,15 @@ impl<'a> Pass<'a> {
         for instance in &old_unready {
             self.remove(instance, true);
         }
-        if current.len() < replicas && current.len() + old_ready.len() < replicas + 1 {
-            self.create(1, current);
-        }
-        if current_ready + old_ready.len() > replicas {
+        let mut old_serving = old_ready.len();
+        if current_ready + old_serving > replicas {
             if let Some(victim) = old_ready.iter().max_by_key(|i| i.ordinal) {
                 self.replace_old(victim, current_ready);
+                old_serving -= 1;
             }
+        }
+        if current.len() < replicas && current.len() + old_serving < replicas + 1 {
+            self.create(1, current);
         }
     }
 

@@ -93,3 +93,71 @@ pub struct Waiting {
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(start_period: Option<u64>) -> HealthCheck {
+        serde_json::from_value(serde_json::json!({
+            "type": "tcp", "port": 80, "readiness": true,
+            "start_period": start_period.map(|s| format!("{s}s")),
+        }))
+        .unwrap()
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp(secs * 1000)
+    }
+
+    #[test]
+    fn successes_keep_the_first_green_instant_and_a_failure_resets_it() {
+        let c = check(None);
+        let s = record(&CheckState::default(), &c, Some(t(0)), true, t(1), "ok");
+        let s = record(&s, &c, Some(t(0)), true, t(2), "ok");
+        assert_eq!((s.green_since, s.consecutive_failures), (Some(t(1)), 0));
+        let s = record(&s, &c, Some(t(0)), false, t(3), "refused");
+        assert_eq!((s.green_since, s.consecutive_failures), (None, 1));
+        let s = record(&s, &c, Some(t(0)), false, t(4), "refused");
+        assert_eq!(s.consecutive_failures, 2);
+        assert_eq!(s.last_message.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn failures_inside_the_start_period_do_not_count() {
+        let c = check(Some(30));
+        let s = record(
+            &CheckState::default(),
+            &c,
+            Some(t(0)),
+            false,
+            t(10),
+            "refused",
+        );
+        assert_eq!(s.consecutive_failures, 0);
+        let s = record(&s, &c, Some(t(0)), false, t(31), "refused");
+        assert_eq!(s.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn the_gate_reports_the_check_that_holds_it() {
+        let checks = vec![check(None), check(None)];
+        let states = |i: u32| {
+            Some(CheckState {
+                consecutive_failures: 0,
+                green_since: Some(t(if i == 0 { 0 } else { 8 })),
+                last_message: None,
+            })
+        };
+        let waiting = gate(&checks, states, t(10)).unwrap_err();
+        assert_eq!(
+            (
+                waiting.check,
+                waiting.green_for.as_millis(),
+                waiting.needed.as_millis()
+            ),
+            (1, 2000, 10_000)
+        );
+        assert!(gate(&checks, states, t(18)).is_ok());
+    }
+}

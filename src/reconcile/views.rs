@@ -90,3 +90,146 @@ pub fn revision_state(goals: &[Goal]) -> RevisionState {
         RevisionState::Applying
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeploymentStatus as S;
+
+    fn m(status: DeploymentStatus, desired: u32, live: u32) -> Member {
+        Member {
+            status,
+            desired_instances: desired,
+            live_instances: live,
+        }
+    }
+
+    #[test]
+    fn namespace_status_follows_the_rules_in_order() {
+        let cases = [
+            (
+                "all_failing_is_error",
+                vec![m(S::Failed, 1, 0), m(S::CrashLoopBackOff, 1, 1)],
+                NamespaceStatus::Error,
+            ),
+            (
+                "some_failing_is_warning",
+                vec![m(S::Running, 1, 1), m(S::ImagePullBackOff, 1, 0)],
+                NamespaceStatus::Warning,
+            ),
+            (
+                "failure_beats_teardown",
+                vec![m(S::Deleted, 0, 2), m(S::Error, 1, 0)],
+                NamespaceStatus::Warning,
+            ),
+            (
+                "teardown_is_stopping",
+                vec![m(S::Deleted, 0, 1), m(S::Creating, 1, 0)],
+                NamespaceStatus::Stopping,
+            ),
+            (
+                "fully_deleted_is_not_stopping",
+                vec![m(S::Deleted, 0, 0), m(S::Running, 1, 1)],
+                NamespaceStatus::Running,
+            ),
+            (
+                "pending_or_creating_is_starting",
+                vec![m(S::Running, 1, 1), m(S::Pending, 1, 0)],
+                NamespaceStatus::Starting,
+            ),
+            (
+                "all_scaled_to_zero_is_stopped",
+                vec![m(S::Running, 0, 0), m(S::Deleted, 0, 0)],
+                NamespaceStatus::Stopped,
+            ),
+            (
+                "otherwise_running",
+                vec![m(S::Running, 2, 2), m(S::Completed, 1, 0)],
+                NamespaceStatus::Running,
+            ),
+        ];
+        for (name, members, expected) in cases {
+            assert_eq!(namespace_status(&members), expected, "{name}");
+        }
+    }
+
+    fn g(kind: WorkloadKind, status: DeploymentStatus, declared: bool, live: u32) -> Goal {
+        Goal {
+            kind,
+            status,
+            declared,
+            live_instances: live,
+        }
+    }
+
+    #[test]
+    fn revision_state_follows_its_deployments() {
+        use WorkloadKind::{Job, Worker};
+        let cases = [
+            (
+                "all_at_goal_succeeds",
+                vec![
+                    g(Worker, S::Running, true, 2),
+                    g(Job, S::Completed, true, 0),
+                    g(Worker, S::Deleted, false, 0),
+                ],
+                RevisionState::Succeeded,
+            ),
+            (
+                "a_creating_worker_keeps_applying",
+                vec![g(Worker, S::Creating, true, 1)],
+                RevisionState::Applying,
+            ),
+            (
+                "a_running_job_keeps_applying",
+                vec![g(Job, S::Running, true, 1)],
+                RevisionState::Applying,
+            ),
+            (
+                "a_pruned_one_still_tearing_down_keeps_applying",
+                vec![g(Worker, S::Deleted, false, 1)],
+                RevisionState::Applying,
+            ),
+            (
+                "a_retried_error_keeps_applying",
+                vec![g(Worker, S::ImagePullBackOff, true, 0)],
+                RevisionState::Applying,
+            ),
+            (
+                "a_terminal_failure_fails",
+                vec![
+                    g(Worker, S::Running, true, 1),
+                    g(Worker, S::Failed, true, 1),
+                ],
+                RevisionState::Failed,
+            ),
+            (
+                "crash_loop_fails",
+                vec![g(Worker, S::CrashLoopBackOff, true, 0)],
+                RevisionState::Failed,
+            ),
+            ("no_deployments_succeeds", vec![], RevisionState::Succeeded),
+        ];
+        for (name, goals, expected) in cases {
+            assert_eq!(revision_state(&goals), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn health_compares_ready_with_desired() {
+        assert_eq!(
+            health(WorkloadKind::Worker, S::Running, 3, 3),
+            Some(Health::Healthy)
+        );
+        assert_eq!(
+            health(WorkloadKind::Worker, S::Running, 1, 3),
+            Some(Health::Degraded)
+        );
+        assert_eq!(
+            health(WorkloadKind::Worker, S::Creating, 0, 3),
+            Some(Health::Unhealthy)
+        );
+        assert_eq!(health(WorkloadKind::Worker, S::Deleted, 0, 0), None);
+        assert_eq!(health(WorkloadKind::Job, S::Running, 1, 1), None);
+    }
+}
