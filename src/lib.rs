@@ -27,5 +27,6 @@ pub mod cli;
 pub mod manifest;
 pub mod model;
 pub mod reconcile;
+pub mod runtime;
 pub mod source;
 pub mod store;

@@ -1,0 +1,30 @@
+//! The ownership labels every runtime object carries, so that a restarted agent adopts what it
+//! finds and removes only what it owns (DESIGN.md §5).
+
+use std::collections::BTreeMap;
+
+use super::InstanceSpec;
+
+pub const MANAGED: &str = "keel.managed";
+pub const DEPLOYMENT: &str = "keel.deployment";
+pub const NAMESPACE: &str = "keel.namespace";
+pub const NAME: &str = "keel.name";
+pub const GENERATION: &str = "keel.generation";
+pub const ORDINAL: &str = "keel.ordinal";
+pub const SPEC_HASH: &str = "keel.spec_hash";
+pub const INSTANCE: &str = "keel.instance";
+
+/// The labels of one instance (the user's labels are added by the adapter, never overriding
+/// these).
+pub fn for_instance(spec: &InstanceSpec) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED.to_owned(), "true".to_owned()),
+        (DEPLOYMENT.to_owned(), spec.deployment.to_string()),
+        (NAMESPACE.to_owned(), spec.deployment.namespace.clone()),
+        (NAME.to_owned(), spec.deployment.name.clone()),
+        (GENERATION.to_owned(), spec.generation.to_string()),
+        (ORDINAL.to_owned(), spec.ordinal.to_string()),
+        (SPEC_HASH.to_owned(), spec.template.clone()),
+        (INSTANCE.to_owned(), spec.name()),
+    ])
+}
