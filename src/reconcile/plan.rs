@@ -160,6 +160,10 @@ pub struct InstanceView {
     pub ordinal: u32,
     pub state: InstanceState,
     pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
 }
 
 /// Everything decided about one deployment.
@@ -970,12 +974,20 @@ impl<'a> Pass<'a> {
             }
             let m = self.instance_mem(&instance.runtime_id);
             m.state = state;
+            let (exit_code, oom_killed) = match instance.phase {
+                Phase::Exited { exit_code, oom_killed } => (Some(exit_code), oom_killed),
+                Phase::Created | Phase::Running => (None, false),
+            };
             views.push(InstanceView {
                 runtime_id: instance.runtime_id.clone(),
                 generation: instance.generation,
                 ordinal: instance.ordinal,
                 state,
                 reason: m.reason.clone(),
+                ip: instance.ip.map(|ip| ip.to_string()),
+                started_at: instance.started_at,
+                exit_code,
+                oom_killed,
             });
         }
         let desired = if self.mem.status == DeploymentStatus::Deleted {

@@ -111,8 +111,8 @@ pub fn insert(
     let uuid = uuid::Uuid::new_v4().to_string();
     conn.execute(
         "INSERT INTO deployments (uuid, namespace, name, kind, runtime, spec, spec_hash, generation,
-                                  status, status_since, restart_count, revision, in_revision, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8)",
+                                  status, status_since, restart_count, revision, in_revision, created_at, updated_at, generation_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8, ?8)",
         params![
             uuid,
             want.id.namespace,
@@ -139,7 +139,8 @@ pub fn replace_spec(
     conn.execute(
         "UPDATE deployments SET kind = ?2, runtime = ?3, spec = ?4, spec_hash = ?5, generation = generation + 1,
                 status = 'pending', status_since = CASE WHEN status = 'pending' THEN status_since ELSE ?6 END,
-                restart_count = 0, revision = ?7, in_revision = 1, updated_at = ?6
+                restart_count = 0, revision = ?7, in_revision = 1, updated_at = ?6,
+                generation_since = ?6, retry = NULL, last_failure = NULL
          WHERE uuid = ?1",
         params![
             uuid,

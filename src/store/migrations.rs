@@ -42,6 +42,9 @@ CREATE TABLE deployments (
     restart_count INTEGER NOT NULL DEFAULT 0,
     revision      TEXT    NOT NULL,
     in_revision   INTEGER NOT NULL,
+    generation_since INTEGER NOT NULL,
+    retry         TEXT,
+    last_failure  TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     UNIQUE (namespace, name)
@@ -58,6 +61,9 @@ CREATE TABLE instances (
     started_at  INTEGER,
     exit_code   INTEGER,
     oom_killed  INTEGER NOT NULL DEFAULT 0,
+    stopping    INTEGER NOT NULL DEFAULT 0,
+    counted     INTEGER NOT NULL DEFAULT 0,
+    fired       TEXT    NOT NULL DEFAULT '[]',
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (deployment, runtime_id)
 );

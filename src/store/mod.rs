@@ -17,8 +17,10 @@ pub mod apply;
 mod deployments;
 mod events;
 pub mod instances;
+pub mod memory;
 pub mod migrations;
 mod outbox;
+mod pass;
 pub mod probes;
 mod revisions;
 
@@ -193,6 +195,45 @@ impl Store {
         })
     }
 
+    /// Persists one reconciler pass (see `pass::record`) and, when given, the state of the open
+    /// revision, in one transaction.
+    pub fn record_pass(
+        &self,
+        outcomes: Vec<(DeploymentId, crate::reconcile::plan::Outcome)>,
+        revision: Option<(i64, crate::model::status::RevisionState)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
+            pass::record(&tx, &refs, now)?;
+            if let Some((seq, state)) = revision {
+                pass::settle_revision(&tx, seq, state, now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Records the failure of a runtime action for the next pass.
+    pub fn record_failure(&self, id: DeploymentId, failure: crate::model::memory::Failure) -> Result<(), StoreError> {
+        self.call(move |conn| memory::record_failure(conn, &id, &failure))
+    }
+
+    /// Records probe results (bounded retention per check).
+    pub fn record_probes(&self, results: Vec<(DeploymentId, crate::model::stored::ProbeResult)>) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            for (id, result) in &results {
+                if let Some(row) = deployments::get(&tx, id)? {
+                    probes::record(&tx, &row.uuid, result)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     /// A new read-only connection to the same database.
     pub fn reader(&self) -> Result<StoreReader, StoreError> {
         StoreReader::open(&self.path)
@@ -245,6 +286,24 @@ impl StoreReader {
     /// A deployment's events, newest first.
     pub fn events(&self, id: &DeploymentId, limit: u32) -> Result<Vec<Event>, StoreError> {
         events::list(&self.conn, id, limit)
+    }
+
+    /// Every deployment's reconciler memory.
+    pub fn memories(&self) -> Result<std::collections::BTreeMap<DeploymentId, crate::model::memory::Memory>, StoreError> {
+        memory::load_all(&self.conn)
+    }
+
+    /// The most recent revision still queued or applying.
+    pub fn open_revision(&self) -> Result<Option<RevisionRecord>, StoreError> {
+        Ok(revisions::open(&self.conn)?.pop())
+    }
+
+    /// The instances of a deployment as last recorded.
+    pub fn instances(&self, id: &DeploymentId) -> Result<Vec<crate::model::stored::StoredInstance>, StoreError> {
+        match deployments::get(&self.conn, id)? {
+            Some(row) => instances::list(&self.conn, &row.uuid),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Every outbox row, oldest first.

@@ -1,0 +1,150 @@
+//! The reconciler's memory (`model::memory::Memory`) in SQLite: the deployment's status,
+//! counters, backoff and reported failure live in `deployments`; per-instance facts (stopping,
+//! counted, fired liveness checks) and the last observation live in `instances`. Saving a pass
+//! replaces a deployment's instance rows with exactly the instances the pass saw.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, Connection};
+
+use crate::model::desired::DeploymentId;
+use crate::model::memory::{Failure, InstanceMemory, Memory, Retry};
+use crate::model::time::Timestamp;
+use crate::reconcile::plan::InstanceView;
+
+use super::{parse_column, parse_json, StoreError};
+
+/// Every deployment's memory.
+pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT namespace, name, status, status_since, restart_count, generation_since, retry, last_failure
+         FROM deployments",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            (r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?),
+            (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (id, (status, status_since, restart_count, generation_since), (retry, failure)) = row?;
+        let mut memory = Memory::fresh(
+            parse_column("deployments.status", status)?,
+            Timestamp(status_since),
+            restart_count,
+            Timestamp(generation_since),
+        );
+        memory.retry = retry.map(|t| parse_json::<Retry>("deployments.retry", t)).transpose()?;
+        memory.last_failure = failure.map(|t| parse_json::<Failure>("deployments.last_failure", t)).transpose()?;
+        out.insert(id, memory);
+    }
+    load_instances(conn, &mut out)?;
+    Ok(out)
+}
+
+fn load_instances(conn: &Connection, out: &mut BTreeMap<DeploymentId, Memory>) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.namespace, d.name, i.runtime_id, i.state, i.reason, i.stopping, i.counted, i.fired
+         FROM instances i JOIN deployments d ON d.uuid = i.deployment",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, String>(2)?,
+            (r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?),
+            (r.get::<_, bool>(5)?, r.get::<_, bool>(6)?, r.get::<_, String>(7)?),
+        ))
+    })?;
+    for row in rows {
+        let (id, runtime_id, (state, reason), (stopping, counted, fired)) = row?;
+        let Some(memory) = out.get_mut(&id) else { continue };
+        let instance = InstanceMemory {
+            state: parse_column("instances.state", state)?,
+            reason,
+            stopping,
+            counted,
+            fired: parse_json::<BTreeSet<u32>>("instances.fired", fired)?,
+        };
+        memory.instances.insert(runtime_id, instance);
+    }
+    Ok(())
+}
+
+/// Saves a deployment's counters, backoff, reported failure and instances (its status is
+/// moved separately, with its event and notification).
+pub fn save(conn: &Connection, uuid: &str, memory: &Memory, views: &[InstanceView], now: Timestamp) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5 WHERE uuid = ?1",
+        params![
+            uuid,
+            memory.restart_count,
+            memory.retry.as_ref().map(to_json).transpose()?,
+            memory.last_failure.as_ref().map(to_json).transpose()?,
+            now.0
+        ],
+    )?;
+    let seen: Vec<&str> = views.iter().map(|v| v.runtime_id.as_str()).collect();
+    let existing: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT runtime_id FROM instances WHERE deployment = ?1")?;
+        let rows = stmt.query_map([uuid], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for gone in existing.iter().filter(|id| !seen.contains(&id.as_str())) {
+        conn.execute("DELETE FROM instances WHERE deployment = ?1 AND runtime_id = ?2", params![uuid, gone])?;
+    }
+    for view in views {
+        let default = InstanceMemory::new(view.state);
+        let m = memory.instances.get(&view.runtime_id).unwrap_or(&default);
+        upsert(conn, uuid, view, m, now)?;
+    }
+    Ok(())
+}
+
+fn upsert(conn: &Connection, uuid: &str, v: &InstanceView, m: &InstanceMemory, now: Timestamp) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
+                               exit_code, oom_killed, stopping, counted, fired, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (deployment, runtime_id) DO UPDATE SET
+             ordinal = excluded.ordinal, generation = excluded.generation, state = excluded.state,
+             reason = excluded.reason, ip = excluded.ip, started_at = excluded.started_at,
+             exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, stopping = excluded.stopping,
+             counted = excluded.counted, fired = excluded.fired, updated_at = excluded.updated_at",
+        params![
+            uuid,
+            v.runtime_id,
+            v.ordinal,
+            i64::try_from(v.generation).unwrap_or(i64::MAX),
+            v.state.as_str(),
+            v.reason,
+            v.ip,
+            v.started_at.map(|t| t.0),
+            v.exit_code,
+            v.oom_killed,
+            m.stopping,
+            m.counted,
+            to_json(&m.fired)?,
+            now.0
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records the failure an action reported, for the next pass to turn into a status.
+pub fn record_failure(conn: &Connection, id: &DeploymentId, failure: &Failure) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET last_failure = ?3 WHERE namespace = ?1 AND name = ?2",
+        params![id.namespace, id.name, to_json(failure)?],
+    )?;
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::BadValue {
+        column: "memory",
+        value: String::new(),
+        source: Box::new(e),
+    })
+}

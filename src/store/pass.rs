@@ -1,0 +1,69 @@
+//! Persisting one reconciler pass in one transaction: for every deployment whose outcome
+//! changed, its status (with event and notification), memory, instances, the pass's events
+//! (with their notifications) and restart history; and the latest revision's state.
+
+use rusqlite::Connection;
+
+use crate::model::desired::DeploymentId;
+use crate::model::event::{Event, EventKind, RevisionChanged};
+use crate::model::status::RevisionState;
+use crate::model::time::Timestamp;
+use crate::reconcile::plan::Outcome;
+
+use super::{apply, deployments, events, memory, outbox, revisions, StoreError};
+
+/// Writes the outcomes of a pass.
+pub fn record(tx: &Connection, outcomes: &[(&DeploymentId, &Outcome)], now: Timestamp) -> Result<(), StoreError> {
+    for (id, outcome) in outcomes {
+        let Some(row) = deployments::get(tx, id)? else { continue };
+        if let Some(change) = &outcome.status_change {
+            apply::change_status(tx, id, change.to, change.reason, change.message.clone(), now)?;
+        }
+        memory::save(tx, &row.uuid, &outcome.memory, &outcome.instances, now)?;
+        for planned in &outcome.events {
+            let event = Event {
+                deployment: (*id).clone(),
+                time: now,
+                kind: planned.kind,
+                reason: planned.kind.as_str().to_owned(),
+                message: planned.message.clone(),
+                revision: Some(row.revision.clone()),
+            };
+            events::insert(tx, &row.uuid, &event)?;
+            if planned.kind == EventKind::InstanceDied {
+                tx.execute(
+                    "INSERT INTO restarts (deployment, generation, time, reason) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![row.uuid, i64::try_from(row.generation).unwrap_or(i64::MAX), now.0, planned.message],
+                )?;
+            }
+            if let Some(kind) = planned.notify {
+                let data = serde_json::json!({
+                    "namespace": id.namespace,
+                    "name": id.name,
+                    "message": planned.message,
+                    "generation": row.generation,
+                    "revision": row.revision,
+                });
+                outbox::enqueue(tx, kind, &data, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves the open revision `seq` to `state` (and notifies), if it is still open.
+pub fn settle_revision(tx: &Connection, seq: i64, state: RevisionState, now: Timestamp) -> Result<(), StoreError> {
+    let before = revisions::get(tx, seq)?;
+    if !before.state.is_open() || before.state == state {
+        return Ok(());
+    }
+    revisions::set_state(tx, seq, state, None, now)?;
+    let data = RevisionChanged {
+        source: before.source,
+        revision: before.id,
+        old_state: Some(before.state),
+        new_state: state,
+        superseded_by: None,
+    };
+    outbox::enqueue(tx, crate::model::event::NotificationKind::RevisionStatusChanged, &data, now)
+}
