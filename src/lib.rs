@@ -24,8 +24,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod manifest;
 pub mod model;
+pub mod probe;
 pub mod reconcile;
 pub mod runtime;
 pub mod source;

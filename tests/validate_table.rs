@@ -153,7 +153,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:7:9: deployments.web.health_checks[0]: a command check needs \"command\"",
         ]),
         one("http_url_must_be_http_with_a_host", web("    health_checks:\n      - type: http\n        url: localhost:8080/health\n"), vec![
-            "app.yaml:8:14: deployments.web.health_checks[0].url: \"localhost:8080/health\" is not an http:// or https:// URL with a host",
+            "app.yaml:8:14: deployments.web.health_checks[0].url: \"localhost:8080/health\" is not an http:// URL with a host",
         ]),
         one("threshold_zero_is_rejected", web("    health_checks:\n      - type: tcp\n        port: 80\n        threshold: 0\n"), vec![
             "app.yaml:9:20: deployments.web.health_checks[0].threshold: threshold must be at least 1",

@@ -3,7 +3,9 @@
 //! them.
 
 pub mod backoff;
+pub mod controller;
 pub mod diff;
+pub mod executor;
 pub mod plan;
 pub mod readiness;
 pub mod views;

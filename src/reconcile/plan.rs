@@ -975,7 +975,10 @@ impl<'a> Pass<'a> {
             let m = self.instance_mem(&instance.runtime_id);
             m.state = state;
             let (exit_code, oom_killed) = match instance.phase {
-                Phase::Exited { exit_code, oom_killed } => (Some(exit_code), oom_killed),
+                Phase::Exited {
+                    exit_code,
+                    oom_killed,
+                } => (Some(exit_code), oom_killed),
                 Phase::Created | Phase::Running => (None, false),
             };
             views.push(InstanceView {

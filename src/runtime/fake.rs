@@ -161,7 +161,7 @@ impl FakeRuntime {
             .get_mut(runtime_id)
             .ok_or_else(|| RuntimeError::NotFound(runtime_id.to_owned()))?;
         instance.state = State::Running;
-        instance.started_at = Some(wall_clock());
+        instance.started_at = Some(crate::clock::now());
         if let Some(delay) = behaviour.reachable_after {
             instance.tasks.push(tokio::spawn(serve(
                 self.inner.clone(),
@@ -237,13 +237,6 @@ async fn serve(inner: Arc<Mutex<Inner>>, runtime_id: String, delay: Duration, st
             let _ = stream.write_all(reply.as_bytes()).await;
         });
     }
-}
-
-fn wall_clock() -> Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp(millis)
 }
 
 impl Runtime for FakeRuntime {

@@ -23,8 +23,16 @@ pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, Sto
     let rows = stmt.query_map([], |r| {
         Ok((
             DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            (r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?),
-            (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+            (
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
+            ),
+            (
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ),
         ))
     })?;
     let mut out = BTreeMap::new();
@@ -36,15 +44,22 @@ pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, Sto
             restart_count,
             Timestamp(generation_since),
         );
-        memory.retry = retry.map(|t| parse_json::<Retry>("deployments.retry", t)).transpose()?;
-        memory.last_failure = failure.map(|t| parse_json::<Failure>("deployments.last_failure", t)).transpose()?;
+        memory.retry = retry
+            .map(|t| parse_json::<Retry>("deployments.retry", t))
+            .transpose()?;
+        memory.last_failure = failure
+            .map(|t| parse_json::<Failure>("deployments.last_failure", t))
+            .transpose()?;
         out.insert(id, memory);
     }
     load_instances(conn, &mut out)?;
     Ok(out)
 }
 
-fn load_instances(conn: &Connection, out: &mut BTreeMap<DeploymentId, Memory>) -> Result<(), StoreError> {
+fn load_instances(
+    conn: &Connection,
+    out: &mut BTreeMap<DeploymentId, Memory>,
+) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "SELECT d.namespace, d.name, i.runtime_id, i.state, i.reason, i.stopping, i.counted, i.fired
          FROM instances i JOIN deployments d ON d.uuid = i.deployment",
@@ -54,12 +69,18 @@ fn load_instances(conn: &Connection, out: &mut BTreeMap<DeploymentId, Memory>) -
             DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             r.get::<_, String>(2)?,
             (r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?),
-            (r.get::<_, bool>(5)?, r.get::<_, bool>(6)?, r.get::<_, String>(7)?),
+            (
+                r.get::<_, bool>(5)?,
+                r.get::<_, bool>(6)?,
+                r.get::<_, String>(7)?,
+            ),
         ))
     })?;
     for row in rows {
         let (id, runtime_id, (state, reason), (stopping, counted, fired)) = row?;
-        let Some(memory) = out.get_mut(&id) else { continue };
+        let Some(memory) = out.get_mut(&id) else {
+            continue;
+        };
         let instance = InstanceMemory {
             state: parse_column("instances.state", state)?,
             reason,
@@ -74,7 +95,13 @@ fn load_instances(conn: &Connection, out: &mut BTreeMap<DeploymentId, Memory>) -
 
 /// Saves a deployment's counters, backoff, reported failure and instances (its status is
 /// moved separately, with its event and notification).
-pub fn save(conn: &Connection, uuid: &str, memory: &Memory, views: &[InstanceView], now: Timestamp) -> Result<(), StoreError> {
+pub fn save(
+    conn: &Connection,
+    uuid: &str,
+    memory: &Memory,
+    views: &[InstanceView],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5 WHERE uuid = ?1",
         params![
@@ -92,7 +119,10 @@ pub fn save(conn: &Connection, uuid: &str, memory: &Memory, views: &[InstanceVie
         rows.collect::<Result<_, _>>()?
     };
     for gone in existing.iter().filter(|id| !seen.contains(&id.as_str())) {
-        conn.execute("DELETE FROM instances WHERE deployment = ?1 AND runtime_id = ?2", params![uuid, gone])?;
+        conn.execute(
+            "DELETE FROM instances WHERE deployment = ?1 AND runtime_id = ?2",
+            params![uuid, gone],
+        )?;
     }
     for view in views {
         let default = InstanceMemory::new(view.state);
@@ -102,7 +132,13 @@ pub fn save(conn: &Connection, uuid: &str, memory: &Memory, views: &[InstanceVie
     Ok(())
 }
 
-fn upsert(conn: &Connection, uuid: &str, v: &InstanceView, m: &InstanceMemory, now: Timestamp) -> Result<(), StoreError> {
+fn upsert(
+    conn: &Connection,
+    uuid: &str,
+    v: &InstanceView,
+    m: &InstanceMemory,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
                                exit_code, oom_killed, stopping, counted, fired, updated_at)
@@ -133,7 +169,11 @@ fn upsert(conn: &Connection, uuid: &str, v: &InstanceView, m: &InstanceMemory, n
 }
 
 /// Records the failure an action reported, for the next pass to turn into a status.
-pub fn record_failure(conn: &Connection, id: &DeploymentId, failure: &Failure) -> Result<(), StoreError> {
+pub fn record_failure(
+    conn: &Connection,
+    id: &DeploymentId,
+    failure: &Failure,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deployments SET last_failure = ?3 WHERE namespace = ?1 AND name = ?2",
         params![id.namespace, id.name, to_json(failure)?],

@@ -216,12 +216,19 @@ impl Store {
     }
 
     /// Records the failure of a runtime action for the next pass.
-    pub fn record_failure(&self, id: DeploymentId, failure: crate::model::memory::Failure) -> Result<(), StoreError> {
+    pub fn record_failure(
+        &self,
+        id: DeploymentId,
+        failure: crate::model::memory::Failure,
+    ) -> Result<(), StoreError> {
         self.call(move |conn| memory::record_failure(conn, &id, &failure))
     }
 
     /// Records probe results (bounded retention per check).
-    pub fn record_probes(&self, results: Vec<(DeploymentId, crate::model::stored::ProbeResult)>) -> Result<(), StoreError> {
+    pub fn record_probes(
+        &self,
+        results: Vec<(DeploymentId, crate::model::stored::ProbeResult)>,
+    ) -> Result<(), StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             for (id, result) in &results {
@@ -289,7 +296,10 @@ impl StoreReader {
     }
 
     /// Every deployment's reconciler memory.
-    pub fn memories(&self) -> Result<std::collections::BTreeMap<DeploymentId, crate::model::memory::Memory>, StoreError> {
+    pub fn memories(
+        &self,
+    ) -> Result<std::collections::BTreeMap<DeploymentId, crate::model::memory::Memory>, StoreError>
+    {
         memory::load_all(&self.conn)
     }
 
@@ -299,7 +309,10 @@ impl StoreReader {
     }
 
     /// The instances of a deployment as last recorded.
-    pub fn instances(&self, id: &DeploymentId) -> Result<Vec<crate::model::stored::StoredInstance>, StoreError> {
+    pub fn instances(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Vec<crate::model::stored::StoredInstance>, StoreError> {
         match deployments::get(&self.conn, id)? {
             Some(row) => instances::list(&self.conn, &row.uuid),
             None => Ok(Vec::new()),

@@ -13,11 +13,24 @@ use crate::reconcile::plan::Outcome;
 use super::{apply, deployments, events, memory, outbox, revisions, StoreError};
 
 /// Writes the outcomes of a pass.
-pub fn record(tx: &Connection, outcomes: &[(&DeploymentId, &Outcome)], now: Timestamp) -> Result<(), StoreError> {
+pub fn record(
+    tx: &Connection,
+    outcomes: &[(&DeploymentId, &Outcome)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     for (id, outcome) in outcomes {
-        let Some(row) = deployments::get(tx, id)? else { continue };
+        let Some(row) = deployments::get(tx, id)? else {
+            continue;
+        };
         if let Some(change) = &outcome.status_change {
-            apply::change_status(tx, id, change.to, change.reason, change.message.clone(), now)?;
+            apply::change_status(
+                tx,
+                id,
+                change.to,
+                change.reason,
+                change.message.clone(),
+                now,
+            )?;
         }
         memory::save(tx, &row.uuid, &outcome.memory, &outcome.instances, now)?;
         for planned in &outcome.events {
@@ -52,7 +65,12 @@ pub fn record(tx: &Connection, outcomes: &[(&DeploymentId, &Outcome)], now: Time
 }
 
 /// Moves the open revision `seq` to `state` (and notifies), if it is still open.
-pub fn settle_revision(tx: &Connection, seq: i64, state: RevisionState, now: Timestamp) -> Result<(), StoreError> {
+pub fn settle_revision(
+    tx: &Connection,
+    seq: i64,
+    state: RevisionState,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let before = revisions::get(tx, seq)?;
     if !before.state.is_open() || before.state == state {
         return Ok(());
@@ -65,5 +83,10 @@ pub fn settle_revision(tx: &Connection, seq: i64, state: RevisionState, now: Tim
         new_state: state,
         superseded_by: None,
     };
-    outbox::enqueue(tx, crate::model::event::NotificationKind::RevisionStatusChanged, &data, now)
+    outbox::enqueue(
+        tx,
+        crate::model::event::NotificationKind::RevisionStatusChanged,
+        &data,
+        now,
+    )
 }
