@@ -374,6 +374,12 @@ impl Controller {
     }
 }
 
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.executor.abort_all();
+    }
+}
+
 /// The planner's targets: every stored deployment without work in flight.
 fn targets<'a>(
     stored: &'a StoredState,

@@ -50,6 +50,7 @@ pub struct Executor {
     limits: Limits,
     permits: Arc<Semaphore>,
     in_flight: Arc<Mutex<BTreeSet<DeploymentId>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     done: Arc<Notify>,
     clock: Clock,
 }
@@ -62,6 +63,7 @@ impl Executor {
             limits,
             permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             in_flight: Arc::default(),
+            tasks: Arc::default(),
             done,
             clock,
         }
@@ -87,7 +89,7 @@ impl Executor {
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.deployment.clone());
         let this = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let deployment = job.deployment.clone();
             if let Ok(_permit) = this.permits.clone().acquire_owned().await {
                 this.run(job).await;
@@ -98,6 +100,22 @@ impl Executor {
                 .remove(&deployment);
             this.done.notify_one();
         });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Abandons every job in flight (the agent is going away; the next one adopts whatever
+    /// the runtime holds).
+    pub fn abort_all(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 
     async fn run(&self, job: Job) {

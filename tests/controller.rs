@@ -1,0 +1,397 @@
+//! The controller end to end on an in-memory runtime and a real SQLite store: a revision
+//! converges and succeeds, a crash-looping worker reaches `crash_loop_back_off`, a controller
+//! restarted mid-rollout carries on without duplicates, and the outbox tells every status
+//! transition exactly once, in order.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use keel::clock;
+use keel::model::desired::DeploymentId;
+use keel::model::event::{EventKind, NotificationKind};
+use keel::model::manifest::RuntimeKind;
+use keel::model::status::{DeploymentStatus, RevisionState};
+use keel::model::units::Duration;
+use keel::reconcile::controller::{Config, Controller};
+use keel::reconcile::executor::Limits;
+use keel::reconcile::plan::Policy;
+use keel::runtime::fake::{Behaviour, Call, FakeRuntime};
+use keel::runtime::Runtime;
+use keel::store::{Store, StoreReader};
+use support::{deployment, desired, revision};
+
+fn config() -> Config {
+    Config {
+        tick: Duration::from_millis(50),
+        policy: Policy {
+            max_restart_count: 5,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+            rollout_deadline: Duration::from_secs(30),
+        },
+        limits: Limits {
+            call_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(1),
+            concurrency: 8,
+        },
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    reader: StoreReader,
+    fake: FakeRuntime,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
+    let reader = store.reader().unwrap();
+    Rig {
+        _dir: dir,
+        store,
+        reader,
+        fake: FakeRuntime::new(RuntimeKind::Docker),
+    }
+}
+
+impl Rig {
+    fn controller(&self) -> Controller {
+        let runtime: Arc<dyn Runtime> = Arc::new(self.fake.clone());
+        Controller::new(self.store.clone(), vec![runtime], config(), clock::system()).unwrap()
+    }
+
+    fn status(&self, name: &str) -> DeploymentStatus {
+        self.reader.stored_state().unwrap().deployments[&id(name)].status
+    }
+
+    /// Runs passes until `done` holds (or panics after `secs`).
+    async fn until(
+        &self,
+        controller: &mut Controller,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&Rig) -> bool,
+    ) {
+        let deadline = Instant::now() + StdDuration::from_secs(secs);
+        loop {
+            controller.pass().await.unwrap();
+            if done(self) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; statuses: {:?}",
+                self.statuses()
+            );
+            tokio::time::sleep(StdDuration::from_millis(30)).await;
+        }
+    }
+
+    fn statuses(&self) -> Vec<(String, DeploymentStatus, u32)> {
+        self.reader
+            .stored_state()
+            .unwrap()
+            .deployments
+            .values()
+            .map(|d| (d.id.to_string(), d.status, d.restart_count))
+            .collect()
+    }
+
+    /// The (old, new) status pairs notified for deployment `name`, in order.
+    fn transitions(&self, name: &str) -> Vec<(Option<String>, String)> {
+        self.reader
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                r.kind == NotificationKind::DeploymentStatusChanged && r.payload["name"] == name
+            })
+            .map(|r| {
+                (
+                    r.payload["old_status"].as_str().map(str::to_owned),
+                    r.payload["new_status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn id(name: &str) -> DeploymentId {
+    DeploymentId::new("demo", name)
+}
+
+/// Every notified transition starts where the previous one ended, and none is a no-op.
+fn assert_one_row_per_transition(transitions: &[(Option<String>, String)]) {
+    assert_eq!(transitions[0].0, None, "{transitions:?}");
+    for pair in transitions.windows(2) {
+        assert_eq!(
+            pair[0].1.as_str(),
+            pair[1].0.as_deref().unwrap_or(""),
+            "{transitions:?}"
+        );
+    }
+    for (old, new) in transitions {
+        assert_ne!(old.as_deref(), Some(new.as_str()), "{transitions:?}");
+    }
+}
+
+const WEB_CHECKS: &str = "    replicas: 2\n    health_checks:\n      - type: http\n        url: http://localhost:8080/\n        interval: 50ms\n        timeout: 1s\n        readiness: true\n        min_healthy_time: 200ms\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_converges_to_running_and_the_revision_succeeds() {
+    let rig = rig();
+    rig.fake.behave(
+        &id("migrate"),
+        Behaviour {
+            exit_after: Some((Duration::from_millis(100), 0)),
+            ..Behaviour::default()
+        },
+    );
+    let web = deployment("demo", "web", WEB_CHECKS);
+    let job = deployment("demo", "migrate", "    kind: job\n");
+    rig.store
+        .apply_revision(
+            revision("r1"),
+            desired(&[("web.yaml", &web), ("job.yaml", &job)]),
+            clock::now(),
+        )
+        .unwrap();
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 20, "the revision to succeed", |r| {
+        r.reader.revisions(1).unwrap()[0].state == RevisionState::Succeeded
+    })
+    .await;
+
+    assert_eq!(rig.status("web"), DeploymentStatus::Running);
+    assert_eq!(rig.status("migrate"), DeploymentStatus::Completed);
+    let web_transitions = rig.transitions("web");
+    assert_eq!(
+        web_transitions,
+        [
+            (None, "pending".into()),
+            (Some("pending".into()), "creating".into()),
+            (Some("creating".into()), "running".into())
+        ]
+    );
+    assert_one_row_per_transition(&rig.transitions("migrate"));
+    let instances = rig.reader.instances(&id("web")).unwrap();
+    assert_eq!(instances.len(), 2);
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.state == keel::model::status::InstanceState::Ready),
+        "{instances:?}"
+    );
+    let revision_notes: Vec<_> = rig
+        .reader
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == NotificationKind::RevisionStatusChanged)
+        .map(|r| r.payload["new_state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revision_notes, ["applying", "succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_worker_reaches_crash_loop_back_off() {
+    let rig = rig();
+    rig.fake.behave(
+        &id("flaky"),
+        Behaviour {
+            exit_after: Some((Duration::from_millis(30), 1)),
+            ..Behaviour::default()
+        },
+    );
+    let flaky = deployment("demo", "flaky", "");
+    rig.store
+        .apply_revision(revision("r1"), desired(&[("a.yaml", &flaky)]), clock::now())
+        .unwrap();
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 20, "crash_loop_back_off", |r| {
+        r.status("flaky") == DeploymentStatus::CrashLoopBackOff
+    })
+    .await;
+
+    let row = rig.reader.stored_state().unwrap().deployments[&id("flaky")].clone();
+    assert_eq!(row.restart_count, 5);
+    let died: Vec<_> = rig
+        .reader
+        .events(&id("flaky"), 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::InstanceDied)
+        .collect();
+    assert_eq!(died.len(), 5, "{died:?}");
+    assert!(died
+        .iter()
+        .all(|e| e.message.contains("exited with code 1")));
+    let transitions = rig.transitions("flaky");
+    assert_one_row_per_transition(&transitions);
+    assert_eq!(transitions.last().unwrap().1, "crash_loop_back_off");
+    let revision = &rig.reader.revisions(1).unwrap()[0];
+    assert_eq!(revision.state, RevisionState::Failed);
+
+    // Terminal: nothing is created any more.
+    let creates = rig
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Create(_)))
+        .count();
+    for _ in 0..5 {
+        controller.pass().await.unwrap();
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rig.fake
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Create(_)))
+            .count(),
+        creates
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_restarted_mid_rollout_carries_on_without_duplicates() {
+    let rig = rig();
+    let web = deployment("demo", "web", WEB_CHECKS);
+    rig.store
+        .apply_revision(revision("r1"), desired(&[("web.yaml", &web)]), clock::now())
+        .unwrap();
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 20, "web to run", |r| {
+        r.status("web") == DeploymentStatus::Running
+    })
+    .await;
+
+    // A death before the rollout, so that there is a counter to keep.
+    let first = rig.reader.instances(&id("web")).unwrap()[0]
+        .runtime_id
+        .clone();
+    rig.fake.crash(&first, 9);
+    rig.until(&mut controller, 20, "the death to be counted", |r| {
+        r.reader.stored_state().unwrap().deployments[&id("web")].restart_count == 1
+    })
+    .await;
+    rig.until(&mut controller, 20, "web to run again", |r| {
+        r.status("web") == DeploymentStatus::Running && r.fake.instance_names().len() == 2
+    })
+    .await;
+
+    let v2 = web.replace("busybox:1.36", "busybox:1.37");
+    rig.store
+        .apply_revision(revision("r2"), desired(&[("web.yaml", &v2)]), clock::now())
+        .unwrap();
+    rig.until(&mut controller, 20, "the rollout to start", |r| {
+        r.fake
+            .instance_names()
+            .iter()
+            .any(|n| n.contains("-web-2-"))
+    })
+    .await;
+    drop(controller);
+
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 30, "the rollout to finish", |r| {
+        r.status("web") == DeploymentStatus::Running
+            && r.fake
+                .instance_names()
+                .iter()
+                .all(|n| n.contains("-web-2-"))
+    })
+    .await;
+    let mut names = rig.fake.instance_names();
+    names.sort();
+    assert_eq!(names, ["keel-demo-web-2-0", "keel-demo-web-2-1"]);
+    let creates_of_gen2: Vec<_> = rig
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Create(name) if name.contains("-web-2-")))
+        .collect();
+    assert_eq!(
+        creates_of_gen2.len(),
+        2,
+        "duplicate creates: {creates_of_gen2:?}"
+    );
+    let row = rig.reader.stored_state().unwrap().deployments[&id("web")].clone();
+    assert_eq!(
+        (row.generation, row.restart_count),
+        (2, 0),
+        "a new spec resets the counter"
+    );
+    assert_one_row_per_transition(&rig.transitions("web"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_runtime_holds_and_recovers() {
+    let rig = rig();
+    let web = deployment("demo", "web", "");
+    rig.store
+        .apply_revision(revision("r1"), desired(&[("web.yaml", &web)]), clock::now())
+        .unwrap();
+    rig.fake.set_unavailable(Some("daemon not answering"));
+    let mut controller = rig.controller();
+    for _ in 0..3 {
+        controller.pass().await.unwrap();
+    }
+    assert!(!rig
+        .fake
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Create(_) | Call::Remove(_))));
+    assert_eq!(rig.status("web"), DeploymentStatus::Pending);
+    rig.fake.set_unavailable(None);
+    rig.until(&mut controller, 20, "web to run", |r| {
+        r.status("web") == DeploymentStatus::Running
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_create_is_retried_until_the_cause_clears() {
+    let rig = rig();
+    let errors = (0..2)
+        .map(|_| keel::runtime::RuntimeError::ImagePull {
+            image: "busybox:1.36".into(),
+            message: "registry unreachable".into(),
+        })
+        .collect();
+    rig.fake.behave(
+        &id("web"),
+        Behaviour {
+            create_errors: errors,
+            ..Behaviour::default()
+        },
+    );
+    rig.store
+        .apply_revision(
+            revision("r1"),
+            desired(&[("web.yaml", &deployment("demo", "web", ""))]),
+            clock::now(),
+        )
+        .unwrap();
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 20, "web to run", |r| {
+        r.status("web") == DeploymentStatus::Running
+    })
+    .await;
+    let transitions: Vec<String> = rig
+        .transitions("web")
+        .into_iter()
+        .map(|(_, new)| new)
+        .collect();
+    assert!(
+        transitions.contains(&"image_pull_back_off".to_owned()),
+        "{transitions:?}"
+    );
+    assert_one_row_per_transition(&rig.transitions("web"));
+    let row = rig.reader.stored_state().unwrap().deployments[&id("web")].clone();
+    assert_eq!(row.restart_count, 1, "the failed re-attempt counts");
+}
