@@ -233,8 +233,10 @@ async fn a_crash_looping_worker_reaches_crash_loop_back_off() {
     let transitions = rig.transitions("flaky");
     assert_one_row_per_transition(&transitions);
     assert_eq!(transitions.last().unwrap().1, "crash_loop_back_off");
-    let revision = &rig.reader.revisions(1).unwrap()[0];
-    assert_eq!(revision.state, RevisionState::Failed);
+    rig.until(&mut controller, 10, "the revision to fail", |r| {
+        r.reader.revisions(1).unwrap()[0].state == RevisionState::Failed
+    })
+    .await;
 
     // Terminal: nothing is created any more.
     let creates = rig

@@ -155,6 +155,9 @@ fn cases() -> Vec<Case> {
         one("http_url_must_be_http_with_a_host", web("    health_checks:\n      - type: http\n        url: localhost:8080/health\n"), vec![
             "app.yaml:8:14: deployments.web.health_checks[0].url: \"localhost:8080/health\" is not an http:// URL with a host",
         ]),
+        one("https_probe_url_is_rejected", web("    health_checks:\n      - type: http\n        url: https://localhost/\n"), vec![
+            "app.yaml:8:14: deployments.web.health_checks[0].url: \"https://localhost/\": https probes are not supported; probe the instance's plain http port (it is reached inside its own network)",
+        ]),
         one("threshold_zero_is_rejected", web("    health_checks:\n      - type: tcp\n        port: 80\n        threshold: 0\n"), vec![
             "app.yaml:9:20: deployments.web.health_checks[0].threshold: threshold must be at least 1",
         ]),

@@ -449,13 +449,16 @@ fn health_check(i: usize, c: &HealthCheck, r: &mut Report) {
         }
     }
     if let Some(url) = &c.url {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+        let rest = url.strip_prefix("http://");
+        if url.starts_with("https://") {
             r.error(
                 at!["health_checks", i, "url"],
-                format!("{url:?} is not an http:// or https:// URL with a host"),
+                format!("{url:?}: https probes are not supported; probe the instance's plain http port (it is reached inside its own network)"),
+            );
+        } else if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+            r.error(
+                at!["health_checks", i, "url"],
+                format!("{url:?} is not an http:// URL with a host"),
             );
         }
     }
