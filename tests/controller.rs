@@ -202,12 +202,18 @@ async fn a_crash_looping_worker_reaches_crash_loop_back_off() {
     let rig = rig();
     rig.fake.behave(
         &id("flaky"),
+        // Never ready, so the revision cannot succeed before the worker gives up.
         Behaviour {
             exit_after: Some((Duration::from_millis(30), 1)),
+            reachable_after: None,
             ..Behaviour::default()
         },
     );
-    let flaky = deployment("demo", "flaky", "");
+    let flaky = deployment(
+        "demo",
+        "flaky",
+        "    health_checks:\n      - {type: tcp, port: 80, interval: 50ms, readiness: true}\n",
+    );
     rig.store
         .apply_revision(revision("r1"), desired(&[("a.yaml", &flaky)]), clock::now())
         .unwrap();

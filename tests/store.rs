@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use keel::model::desired::DeploymentId;
 use keel::model::diagnostic::{Diagnostic, Severity};
 use keel::model::event::{EventKind, NotificationKind};
+use keel::model::memory::InstanceMemory;
 use keel::model::status::{DeploymentStatus, InstanceState, RevisionState};
 use keel::model::stored::{ProbeResult, StoredInstance};
 use keel::store::{migrations, Store, StoreError, StoreReader};
@@ -425,7 +426,14 @@ fn instances_probes_and_restart_history_persist() {
         exit_code: None,
         oom_killed: false,
     };
-    keel::store::instances::upsert(&tx, &uuid, &instance, at(2)).unwrap();
+    keel::store::instances::upsert(
+        &tx,
+        &uuid,
+        &instance,
+        &InstanceMemory::new(InstanceState::Ready),
+        at(2),
+    )
+    .unwrap();
     for i in 0..(keel::store::probes::RETAINED + 10) {
         let result = ProbeResult {
             instance: "c0ffee".into(),

@@ -152,19 +152,8 @@ pub struct StatusChange {
     pub message: String,
 }
 
-/// One instance as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceView {
-    pub runtime_id: String,
-    pub generation: u64,
-    pub ordinal: u32,
-    pub state: InstanceState,
-    pub reason: Option<String>,
-    pub ip: Option<String>,
-    pub started_at: Option<Timestamp>,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-}
+/// One instance as the API shows it (and the store records it).
+pub type InstanceView = crate::model::stored::StoredInstance;
 
 /// Everything decided about one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,26 +4,35 @@
 
 use rusqlite::{params, Connection};
 
+use crate::model::memory::InstanceMemory;
 use crate::model::stored::StoredInstance;
 use crate::model::time::Timestamp;
 
 use super::{parse_column, StoreError};
 
-/// Inserts or replaces the observation of one instance of deployment `uuid`.
+/// Inserts or replaces one instance of deployment `uuid`: its last observation and what the
+/// reconciler remembers about it.
 pub fn upsert(
     conn: &Connection,
     uuid: &str,
     i: &StoredInstance,
+    m: &InstanceMemory,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let fired = serde_json::to_string(&m.fired).map_err(|e| StoreError::BadValue {
+        column: "instances.fired",
+        value: String::new(),
+        source: Box::new(e),
+    })?;
     conn.execute(
         "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
-                               exit_code, oom_killed, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                               exit_code, oom_killed, stopping, counted, fired, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (deployment, runtime_id) DO UPDATE SET
              ordinal = excluded.ordinal, generation = excluded.generation, state = excluded.state,
              reason = excluded.reason, ip = excluded.ip, started_at = excluded.started_at,
-             exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, updated_at = excluded.updated_at",
+             exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, stopping = excluded.stopping,
+             counted = excluded.counted, fired = excluded.fired, updated_at = excluded.updated_at",
         params![
             uuid,
             i.runtime_id,
@@ -35,6 +44,9 @@ pub fn upsert(
             i.started_at.map(|t| t.0),
             i.exit_code,
             i.oom_killed,
+            m.stopping,
+            m.counted,
+            fired,
             now.0
         ],
     )?;

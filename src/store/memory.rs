@@ -127,44 +127,8 @@ pub fn save(
     for view in views {
         let default = InstanceMemory::new(view.state);
         let m = memory.instances.get(&view.runtime_id).unwrap_or(&default);
-        upsert(conn, uuid, view, m, now)?;
+        super::instances::upsert(conn, uuid, view, m, now)?;
     }
-    Ok(())
-}
-
-fn upsert(
-    conn: &Connection,
-    uuid: &str,
-    v: &InstanceView,
-    m: &InstanceMemory,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
-                               exit_code, oom_killed, stopping, counted, fired, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (deployment, runtime_id) DO UPDATE SET
-             ordinal = excluded.ordinal, generation = excluded.generation, state = excluded.state,
-             reason = excluded.reason, ip = excluded.ip, started_at = excluded.started_at,
-             exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, stopping = excluded.stopping,
-             counted = excluded.counted, fired = excluded.fired, updated_at = excluded.updated_at",
-        params![
-            uuid,
-            v.runtime_id,
-            v.ordinal,
-            i64::try_from(v.generation).unwrap_or(i64::MAX),
-            v.state.as_str(),
-            v.reason,
-            v.ip,
-            v.started_at.map(|t| t.0),
-            v.exit_code,
-            v.oom_killed,
-            m.stopping,
-            m.counted,
-            to_json(&m.fired)?,
-            now.0
-        ],
-    )?;
     Ok(())
 }
 
