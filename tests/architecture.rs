@@ -117,6 +117,31 @@ fn pure_reconcile_files_import_only_the_model() {
 }
 
 #[test]
+fn runtimes_know_nothing_of_policy_storage_or_outputs() {
+    for (path, text) in files_under("runtime") {
+        let text = code(&text);
+        for layer in [
+            "crate::reconcile",
+            "crate::store",
+            "crate::api",
+            "crate::notifier",
+        ] {
+            assert!(!text.contains(layer), "{} imports {layer}", path.display());
+        }
+    }
+}
+
+#[test]
+fn probes_decide_nothing() {
+    for (path, text) in files_under("probe") {
+        let text = code(&text);
+        for layer in ["crate::reconcile", "crate::store"] {
+            assert!(!text.contains(layer), "{} imports {layer}", path.display());
+        }
+    }
+}
+
+#[test]
 fn anyhow_only_at_the_edges() {
     for (path, text) in files_under("") {
         let name = path.file_name().unwrap().to_string_lossy();

@@ -23,7 +23,10 @@ async fn instance(behaviour: Behaviour) -> (FakeRuntime, ObservedInstance) {
         generation: 1,
         ordinal: 0,
         template: "t".into(),
-        spec: serde_json::from_value(serde_json::json!({"name": "web", "namespace": "demo", "image": "busybox"})).unwrap(),
+        spec: serde_json::from_value(
+            serde_json::json!({"name": "web", "namespace": "demo", "image": "busybox"}),
+        )
+        .unwrap(),
         mounted_configs: Default::default(),
     };
     let runtime_id = fake.create(&spec).await.unwrap();
@@ -41,23 +44,50 @@ async fn instance(behaviour: Behaviour) -> (FakeRuntime, ObservedInstance) {
 #[tokio::test]
 async fn http_2xx_is_healthy() {
     let (fake, i) = instance(Behaviour::default()).await;
-    let out = probe::run(&check(serde_json::json!({"type": "http", "url": "http://localhost:8080/health"})), &fake, &i).await;
+    let out = probe::run(
+        &check(serde_json::json!({"type": "http", "url": "http://localhost:8080/health"})),
+        &fake,
+        &i,
+    )
+    .await;
     assert!(out.ok, "{out:?}");
     assert_eq!(out.message, "GET http://localhost:8080/health: 200");
 }
 
 #[tokio::test]
 async fn http_redirect_is_a_failure() {
-    let (fake, i) = instance(Behaviour { http_status: 302, ..Behaviour::default() }).await;
-    let out = probe::run(&check(serde_json::json!({"type": "http", "url": "http://localhost/"})), &fake, &i).await;
+    let (fake, i) = instance(Behaviour {
+        http_status: 302,
+        ..Behaviour::default()
+    })
+    .await;
+    let out = probe::run(
+        &check(serde_json::json!({"type": "http", "url": "http://localhost/"})),
+        &fake,
+        &i,
+    )
+    .await;
     assert!(!out.ok);
-    assert!(out.message.contains("302 (redirects count as failures)"), "{}", out.message);
+    assert!(
+        out.message.contains("302 (redirects count as failures)"),
+        "{}",
+        out.message
+    );
 }
 
 #[tokio::test]
 async fn http_server_error_is_a_failure() {
-    let (fake, i) = instance(Behaviour { http_status: 503, ..Behaviour::default() }).await;
-    let out = probe::run(&check(serde_json::json!({"type": "http", "url": "http://localhost/"})), &fake, &i).await;
+    let (fake, i) = instance(Behaviour {
+        http_status: 503,
+        ..Behaviour::default()
+    })
+    .await;
+    let out = probe::run(
+        &check(serde_json::json!({"type": "http", "url": "http://localhost/"})),
+        &fake,
+        &i,
+    )
+    .await;
     assert!(!out.ok);
     assert_eq!(out.message, "GET http://localhost/: 503");
 }
@@ -65,17 +95,33 @@ async fn http_server_error_is_a_failure() {
 #[tokio::test]
 async fn tcp_connects_when_the_instance_listens() {
     let (fake, i) = instance(Behaviour::default()).await;
-    let out = probe::run(&check(serde_json::json!({"type": "tcp", "port": 9000})), &fake, &i).await;
+    let out = probe::run(
+        &check(serde_json::json!({"type": "tcp", "port": 9000})),
+        &fake,
+        &i,
+    )
+    .await;
     assert!(out.ok, "{out:?}");
 }
 
 #[tokio::test]
 async fn an_instance_that_does_not_listen_fails_tcp_and_http() {
-    let (fake, i) = instance(Behaviour { reachable_after: None, ..Behaviour::default() }).await;
-    for c in [serde_json::json!({"type": "tcp", "port": 9000}), serde_json::json!({"type": "http", "url": "http://localhost/"})] {
+    let (fake, i) = instance(Behaviour {
+        reachable_after: None,
+        ..Behaviour::default()
+    })
+    .await;
+    for c in [
+        serde_json::json!({"type": "tcp", "port": 9000}),
+        serde_json::json!({"type": "http", "url": "http://localhost/"}),
+    ] {
         let out = probe::run(&check(c), &fake, &i).await;
         assert!(!out.ok);
-        assert!(out.message.contains("has no address yet"), "{}", out.message);
+        assert!(
+            out.message.contains("has no address yet"),
+            "{}",
+            out.message
+        );
     }
 }
 
@@ -91,7 +137,12 @@ async fn a_silent_server_times_out() {
     });
     let (fake, i) = instance(Behaviour::default()).await;
     let url = format!("http://127.0.0.1:{port}/");
-    let out = probe::run(&check(serde_json::json!({"type": "http", "url": url, "timeout": "200ms"})), &fake, &i).await;
+    let out = probe::run(
+        &check(serde_json::json!({"type": "http", "url": url, "timeout": "200ms"})),
+        &fake,
+        &i,
+    )
+    .await;
     assert!(!out.ok);
     assert_eq!(out.message, "timed out after 200ms");
     server.abort();
@@ -102,7 +153,11 @@ async fn command_probes_use_the_exit_code() {
     let command = serde_json::json!({"type": "command", "command": "test -f /ready"});
     let (fake, i) = instance(Behaviour::default()).await;
     assert!(probe::run(&check(command.clone()), &fake, &i).await.ok);
-    let (fake, i) = instance(Behaviour { exec_exit_code: 1, ..Behaviour::default() }).await;
+    let (fake, i) = instance(Behaviour {
+        exec_exit_code: 1,
+        ..Behaviour::default()
+    })
+    .await;
     let out = probe::run(&check(command), &fake, &i).await;
     assert!(!out.ok);
     assert_eq!(out.message, "exit code 1");
