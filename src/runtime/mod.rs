@@ -6,6 +6,7 @@
 //! function (`RuntimeError::status`), so the planner never parses error strings.
 //! This module never imports `reconcile`, `store`, `api` or `notifier`.
 
+pub mod docker;
 pub mod fake;
 pub mod labels;
 

@@ -1,0 +1,246 @@
+//! Turns an `InstanceSpec` into Docker's container-create body: image, command, environment
+//! (secrets resolved from the agent's secrets directory), labels, ports, resources, network and
+//! mounts. File work (reading secrets, rendering configs, checking bind paths) happens here,
+//! before anything is created, so a bad reference fails as `config_error` with no container.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+
+use crate::model::manifest::{EnvValue, NetworkMode, Permission, Protocol, Volume, VolumeKind};
+use crate::runtime::{labels, InstanceSpec, RuntimeError};
+
+use super::Settings;
+
+/// The bridge network of a namespace.
+pub fn network_name(namespace: &str) -> String {
+    format!("keel-{namespace}")
+}
+
+/// The create body for `spec`.
+pub fn container(
+    spec: &InstanceSpec,
+    settings: &Settings,
+) -> Result<ContainerCreateBody, RuntimeError> {
+    let d = &spec.spec;
+    let image = d
+        .image
+        .clone()
+        .ok_or_else(|| RuntimeError::Config("a docker deployment needs an image".into()))?;
+    let mut all_labels: HashMap<String, String> = d.labels.0.clone().into_iter().collect();
+    all_labels.extend(labels::for_instance(spec));
+    let (exposed, bindings) = ports(spec);
+    let host_network = d.network.as_ref().map(|n| n.mode) == Some(NetworkMode::Host);
+    let host_config = HostConfig {
+        memory: limit(
+            d.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.memory)
+                .map(|m| m.bytes()),
+        ),
+        memory_reservation: limit(
+            d.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|l| l.memory)
+                .map(|m| m.bytes()),
+        ),
+        nano_cpus: limit(
+            d.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.cpu)
+                .map(|c| c.millicores() * 1_000_000),
+        ),
+        network_mode: Some(if host_network {
+            "host".to_owned()
+        } else {
+            network_name(&spec.deployment.namespace)
+        }),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        mounts: Some(mounts(spec, settings)?),
+        ..HostConfig::default()
+    };
+    Ok(ContainerCreateBody {
+        image: Some(image),
+        cmd: (!d.command.is_empty()).then(|| d.command.clone()),
+        env: Some(environment(spec, settings)?),
+        labels: Some(all_labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    })
+}
+
+fn limit(value: Option<u64>) -> Option<i64> {
+    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn ports(spec: &InstanceSpec) -> (Vec<String>, HashMap<String, Option<Vec<PortBinding>>>) {
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &spec.spec.ports {
+        let proto = match port.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let key = format!("{}/{proto}", port.target);
+        exposed.push(key.clone());
+        let binding = PortBinding {
+            host_ip: port.host_ip.clone(),
+            host_port: Some(port.published.to_string()),
+        };
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    (exposed, bindings)
+}
+
+/// `NAME=value` pairs, secrets read from the secrets directory.
+fn environment(spec: &InstanceSpec, settings: &Settings) -> Result<Vec<String>, RuntimeError> {
+    spec.spec
+        .environment
+        .iter()
+        .map(|(name, value)| match value {
+            EnvValue::Plain(v) => Ok(format!("{name}={v}")),
+            EnvValue::Secret(s) => {
+                read_secret(settings, &s.secret_ref).map(|v| format!("{name}={v}"))
+            }
+        })
+        .collect()
+}
+
+fn read_secret(settings: &Settings, name: &str) -> Result<String, RuntimeError> {
+    let path = settings.secrets_dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RuntimeError::Config(format!(
+            "secret {name:?} cannot be read from {}: {}",
+            settings.secrets_dir.display(),
+            e.kind()
+        ))
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn mounts(spec: &InstanceSpec, settings: &Settings) -> Result<Vec<Mount>, RuntimeError> {
+    spec.spec
+        .volumes
+        .iter()
+        .map(|v| mount(spec, settings, v))
+        .collect()
+}
+
+fn mount(spec: &InstanceSpec, settings: &Settings, v: &Volume) -> Result<Mount, RuntimeError> {
+    let read_only = Some(v.permission == Permission::Ro);
+    let bind = |source: PathBuf, read_only: Option<bool>| Mount {
+        target: Some(v.destination.clone()),
+        source: Some(source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only,
+        ..Mount::default()
+    };
+    match v.kind {
+        VolumeKind::Bind => Ok(bind(allowed_bind(settings, &v.source)?, read_only)),
+        VolumeKind::Volume => Ok(Mount {
+            target: Some(v.destination.clone()),
+            source: Some(v.source.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only,
+            ..Mount::default()
+        }),
+        VolumeKind::Config => Ok(bind(render_config(spec, settings, v)?, Some(true))),
+        VolumeKind::Secret => Ok(bind(copy_secret(spec, settings, &v.source)?, Some(true))),
+    }
+}
+
+/// A bind source must exist and resolve below a path the agent config allows.
+fn allowed_bind(settings: &Settings, source: &str) -> Result<PathBuf, RuntimeError> {
+    let resolved = std::fs::canonicalize(source).map_err(|e| {
+        RuntimeError::Config(format!("bind source {source} cannot be used: {}", e.kind()))
+    })?;
+    let allowed = settings
+        .bind_allow
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .any(|prefix| resolved.starts_with(prefix));
+    if !allowed {
+        return Err(RuntimeError::Config(format!(
+            "bind source {source} is not below a path allowed by the agent config (docker.bind_allow)"
+        )));
+    }
+    Ok(resolved)
+}
+
+/// Writes one key of a config to `<state>/configs/<namespace>/<name>/<template>/<key>`.
+fn render_config(
+    spec: &InstanceSpec,
+    settings: &Settings,
+    v: &Volume,
+) -> Result<PathBuf, RuntimeError> {
+    let key = v.key.as_deref().unwrap_or_default();
+    let data = spec
+        .mounted_configs
+        .get(&v.source)
+        .and_then(|c| c.0.get(key))
+        .ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "config {}/{} has no key {key:?}",
+                spec.deployment.namespace, v.source
+            ))
+        })?;
+    let dir = instance_dir(spec, settings).join("configs").join(&v.source);
+    write_file(&dir.join(key), data.as_bytes(), 0o444)
+}
+
+/// Copies a secret to `<state>/…/secrets/<name>` with mode 0400.
+fn copy_secret(
+    spec: &InstanceSpec,
+    settings: &Settings,
+    name: &str,
+) -> Result<PathBuf, RuntimeError> {
+    let path = settings.secrets_dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        RuntimeError::Config(format!(
+            "secret {name:?} cannot be read from {}: {}",
+            settings.secrets_dir.display(),
+            e.kind()
+        ))
+    })?;
+    write_file(
+        &instance_dir(spec, settings).join("secrets").join(name),
+        &bytes,
+        0o400,
+    )
+}
+
+fn instance_dir(spec: &InstanceSpec, settings: &Settings) -> PathBuf {
+    settings
+        .state_dir
+        .join("docker")
+        .join(&spec.deployment.namespace)
+        .join(&spec.deployment.name)
+        .join(&spec.template[..spec.template.len().min(16)])
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, RuntimeError> {
+    let fs_error = |e: std::io::Error| RuntimeError::FileSystem {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(fs_error)?;
+    }
+    if path.exists() {
+        // Read-only files from an earlier instance of the same template: replace them.
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    std::fs::write(path, bytes).map_err(fs_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fs_error)?;
+    Ok(path.to_owned())
+}

@@ -1,0 +1,492 @@
+//! The Docker runtime, on bollard. One bridge network `keel-<namespace>` per namespace (created
+//! on demand, removed with its last container), containers named
+//! `keel-<namespace>-<name>-<generation>-<ordinal>` and labelled for adoption. Images follow
+//! the pull policy; host memory is checked before anything is created. Crashes are seen on
+//! the daemon's event stream (a wake-up only) and confirmed by listing.
+
+mod build;
+pub mod errors;
+mod events;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use crate::model::desired::DeploymentId;
+use crate::model::manifest::{PullPolicy, RuntimeKind};
+use crate::model::observed::{ObservedInstance, Phase};
+use crate::model::time::Timestamp;
+use crate::model::units::Duration;
+
+use super::{labels, ExecOutput, InstanceSpec, Runtime, RuntimeError, RuntimeEvent, RuntimeFuture};
+use errors::Operation;
+
+pub use build::network_name;
+
+/// What the agent config says about Docker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `unix:///var/run/docker.sock`; `None`: `DOCKER_HOST` or the default socket.
+    pub socket: Option<String>,
+    /// Host paths a manifest may bind-mount (and everything below them).
+    pub bind_allow: Vec<PathBuf>,
+    /// Where `secretRef: NAME` finds the file `NAME`.
+    pub secrets_dir: PathBuf,
+    /// Where rendered config and secret files live.
+    pub state_dir: PathBuf,
+}
+
+pub struct DockerRuntime {
+    docker: Docker,
+    settings: Settings,
+    events: broadcast::Sender<RuntimeEvent>,
+    /// Docker does not refuse a second network of the same name: creation is serialized.
+    networks: tokio::sync::Mutex<()>,
+}
+
+impl DockerRuntime {
+    /// Connects (lazily: nothing is sent until the first call) and starts following events.
+    pub fn connect(settings: Settings) -> Result<Self, RuntimeError> {
+        let docker = match &settings.socket {
+            Some(socket) => {
+                let path = socket.strip_prefix("unix://").unwrap_or(socket);
+                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            }
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(|e| errors::unreachable(&e.to_string()))?;
+        let (events, _) = broadcast::channel(1024);
+        events::follow(docker.clone(), events.clone());
+        Ok(Self {
+            docker,
+            settings,
+            events,
+            networks: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn fail(op: Operation, image: &str) -> impl Fn(bollard::errors::Error) -> RuntimeError + '_ {
+        move |e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            } => errors::classify(op, status_code, &message, image),
+            other => errors::unreachable(&other.to_string()),
+        }
+    }
+
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+        let present = match self.docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => false,
+            Err(e) => return Err(Self::fail(Operation::InspectImage, image)(e)),
+        };
+        match (policy, present) {
+            (PullPolicy::IfNotPresent, true) | (PullPolicy::Never, true) => Ok(()),
+            (PullPolicy::Never, false) => Err(RuntimeError::ImagePull {
+                image: image.to_owned(),
+                message: "the image is not present and image_pull_policy is Never".to_owned(),
+            }),
+            (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => self.pull(image).await,
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let options = CreateImageOptions {
+            from_image: Some(image.to_owned()),
+            ..CreateImageOptions::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            let step = match step {
+                Ok(step) => step,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(RuntimeError::ImagePull {
+                        image: image.to_owned(),
+                        message: error,
+                    })
+                }
+                Err(e) => return Err(Self::fail(Operation::Pull, image)(e)),
+            };
+            if let Some(message) = step.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::ImagePull {
+                    image: image.to_owned(),
+                    message,
+                });
+            }
+            tracing::debug!(image, status = ?step.status, "pulling");
+        }
+        Ok(())
+    }
+
+    /// The host's memory as the daemon sees it.
+    async fn check_memory(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
+        let resources = spec.spec.resources.as_ref();
+        let wanted = resources
+            .and_then(|r| {
+                r.requests
+                    .as_ref()
+                    .and_then(|q| q.memory)
+                    .or(r.limits.as_ref().and_then(|l| l.memory))
+            })
+            .map(|m| m.bytes());
+        let Some(wanted) = wanted else { return Ok(()) };
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(Self::fail(Operation::Other, ""))?;
+        let total = info
+            .mem_total
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(u64::MAX);
+        if wanted > total {
+            return Err(RuntimeError::InsufficientResources {
+                requested: crate::model::units::Memory::from_bytes(wanted).to_string(),
+                available: crate::model::units::Memory::from_bytes(total).to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(&self, namespace: &str) -> Result<(), RuntimeError> {
+        let name = network_name(namespace);
+        let _serialized = self.networks.lock().await;
+        if self
+            .docker
+            .inspect_network(
+                &name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(HashMap::from([
+                (labels::MANAGED.to_owned(), "true".to_owned()),
+                (labels::NAMESPACE.to_owned(), namespace.to_owned()),
+            ])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Another create won the race.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(Self::fail(Operation::CreateNetwork, "")(e)),
+        }
+    }
+
+    /// Removes the namespace network when no keel container uses it any more.
+    async fn prune_network(&self, namespace: &str) {
+        let _serialized = self.networks.lock().await;
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={namespace}", labels::NAMESPACE)],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        if let Ok(containers) = self.docker.list_containers(Some(options)).await {
+            if containers.is_empty() {
+                let _ = self.docker.remove_network(&network_name(namespace)).await;
+            }
+        }
+    }
+
+    async fn observe(&self, id: &str, label: &HashMap<String, String>) -> Option<ObservedInstance> {
+        let deployment = DeploymentId::new(label.get(labels::NAMESPACE)?, label.get(labels::NAME)?);
+        let generation = label.get(labels::GENERATION)?.parse().ok()?;
+        let ordinal = label.get(labels::ORDINAL)?.parse().ok()?;
+        let template = label.get(labels::SPEC_HASH)?.clone();
+        let inspected = self.inspect(id).await?;
+        Some(ObservedInstance {
+            runtime_id: id.to_owned(),
+            deployment,
+            generation,
+            ordinal,
+            template,
+            phase: inspected.0,
+            ip: inspected.1,
+            started_at: inspected.2,
+        })
+    }
+
+    /// Phase, IP (127.0.0.1 with host networking) and start time.
+    async fn inspect(
+        &self,
+        id: &str,
+    ) -> Option<(Phase, Option<std::net::IpAddr>, Option<Timestamp>)> {
+        let response = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let state = response.state.unwrap_or_default();
+        let host_network = response
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host");
+        let started_at = state.started_at.as_deref().and_then(parse_rfc3339);
+        let phase = if state.running.unwrap_or(false) {
+            Phase::Running
+        } else if state
+            .started_at
+            .as_deref()
+            .is_some_and(|s| !s.starts_with("0001-"))
+        {
+            Phase::Exited {
+                exit_code: state.exit_code.unwrap_or(-1),
+                oom_killed: state.oom_killed.unwrap_or(false),
+            }
+        } else {
+            Phase::Created
+        };
+        let ip = response
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                nets.values()
+                    .find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty()))
+            })
+            .and_then(|ip| ip.parse().ok())
+            .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
+        Some((phase, ip, started_at))
+    }
+}
+
+/// `2026-11-22T04:36:00.123456789Z` → Timestamp (UTC only, as Docker writes it).
+fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if y < 1970 {
+        return None;
+    }
+    let time = time.trim_end_matches('Z');
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    let millis: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    let days = days_from_civil(y, m, day);
+    Some(Timestamp(
+        ((days * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis,
+    ))
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Docker
+    }
+
+    fn list(&self) -> RuntimeFuture<'_, Vec<ObservedInstance>> {
+        Box::pin(async move {
+            let filters = HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{}=true", labels::MANAGED)],
+            )]);
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let containers = self
+                .docker
+                .list_containers(Some(options))
+                .await
+                .map_err(Self::fail(Operation::Other, ""))?;
+            let mut out = Vec::new();
+            for c in containers {
+                let (Some(id), Some(label)) = (c.id, c.labels) else {
+                    continue;
+                };
+                if let Some(instance) = self.observe(&id, &label).await {
+                    out.push(instance);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn create<'a>(&'a self, spec: &'a InstanceSpec) -> RuntimeFuture<'a, String> {
+        Box::pin(async move {
+            self.check_memory(spec).await?;
+            let body = build::container(spec, &self.settings)?;
+            let image = body.image.clone().unwrap_or_default();
+            let policy = spec
+                .spec
+                .config
+                .as_ref()
+                .map(|c| c.image_pull_policy)
+                .unwrap_or_default();
+            self.ensure_image(&image, policy).await?;
+            if body
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref())
+                != Some("host")
+            {
+                self.ensure_network(&spec.deployment.namespace).await?;
+            }
+            let options = CreateContainerOptions {
+                name: Some(spec.name()),
+                ..Default::default()
+            };
+            let created = self
+                .docker
+                .create_container(Some(options), body)
+                .await
+                .map_err(Self::fail(Operation::CreateContainer, &image))?;
+            Ok(created.id)
+        })
+    }
+
+    fn start<'a>(&'a self, runtime_id: &'a str) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            self.docker
+                .start_container(runtime_id, None::<StartContainerOptions>)
+                .await
+                .map_err(Self::fail(Operation::StartContainer, ""))
+        })
+    }
+
+    fn stop<'a>(&'a self, runtime_id: &'a str, grace: Duration) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            let t = i32::try_from(grace.as_millis() / 1000).unwrap_or(i32::MAX);
+            match self
+                .docker
+                .stop_container(
+                    runtime_id,
+                    Some(StopContainerOptions {
+                        t: Some(t),
+                        signal: None,
+                    }),
+                )
+                .await
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
+                Err(e) => Err(Self::fail(Operation::Other, "")(e)),
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, runtime_id: &'a str) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            let namespace = self
+                .docker
+                .inspect_container(runtime_id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|c| c.config?.labels?.get(labels::NAMESPACE).cloned());
+            let options = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            match self
+                .docker
+                .remove_container(runtime_id, Some(options))
+                .await
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(Self::fail(Operation::Other, "")(e)),
+            }
+            if let Some(namespace) = namespace {
+                self.prune_network(&namespace).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        runtime_id: &'a str,
+        command: &'a [String],
+        _timeout: Duration,
+    ) -> RuntimeFuture<'a, ExecOutput> {
+        Box::pin(async move {
+            let config = bollard::models::ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(command.to_vec()),
+                ..Default::default()
+            };
+            let fail = Self::fail(Operation::Other, "");
+            let exec = self
+                .docker
+                .create_exec(runtime_id, config)
+                .await
+                .map_err(&fail)?;
+            let mut output = String::new();
+            if let bollard::exec::StartExecResults::Attached {
+                output: mut stream, ..
+            } = self
+                .docker
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(&fail)?
+            {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    if output.len() < 4096 {
+                        output.push_str(&chunk.to_string());
+                    }
+                }
+            }
+            let inspected = self.docker.inspect_exec(&exec.id).await.map_err(&fail)?;
+            Ok(ExecOutput {
+                exit_code: inspected.exit_code.unwrap_or(-1),
+                output,
+            })
+        })
+    }
+
+    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timestamps_parse() {
+        assert_eq!(
+            parse_rfc3339("2026-11-22T04:34:56.123456789Z"),
+            Some(Timestamp(1_795_322_096_123))
+        );
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+    }
+}

@@ -1,0 +1,326 @@
+//! The Docker runtime against the real daemon, driven by the real controller and store. Each
+//! test owns a unique namespace (its containers and network are removed on drop, pass or
+//! fail); the image is built offline from busybox-static.
+
+mod support;
+
+use keel::model::status::DeploymentStatus as S;
+use support::docker::{exec, label, Agent};
+
+const SLEEPER: &str = "    command: [sleep, \"3600\"]\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_delete() {
+    let agent = Agent::new();
+    let web = agent.deployment("web", SLEEPER);
+    agent.apply("r1", &[("web.yaml", &web)]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    let ids = agent.ns.containers();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(label(&ids[0], "keel.managed"), "true");
+    assert_eq!(
+        label(&ids[0], "keel.deployment"),
+        format!("{}/web", agent.ns.0)
+    );
+    assert!(agent.ns.network_exists());
+
+    agent.apply("r2", &[]);
+    agent
+        .until(&mut controller, 60, "web to be removed", |a| {
+            a.status("web") == Some(S::Deleted) && a.ns.containers().is_empty()
+        })
+        .await;
+    assert!(
+        !agent.ns.network_exists(),
+        "the namespace network goes with its last container"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_one_to_three_to_one() {
+    let agent = Agent::new();
+    let mut controller = agent.controller();
+    for (revision, replicas) in [("r1", 1), ("r2", 3), ("r3", 1)] {
+        let web = agent.deployment("web", &format!("{SLEEPER}    replicas: {replicas}\n"));
+        agent.apply(revision, &[("web.yaml", &web)]);
+        agent
+            .until(&mut controller, 60, &format!("{replicas} replicas"), |a| {
+                a.status("web") == Some(S::Running) && a.ns.containers().len() == replicas
+            })
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_port_answers_from_the_host() {
+    let agent = Agent::new();
+    let port = free_port();
+    let extra = format!(
+        "    command: [sh, -c, \"echo hello-from-keel > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    ports:\n      - {{published: {port}, target: 8080, host_ip: 127.0.0.1}}\n"
+    )
+    .replace("echo", "mkdir -p /www; echo");
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", &extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    let mut body = String::new();
+    for _ in 0..50 {
+        if let Ok(text) = http_get(&format!("127.0.0.1:{port}")) {
+            body = text;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(body.contains("hello-from-keel"), "{body:?}");
+}
+
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_and_a_secret_reach_the_container_and_the_secret_nowhere_else() {
+    let agent = Agent::new();
+    let secret = "s3cr3t-value-8f2a";
+    std::fs::write(
+        agent.path("secrets").join("api-token"),
+        format!("{secret}\n"),
+    )
+    .unwrap();
+    let extra = "    command: [sleep, \"3600\"]\n    environment:\n      GREETING: hello\n      TOKEN: {secretRef: api-token}\n";
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    let id = &agent.ns.containers()[0];
+    let env = exec(id, &["env"]);
+    assert!(env.contains("GREETING=hello"), "{env}");
+    assert!(env.contains(&format!("TOKEN={secret}")), "{env}");
+    drop(controller);
+    for file in ["keel.db", "keel.db-wal"] {
+        let bytes = std::fs::read(agent.path(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the secret value reached {file}"
+        );
+    }
+    let events = agent.reader.events(&agent.id("web"), 100).unwrap();
+    assert!(events.iter().all(|e| !e.message.contains(secret)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_a_config_error_naming_it() {
+    let agent = Agent::new();
+    let extra =
+        "    command: [sleep, \"3600\"]\n    environment:\n      TOKEN: {secretRef: nope}\n";
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "config_error", |a| {
+            a.status("web") == Some(S::ConfigError)
+        })
+        .await;
+    assert!(agent.ns.containers().is_empty());
+    let events = agent.reader.events(&agent.id("web"), 20).unwrap();
+    assert!(
+        events.iter().any(|e| e.message.contains("secret \"nope\"")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mounts_are_read_only_when_asked_and_refused_outside_the_allow_list() {
+    let agent = Agent::new();
+    let allowed = agent.path("allowed");
+    std::fs::write(allowed.join("data.txt"), "from the host").unwrap();
+    let extra = format!(
+        "    command: [sleep, \"3600\"]\n    volumes:\n      - {{type: bind, source: {}, destination: /data, permission: ro}}\n",
+        allowed.display()
+    );
+    let outside = format!(
+        "    command: [sleep, \"3600\"]\n    volumes:\n      - {{type: bind, source: {}, destination: /data}}\n",
+        agent.path("state").display()
+    );
+    agent.apply(
+        "r1",
+        &[
+            ("ok.yaml", &agent.deployment("ok", &extra)),
+            ("bad.yaml", &agent.deployment("bad", &outside)),
+        ],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(
+            &mut controller,
+            60,
+            "ok to run and bad to be refused",
+            |a| a.status("ok") == Some(S::Running) && a.status("bad") == Some(S::ConfigError),
+        )
+        .await;
+    let id = &agent.ns.containers()[0];
+    assert_eq!(exec(id, &["cat", "/data/data.txt"]), "from the host");
+    let write = std::process::Command::new("docker")
+        .args(["exec", id, "touch", "/data/new"])
+        .output()
+        .unwrap();
+    assert!(
+        !write.status.success(),
+        "a read-only bind mount accepted a write"
+    );
+    let events = agent.reader.events(&agent.id("bad"), 20).unwrap();
+    assert!(
+        events.iter().any(|e| e.message.contains("bind_allow")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_is_mounted() {
+    let agent = Agent::new();
+    let config = format!(
+        "configs:\n  site:\n    name: site\n    namespace: {}\n    data:\n      index.html: \"<h1>configured</h1>\"\n",
+        agent.ns.0
+    );
+    let extra = "    command: [sleep, \"3600\"]\n    volumes:\n      - {type: config, source: site, key: index.html, destination: /www/index.html}\n";
+    agent.apply(
+        "r1",
+        &[
+            ("c.yaml", &config),
+            ("web.yaml", &agent.deployment("web", extra)),
+        ],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    assert_eq!(
+        exec(&agent.ns.containers()[0], &["cat", "/www/index.html"]),
+        "<h1>configured</h1>"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_on_exit_zero_and_fail_with_the_exit_code() {
+    let agent = Agent::new();
+    let ok = agent.deployment("ok", "    kind: job\n    command: [sh, -c, \"exit 0\"]\n");
+    let bad = agent.deployment("bad", "    kind: job\n    command: [sh, -c, \"exit 3\"]\n");
+    agent.apply("r1", &[("ok.yaml", &ok), ("bad.yaml", &bad)]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "both jobs to end", |a| {
+            a.status("ok") == Some(S::Completed) && a.status("bad") == Some(S::Failed)
+        })
+        .await;
+    let events = agent.reader.events(&agent.id("bad"), 20).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.contains("exited with code 3")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_ends_in_crash_loop_back_off_after_five_restarts() {
+    let agent = Agent::new();
+    agent.apply(
+        "r1",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", "    command: [sh, -c, \"sleep 0.2; exit 1\"]\n"),
+        )],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 90, "crash_loop_back_off", |a| {
+            a.status("web") == Some(S::CrashLoopBackOff)
+        })
+        .await;
+    assert_eq!(agent.restart_count("web"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_images_are_image_pull_back_off() {
+    let agent = Agent::new();
+    let never = agent
+        .deployment("never", "    config: {image_pull_policy: Never}\n")
+        .replace(support::docker::IMAGE, "keel-test/absent:never");
+    let unreachable = agent
+        .deployment("remote", "")
+        .replace(support::docker::IMAGE, "127.0.0.1:1/keel/absent:latest");
+    agent.apply(
+        "r1",
+        &[("never.yaml", &never), ("remote.yaml", &unreachable)],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "image_pull_back_off twice", |a| {
+            a.status("never") == Some(S::ImagePullBackOff)
+                && a.status("remote") == Some(S::ImagePullBackOff)
+        })
+        .await;
+    assert!(agent.ns.containers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_request_larger_than_the_host_is_insufficient_resources() {
+    let agent = Agent::new();
+    let extra = "    command: [sleep, \"3600\"]\n    resources:\n      requests: {memory: 64Ti}\n      limits: {memory: 64Ti}\n";
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "insufficient_resources", |a| {
+            a.status("web") == Some(S::InsufficientResources)
+        })
+        .await;
+    assert!(agent.ns.containers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_taken_by_another_agent_is_a_create_container_error() {
+    let first = Agent::new();
+    let second = Agent::new();
+    let port = free_port();
+    let extra = format!("    command: [sleep, \"3600\"]\n    ports:\n      - {{published: {port}, target: 80, host_ip: 127.0.0.1}}\n");
+    first.apply("r1", &[("a.yaml", &first.deployment("a", &extra))]);
+    second.apply("r1", &[("b.yaml", &second.deployment("b", &extra))]);
+    let mut c1 = first.controller();
+    first
+        .until(&mut c1, 60, "a to run", |a| {
+            a.status("a") == Some(S::Running)
+        })
+        .await;
+    let mut c2 = second.controller();
+    second
+        .until(&mut c2, 60, "b to be refused", |a| {
+            a.status("b") == Some(S::CreateContainerError)
+        })
+        .await;
+}
