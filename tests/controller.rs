@@ -34,6 +34,7 @@ fn config() -> Config {
         limits: Limits {
             call_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(1),
+            drain: Duration::from_millis(0),
             concurrency: 8,
         },
     }

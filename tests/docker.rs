@@ -324,3 +324,116 @@ async fn a_host_port_taken_by_another_agent_is_a_create_container_error() {
         })
         .await;
 }
+
+const LATE_HTTPD: &str = "    command: [sh, -c, \"sleep 3; mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n";
+
+fn readiness(min_healthy: &str) -> String {
+    format!("    health_checks:\n      - {{type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: {min_healthy}}}\n")
+}
+
+/// When `name`'s status last changed for `reason` (e.g. `creating`, `ready`), from its events.
+fn changed_at(agent: &Agent, name: &str, reason: &str) -> Option<i64> {
+    agent
+        .reader
+        .events(&agent.id(name), 200)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == keel::model::event::EventKind::StatusChanged && e.reason == reason)
+        .map(|e| e.time.millis())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readiness_gate_holds_until_min_healthy_time() {
+    let agent = Agent::new();
+    let extra = format!("{LATE_HTTPD}{}", readiness("2s"));
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", &extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to be created", |a| {
+            a.status("web") == Some(S::Creating) && !a.ns.containers().is_empty()
+        })
+        .await;
+    let started = std::time::Instant::now();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(4500),
+        "running after only {waited:?}: httpd needs 3s, then 2s green"
+    );
+    let creating = changed_at(&agent, "web", "creating").unwrap();
+    let running = changed_at(&agent, "web", "ready").unwrap();
+    assert!(
+        running - creating >= 4500,
+        "creating → running took {}ms",
+        running - creating
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_never_ready_fails_at_the_readiness_deadline() {
+    let agent = Agent::new();
+    let extra = format!("    command: [sleep, \"3600\"]\n{}", readiness("1s"));
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", &extra))]);
+    let mut config = support::docker::config();
+    config.policy.rollout_deadline = keel::model::units::Duration::from_secs(3);
+    let mut controller = agent.controller_with(config);
+    agent
+        .until(&mut controller, 60, "failed", |a| {
+            a.status("web") == Some(S::Failed)
+        })
+        .await;
+    let events = agent.reader.events(&agent.id("web"), 20).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == keel::model::event::EventKind::ReadinessDeadlineExceeded),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_liveness_failure_with_restart_replaces_only_that_instance() {
+    let agent = Agent::new();
+    let extra = "    replicas: 2\n    command: [sh, -c, \"mkdir -p /tmp; touch /tmp/alive; exec sleep 3600\"]\n    health_checks:\n      - {type: command, command: \"test -f /tmp/alive\", interval: 200ms, threshold: 2, on_failure: restart}\n";
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running) && a.ns.containers().len() == 2
+        })
+        .await;
+    let before = agent.ns.containers();
+    exec(&before[0], &["rm", "/tmp/alive"]);
+    agent
+        .until(
+            &mut controller,
+            60,
+            "the sick instance to be replaced",
+            |a| {
+                let now = a.ns.containers();
+                now.len() == 2 && !now.contains(&before[0]) && a.status("web") == Some(S::Running)
+            },
+        )
+        .await;
+    let events: Vec<String> = agent
+        .reader
+        .events(&agent.id("web"), 50)
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}: {}", e.kind, e.message))
+        .collect();
+    assert!(
+        agent.ns.containers().contains(&before[1]),
+        "the healthy instance was touched: {before:?} → {:?}; {events:#?}",
+        agent.ns.containers()
+    );
+    assert_eq!(
+        agent.restart_count("web"),
+        0,
+        "a liveness restart is not a crash"
+    );
+}

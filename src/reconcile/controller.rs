@@ -49,6 +49,7 @@ impl Default for Config {
             limits: Limits {
                 call_timeout: Duration::from_secs(120),
                 stop_grace: Duration::from_secs(10),
+                drain: Duration::from_secs(2),
                 concurrency: 8,
             },
         }
@@ -159,8 +160,10 @@ impl Controller {
         let now = (self.clock)();
         let stored = self.reader.stored_state()?;
         let memory = self.reader.memories()?;
-        let observed = self.observe().await;
+        // Busy first: a deployment without a job now gets none during the listing (jobs only
+        // start from passes), so its observation is consistent; one with a job is held.
         let busy = self.executor.busy();
+        let observed = self.observe().await;
         self.refresh_templates(&stored);
         let planned = {
             let targets = targets(&stored, &self.templates, &busy);
@@ -170,6 +173,7 @@ impl Controller {
                 memory: &memory,
                 policy: &self.config.policy,
                 now,
+                held: &busy,
             })
         };
         let revision = self.revision_state(&stored, &planned.outcomes)?;

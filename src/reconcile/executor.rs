@@ -41,6 +41,9 @@ pub struct Job {
 pub struct Limits {
     pub call_timeout: Duration,
     pub stop_grace: Duration,
+    /// How long a running instance keeps serving after the pass that marked it stopping was
+    /// persisted, so that clients following keel's instance list move away first.
+    pub drain: Duration,
     pub concurrency: usize,
 }
 
@@ -155,6 +158,7 @@ impl Executor {
         stop_first: bool,
     ) -> Result<(), RuntimeError> {
         if stop_first {
+            tokio::time::sleep(self.limits.drain.to_std()).await;
             self.call("stop", runtime.stop(runtime_id, self.limits.stop_grace))
                 .await?;
         }

@@ -45,6 +45,8 @@ pub struct World {
     pub policy: Policy,
     pub now: Timestamp,
     pub boot: Boot,
+    /// Deployments the pass must leave alone.
+    pub held: std::collections::BTreeSet<DeploymentId>,
     /// Runtime ids of instances that existed at a previous template.
     pub old_template: String,
 }
@@ -79,6 +81,7 @@ impl World {
             policy: Policy::default(),
             now: at(0),
             boot: Boot::Healthy,
+            held: std::collections::BTreeSet::new(),
             old_template: "previous-template".to_owned(),
         }
     }
@@ -231,6 +234,7 @@ impl World {
             memory: &memory,
             policy: &self.policy,
             now: self.now,
+            held: &self.held,
         })
     }
 

@@ -79,6 +79,9 @@ pub struct PlanInput<'a> {
     pub memory: &'a BTreeMap<DeploymentId, Memory>,
     pub policy: &'a Policy,
     pub now: Timestamp,
+    /// Deployments left alone this pass (their previous actions are still running): no
+    /// decision, and their instances are theirs, not orphans.
+    pub held: &'a BTreeSet<DeploymentId>,
 }
 
 /// A runtime action.
@@ -201,6 +204,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     // Instances labelled for a deployment the store does not know: owned by keel, wanted by
     // nobody. Only listed runtimes reach here, so an unknown listing removes nothing.
     for (deployment, instances) in by_deployment {
+        if input.held.contains(deployment) {
+            continue;
+        }
         for instance in instances {
             result.actions.push(Action::Remove {
                 deployment: deployment.clone(),
@@ -627,8 +633,32 @@ impl<'a> Pass<'a> {
             self.waiting_on = Some(WaitingOn::Backoff { until });
             return;
         }
-        let taken: BTreeSet<u32> = current.iter().map(|i| i.ordinal).collect();
-        let ordinals = (0u32..).filter(|o| !taken.contains(o)).take(count);
+        // Names are `…-<generation>-<ordinal>`: an ordinal stays taken while any instance of this
+        // generation still holds it, unless this very plan removes that instance first.
+        let removed: BTreeSet<&str> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove { runtime_id, .. } => Some(runtime_id.as_str()),
+                Action::Create { .. } | Action::Start { .. } => None,
+            })
+            .collect();
+        let taken: BTreeSet<u32> = current
+            .iter()
+            .copied()
+            .chain(
+                self.instances
+                    .iter()
+                    .copied()
+                    .filter(|i| i.generation == self.target.generation),
+            )
+            .filter(|i| !removed.contains(i.runtime_id.as_str()))
+            .map(|i| i.ordinal)
+            .collect();
+        let ordinals: Vec<u32> = (0u32..)
+            .filter(|o| !taken.contains(o))
+            .take(count)
+            .collect();
         for ordinal in ordinals {
             self.actions.push(Action::Create {
                 deployment: self.target.id.clone(),
@@ -1009,6 +1039,11 @@ impl<'a> Pass<'a> {
 
     fn instance_state(&self, instance: &ObservedInstance) -> InstanceState {
         let remembered = self.mem.instances.get(&instance.runtime_id);
+        if remembered.is_some_and(|m| m.stopping) && !matches!(instance.phase, Phase::Exited { .. })
+        {
+            // Being stopped: no longer counted as serving, even before the stop happens.
+            return InstanceState::Stopped;
+        }
         match instance.phase {
             Phase::Exited { .. } => remembered.map_or(InstanceState::Stopped, |m| m.state),
             Phase::Created => remembered

@@ -285,6 +285,21 @@ fn scale_up_of_a_running_worker_adds_instances_without_replacing() {
 }
 
 #[test]
+fn an_instance_still_being_stopped_keeps_its_name() {
+    let w = World::worker(json!({"replicas": 2}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .instance(1, RUNNING)
+        .remember(&id(1, 0), |m| m.stopping = true);
+    let (actions, _) = w.pass();
+    assert_eq!(
+        actions.creates(),
+        [2],
+        "ordinal 0 is still in use by the instance being stopped"
+    );
+}
+
+#[test]
 fn scale_down_removes_the_highest_ordinals_first() {
     let w = World::worker(json!({"replicas": 1}))
         .status(S::Running)
@@ -698,6 +713,11 @@ fn liveness_restart_replaces_the_instance_without_counting_a_crash() {
     );
     assert_eq!(events(&out), [EventKind::HealthCheckFailed]);
     assert!(out.memory.instances[&id(1, 0)].stopping);
+    assert_eq!(
+        out.instances[0].state,
+        InstanceState::Stopped,
+        "no longer counted as serving"
+    );
 }
 
 #[test]
@@ -1013,6 +1033,20 @@ fn instances_of_unknown_deployments_are_removed() {
             stop_first: true
         }]
     );
+}
+
+#[test]
+fn instances_of_a_held_deployment_are_not_orphans() {
+    let mut w = World::worker(json!({}))
+        .status(S::Running)
+        .instance(0, RUNNING);
+    let mut other = w.instances[0].clone();
+    other.deployment = crate::model::desired::DeploymentId::new("demo", "busy");
+    other.runtime_id = "busy-1-0".into();
+    w.instances.push(other);
+    w.held
+        .insert(crate::model::desired::DeploymentId::new("demo", "busy"));
+    assert!(w.plan().actions.is_empty());
 }
 
 #[test]

@@ -13,6 +13,9 @@ pub const GENERATION: &str = "keel.generation";
 pub const ORDINAL: &str = "keel.ordinal";
 pub const SPEC_HASH: &str = "keel.spec_hash";
 pub const INSTANCE: &str = "keel.instance";
+/// Which agent owns the object: several agents (or test runs) can share one daemon, and each
+/// lists, adopts and removes only its own.
+pub const OWNER: &str = "keel.owner";
 
 /// The labels of one instance (the user's labels are added by the adapter, never overriding
 /// these).

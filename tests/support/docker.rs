@@ -142,6 +142,7 @@ pub fn config() -> Config {
         limits: Limits {
             call_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(1),
+            drain: Duration::from_millis(0),
             concurrency: 8,
         },
     }
@@ -161,6 +162,7 @@ impl Agent {
             bind_allow: vec![dir.path().join("allowed")],
             secrets_dir: dir.path().join("secrets"),
             state_dir: dir.path().join("state"),
+            owner: format!("test-{}", dir.path().file_name().unwrap().to_string_lossy()),
         };
         let runtime = Arc::new(DockerRuntime::connect(settings).unwrap());
         Agent {

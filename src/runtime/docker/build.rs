@@ -31,6 +31,7 @@ pub fn container(
         .ok_or_else(|| RuntimeError::Config("a docker deployment needs an image".into()))?;
     let mut all_labels: HashMap<String, String> = d.labels.0.clone().into_iter().collect();
     all_labels.extend(labels::for_instance(spec));
+    all_labels.insert(labels::OWNER.to_owned(), settings.owner.clone());
     let (exposed, bindings) = ports(spec);
     let host_network = d.network.as_ref().map(|n| n.mode) == Some(NetworkMode::Host);
     let host_config = HostConfig {

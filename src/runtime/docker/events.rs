@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use crate::runtime::{labels, RuntimeEvent};
 
 /// Spawns the follower; it ends when nobody listens any more.
-pub fn follow(docker: Docker, events: broadcast::Sender<RuntimeEvent>) {
+pub fn follow(docker: Docker, events: broadcast::Sender<RuntimeEvent>, owner: String) {
     tokio::spawn(async move {
         let mut since: Option<i64> = None;
         loop {
@@ -21,7 +21,10 @@ pub fn follow(docker: Docker, events: broadcast::Sender<RuntimeEvent>) {
                 ("type".to_owned(), vec!["container".to_owned()]),
                 (
                     "label".to_owned(),
-                    vec![format!("{}=true", labels::MANAGED)],
+                    vec![
+                        format!("{}=true", labels::MANAGED),
+                        format!("{}={owner}", labels::OWNER),
+                    ],
                 ),
                 (
                     "event".to_owned(),

@@ -41,14 +41,20 @@ pub struct Settings {
     pub secrets_dir: PathBuf,
     /// Where rendered config and secret files live.
     pub state_dir: PathBuf,
+    /// This agent's owner label (`keel.owner`); it lists and removes only containers with it.
+    pub owner: String,
 }
 
 pub struct DockerRuntime {
     docker: Docker,
     settings: Settings,
     events: broadcast::Sender<RuntimeEvent>,
+    /// Held shared while a container is created or started on a namespace network, and
+    /// exclusively while an unused network is removed, so a network never vanishes under a
+    /// container that is about to use it.
+    networks: tokio::sync::RwLock<()>,
     /// Docker does not refuse a second network of the same name: creation is serialized.
-    networks: tokio::sync::Mutex<()>,
+    network_create: tokio::sync::Mutex<()>,
 }
 
 impl DockerRuntime {
@@ -63,12 +69,13 @@ impl DockerRuntime {
         }
         .map_err(|e| errors::unreachable(&e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
-        events::follow(docker.clone(), events.clone());
+        events::follow(docker.clone(), events.clone(), settings.owner.clone());
         Ok(Self {
             docker,
             settings,
             events,
-            networks: tokio::sync::Mutex::new(()),
+            networks: tokio::sync::RwLock::new(()),
+            network_create: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -160,7 +167,7 @@ impl DockerRuntime {
 
     async fn ensure_network(&self, namespace: &str) -> Result<(), RuntimeError> {
         let name = network_name(namespace);
-        let _serialized = self.networks.lock().await;
+        let _serialized = self.network_create.lock().await;
         if self
             .docker
             .inspect_network(
@@ -191,9 +198,35 @@ impl DockerRuntime {
         }
     }
 
+    /// The label filters of what this agent owns.
+    fn owned(&self) -> Vec<String> {
+        vec![
+            format!("{}=true", labels::MANAGED),
+            format!("{}={}", labels::OWNER, self.settings.owner),
+        ]
+    }
+
+    /// The namespace of a container on a namespace bridge (`None` with host networking).
+    async fn bridge_namespace(&self, runtime_id: &str) -> Option<String> {
+        let c = self
+            .docker
+            .inspect_container(runtime_id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let host = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host");
+        if host {
+            return None;
+        }
+        c.config?.labels?.get(labels::NAMESPACE).cloned()
+    }
+
     /// Removes the namespace network when no keel container uses it any more.
     async fn prune_network(&self, namespace: &str) {
-        let _serialized = self.networks.lock().await;
+        let _exclusive = self.networks.write().await;
         let filters = HashMap::from([(
             "label".to_owned(),
             vec![format!("{}={namespace}", labels::NAMESPACE)],
@@ -308,10 +341,7 @@ impl Runtime for DockerRuntime {
 
     fn list(&self) -> RuntimeFuture<'_, Vec<ObservedInstance>> {
         Box::pin(async move {
-            let filters = HashMap::from([(
-                "label".to_owned(),
-                vec![format!("{}=true", labels::MANAGED)],
-            )]);
+            let filters = HashMap::from([("label".to_owned(), self.owned())]);
             let options = ListContainersOptions {
                 all: true,
                 filters: Some(filters),
@@ -347,6 +377,7 @@ impl Runtime for DockerRuntime {
                 .map(|c| c.image_pull_policy)
                 .unwrap_or_default();
             self.ensure_image(&image, policy).await?;
+            let _in_use = self.networks.read().await;
             if body
                 .host_config
                 .as_ref()
@@ -370,6 +401,10 @@ impl Runtime for DockerRuntime {
 
     fn start<'a>(&'a self, runtime_id: &'a str) -> RuntimeFuture<'a, ()> {
         Box::pin(async move {
+            let _in_use = self.networks.read().await;
+            if let Some(namespace) = self.bridge_namespace(runtime_id).await {
+                self.ensure_network(&namespace).await?;
+            }
             self.docker
                 .start_container(runtime_id, None::<StartContainerOptions>)
                 .await
@@ -464,11 +499,17 @@ impl Runtime for DockerRuntime {
                     }
                 }
             }
-            let inspected = self.docker.inspect_exec(&exec.id).await.map_err(&fail)?;
-            Ok(ExecOutput {
-                exit_code: inspected.exit_code.unwrap_or(-1),
-                output,
-            })
+            // The output can end a moment before the daemon records the exit code.
+            for _ in 0..100 {
+                let inspected = self.docker.inspect_exec(&exec.id).await.map_err(&fail)?;
+                if let (Some(false), Some(exit_code)) = (inspected.running, inspected.exit_code) {
+                    return Ok(ExecOutput { exit_code, output });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(RuntimeError::Other(format!(
+                "exec in {runtime_id} did not report an exit code"
+            )))
         })
     }
 
