@@ -437,3 +437,162 @@ async fn a_liveness_failure_with_restart_replaces_only_that_instance() {
         "a liveness restart is not a crash"
     );
 }
+
+fn versioned_httpd(version: &str, replicas: u32) -> String {
+    format!(
+        "    replicas: {replicas}\n    environment: {{VERSION: {version}}}\n    command: [sh, -c, \"mkdir -p /www; echo $VERSION > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n{}",
+        readiness("1s")
+    )
+}
+
+/// GET http://ip:8080/ → the body's last line.
+fn fetch(ip: &str) -> Result<String, String> {
+    http_get(&format!("{ip}:8080"))
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") {
+                Ok(text.lines().last().unwrap_or_default().trim().to_owned())
+            } else {
+                Err(text.lines().next().unwrap_or_default().to_owned())
+            }
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_never_fails_a_client_and_runs_at_most_four_containers() {
+    let agent = Agent::new();
+    agent.apply(
+        "r1",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", &versioned_httpd("v1", 3)),
+        )],
+    );
+    let mut config = support::docker::config();
+    config.limits.drain = keel::model::units::Duration::from_secs(1);
+    let mut controller = agent.controller_with(config);
+    agent
+        .until(&mut controller, 90, "v1 to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(controller.run(shutdown));
+    agent.apply(
+        "r2",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", &versioned_httpd("v2", 3)),
+        )],
+    );
+    let (mut served, mut failures, mut most) = (0, Vec::new(), 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ready: Vec<String> = agent
+            .reader
+            .instances(&agent.id("web"))
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.state == keel::model::status::InstanceState::Ready)
+            .filter_map(|i| i.ip)
+            .collect();
+        most = most.max(agent.ns.containers().len());
+        if let Some(ip) = ready.get(served % ready.len().max(1)) {
+            match fetch(ip) {
+                Ok(_) => served += 1,
+                Err(e) => failures.push(format!("{ip}: {e}")),
+            }
+        }
+        let bodies: Vec<String> = ready.iter().filter_map(|ip| fetch(ip).ok()).collect();
+        if agent.status("web") == Some(S::Running)
+            && bodies.len() == 3
+            && bodies.iter().all(|b| b == "v2")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not finish; {failures:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The last old instance may still be draining.
+    for _ in 0..100 {
+        if agent.ns.containers().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        served + failures.len()
+    );
+    assert!(served > 20, "too few requests to mean anything: {served}");
+    assert!(most <= 4, "{most} containers at once");
+    assert_eq!(agent.ns.containers().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_adopts_containers_mid_rollout() {
+    let agent = Agent::new();
+    agent.apply(
+        "r1",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", &versioned_httpd("v1", 3)),
+        )],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 90, "v1 to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    agent.apply(
+        "r2",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", &versioned_httpd("v2", 3)),
+        )],
+    );
+    let generation = |id: &String| label(id, "keel.generation");
+    agent
+        .until(&mut controller, 90, "the rollout to be half-way", |a| {
+            let ids = a.ns.containers();
+            ids.iter().any(|id| generation(id) == "2") && ids.iter().any(|id| generation(id) == "1")
+        })
+        .await;
+    drop(controller);
+    let survivors: Vec<String> = agent
+        .ns
+        .containers()
+        .into_iter()
+        .filter(|id| generation(id) == "2")
+        .collect();
+
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 90, "the rollout to finish", |a| {
+            a.status("web") == Some(S::Running)
+                && a.ns.containers().iter().all(|id| generation(id) == "2")
+        })
+        .await;
+    let now = agent.ns.containers();
+    assert_eq!(now.len(), 3);
+    for id in &survivors {
+        assert!(
+            now.contains(id),
+            "container {id} of generation 2 was replaced after the restart"
+        );
+    }
+    let mut names: Vec<String> = now.iter().map(|id| label(id, "keel.instance")).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "duplicate instances: {names:?}");
+    assert_eq!(agent.restart_count("web"), 0);
+}
