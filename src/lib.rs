@@ -25,6 +25,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod manifest;
 pub mod model;
 pub mod probe;

@@ -596,3 +596,70 @@ async fn a_restarted_controller_adopts_containers_mid_rollout() {
     assert_eq!(names.len(), 3, "duplicate instances: {names:?}");
     assert_eq!(agent.restart_count("web"), 0);
 }
+
+fn inspect(id: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", format, id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_labels_host_networking_and_named_volumes_reach_docker() {
+    let agent = Agent::new();
+    let volume = format!("{}-data", agent.ns.0);
+    let limited = "    command: [sleep, \"3600\"]\n    labels: [tier=backend]\n    resources:\n      limits: {cpu: \"0.5\", memory: 64Mi}\n      requests: {memory: 32Mi}\n";
+    let host = "    command: [sleep, \"3600\"]\n    network: {mode: host}\n";
+    let stateful = format!("    command: [sleep, \"3600\"]\n    volumes:\n      - {{type: volume, source: {volume}, destination: /data}}\n");
+    agent.apply(
+        "r1",
+        &[
+            ("a.yaml", &agent.deployment("limited", limited)),
+            ("b.yaml", &agent.deployment("host", host)),
+            ("c.yaml", &agent.deployment("stateful", &stateful)),
+        ],
+    );
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "all three to run", |a| {
+            ["limited", "host", "stateful"]
+                .iter()
+                .all(|n| a.status(n) == Some(S::Running))
+        })
+        .await;
+    let by_name = |name: &str| {
+        agent
+            .ns
+            .containers()
+            .into_iter()
+            .find(|id| label(id, "keel.name") == name)
+            .unwrap()
+    };
+    let limited = by_name("limited");
+    assert_eq!(
+        inspect(
+            &limited,
+            "{{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}} {{.HostConfig.NanoCpus}}"
+        ),
+        "67108864 33554432 500000000"
+    );
+    assert_eq!(label(&limited, "tier"), "backend");
+    assert_eq!(
+        inspect(&by_name("host"), "{{.HostConfig.NetworkMode}}"),
+        "host"
+    );
+    let stateful = by_name("stateful");
+    exec(&stateful, &["sh", "-c", "echo kept > /data/file"]);
+    assert_eq!(
+        inspect(&stateful, "{{range .Mounts}}{{.Name}}{{end}}"),
+        volume
+    );
+    drop(controller);
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &stateful])
+        .output();
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", &volume])
+        .output();
+}

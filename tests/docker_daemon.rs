@@ -14,30 +14,51 @@ use keel::model::status::DeploymentStatus as S;
 use support::docker::Agent;
 
 fn daemon_answers() -> bool {
-    Command::new("docker").args(["info"]).output().is_ok_and(|o| o.status.success())
+    Command::new("docker")
+        .args(["info"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn wait_for(answering: bool, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while daemon_answers() != answering {
-        assert!(Instant::now() < deadline, "dockerd did not {} within {secs}s", if answering { "come back" } else { "stop" });
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not {} within {secs}s",
+            if answering { "come back" } else { "stop" }
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn restart_dockerd() {
-    let stopped = Command::new("sh").args(["-c", "kill -TERM $(pidof dockerd)"]).status().unwrap();
-    assert!(stopped.success(), "cannot signal dockerd (this test needs root and a dockerd without systemd)");
+    let stopped = Command::new("sh")
+        .args(["-c", "kill -TERM $(pidof dockerd)"])
+        .status()
+        .unwrap();
+    assert!(
+        stopped.success(),
+        "cannot signal dockerd (this test needs root and a dockerd without systemd)"
+    );
     wait_for(false, 60);
     // Also wait for the process to be gone, so that the new one can take the socket.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Command::new("pidof").arg("dockerd").status().is_ok_and(|s| s.success()) {
+    while Command::new("pidof")
+        .arg("dockerd")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         assert!(Instant::now() < deadline, "dockerd did not exit");
         std::thread::sleep(Duration::from_millis(200));
     }
     let log = std::env::temp_dir().join("keel-test-dockerd.log");
     let start = format!("setsid nohup dockerd > {} 2>&1 &", log.display());
-    assert!(Command::new("sh").args(["-c", &start]).status().unwrap().success());
+    assert!(Command::new("sh")
+        .args(["-c", &start])
+        .status()
+        .unwrap()
+        .success());
     wait_for(true, 60);
 }
 
@@ -45,9 +66,19 @@ fn restart_dockerd() {
 #[ignore = "restarts dockerd; .ci/run runs it alone with --ignored"]
 async fn a_worker_survives_a_daemon_restart() {
     let agent = Agent::new();
-    agent.apply("r1", &[("web.yaml", &agent.deployment("web", "    command: [sleep, \"3600\"]\n"))]);
+    agent.apply(
+        "r1",
+        &[(
+            "web.yaml",
+            &agent.deployment("web", "    command: [sleep, \"3600\"]\n"),
+        )],
+    );
     let mut controller = agent.controller();
-    agent.until(&mut controller, 60, "web to run", |a| a.status("web") == Some(S::Running)).await;
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
 
     let restart = tokio::task::spawn_blocking(restart_dockerd);
     // Passes keep running while the daemon is away: they must hold, never fail.
@@ -57,8 +88,11 @@ async fn a_worker_survives_a_daemon_restart() {
     }
     restart.await.unwrap();
     agent
-        .until(&mut controller, 120, "web to run again after the restart", |a| {
-            a.status("web") == Some(S::Running) && a.ns.containers().len() == 1
-        })
+        .until(
+            &mut controller,
+            120,
+            "web to run again after the restart",
+            |a| a.status("web") == Some(S::Running) && a.ns.containers().len() == 1,
+        )
         .await;
 }

@@ -118,6 +118,17 @@ impl Drop for Namespace {
         for id in String::from_utf8_lossy(&out.stdout).lines() {
             docker(&["network", "rm", id]);
         }
+        // Named volumes a test creates are named after its namespace.
+        let out = docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}", self.0),
+        ]);
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            docker(&["volume", "rm", "-f", name]);
+        }
     }
 }
 
