@@ -655,11 +655,4 @@ async fn resources_labels_host_networking_and_named_volumes_reach_docker() {
         inspect(&stateful, "{{range .Mounts}}{{.Name}}{{end}}"),
         volume
     );
-    drop(controller);
-    let _ = std::process::Command::new("docker")
-        .args(["rm", "-f", &stateful])
-        .output();
-    let _ = std::process::Command::new("docker")
-        .args(["volume", "rm", &volume])
-        .output();
 }
