@@ -29,10 +29,16 @@ pub struct StoredDeployment {
     pub restart_count: u32,
     /// The revision that last changed this deployment.
     pub revision: String,
-    /// Whether the latest applied revision declares it (false once pruned).
+        /// Whether the latest applied revision declares it (false once pruned).
     pub in_revision: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// As of the last reconcile pass: health, ready and desired instances, and what it waits
+    /// on (the planner's `WaitingOn`, as JSON).
+    pub health: Option<super::status::Health>,
+    pub ready: u32,
+    pub desired: u32,
+    pub waiting_on: Option<serde_json::Value>,
 }
 
 /// Every deployment keel has ever created (pruned ones included).

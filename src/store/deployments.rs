@@ -14,7 +14,7 @@ use crate::model::time::Timestamp;
 use super::{parse_column, parse_json, StoreError};
 
 const COLUMNS: &str = "uuid, namespace, name, spec, spec_hash, generation, status, status_since, \
-                       restart_count, revision, in_revision, created_at, updated_at";
+                                              restart_count, revision, in_revision, created_at, updated_at, health, ready, desired, waiting_on";
 
 /// The canonical document as stored (see `model::desired::canonical_json`).
 #[derive(serde::Deserialize)]
@@ -37,7 +37,11 @@ struct RawDeployment {
     revision: String,
     in_revision: bool,
     created_at: i64,
-    updated_at: i64,
+        updated_at: i64,
+    health: Option<String>,
+    ready: u32,
+    desired: u32,
+    waiting_on: Option<String>,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
@@ -54,7 +58,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
         revision: row.get(9)?,
         in_revision: row.get(10)?,
         created_at: row.get(11)?,
-        updated_at: row.get(12)?,
+                updated_at: row.get(12)?,
+        health: row.get(13)?,
+        ready: row.get(14)?,
+        desired: row.get(15)?,
+        waiting_on: row.get(16)?,
     })
 }
 
@@ -74,7 +82,11 @@ impl RawDeployment {
             revision: self.revision,
             in_revision: self.in_revision,
             created_at: Timestamp(self.created_at),
-            updated_at: Timestamp(self.updated_at),
+                        updated_at: Timestamp(self.updated_at),
+            health: self.health.map(|h| parse_column("deployments.health", h)).transpose()?,
+            ready: self.ready,
+            desired: self.desired,
+            waiting_on: self.waiting_on.map(|w| parse_json("deployments.waiting_on", w)).transpose()?,
         })
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 use crate::model::desired::DeploymentId;
 use crate::model::memory::{Failure, InstanceMemory, Memory, Retry};
 use crate::model::time::Timestamp;
-use crate::reconcile::plan::InstanceView;
+use crate::reconcile::plan::Outcome;
 
 use super::{parse_column, parse_json, StoreError};
 
@@ -95,21 +95,22 @@ fn load_instances(
 
 /// Saves a deployment's counters, backoff, reported failure and instances (its status is
 /// moved separately, with its event and notification).
-pub fn save(
-    conn: &Connection,
-    uuid: &str,
-    memory: &Memory,
-    views: &[InstanceView],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+pub fn save(conn: &Connection, uuid: &str, outcome: &Outcome, now: Timestamp) -> Result<(), StoreError> {
+    let (memory, views) = (&outcome.memory, &outcome.instances);
     conn.execute(
-        "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5 WHERE uuid = ?1",
+        "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5,
+                health = ?6, ready = ?7, desired = ?8, waiting_on = ?9
+         WHERE uuid = ?1",
         params![
             uuid,
             memory.restart_count,
             memory.retry.as_ref().map(to_json).transpose()?,
             memory.last_failure.as_ref().map(to_json).transpose()?,
-            now.0
+            now.0,
+            outcome.health.map(|h| h.as_str()),
+            outcome.ready,
+            outcome.desired,
+            outcome.waiting_on.as_ref().map(to_json).transpose()?,
         ],
     )?;
     let seen: Vec<&str> = views.iter().map(|v| v.runtime_id.as_str()).collect();

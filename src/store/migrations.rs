@@ -43,8 +43,12 @@ CREATE TABLE deployments (
     revision      TEXT    NOT NULL,
     in_revision   INTEGER NOT NULL,
     generation_since INTEGER NOT NULL,
-    retry         TEXT,
+        retry         TEXT,
     last_failure  TEXT,
+    health        TEXT,
+    ready         INTEGER NOT NULL DEFAULT 0,
+    desired       INTEGER NOT NULL DEFAULT 0,
+    waiting_on    TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     UNIQUE (namespace, name)

@@ -32,7 +32,7 @@ pub fn record(
                 now,
             )?;
         }
-        memory::save(tx, &row.uuid, &outcome.memory, &outcome.instances, now)?;
+        memory::save(tx, &row.uuid, outcome, now)?;
         for planned in &outcome.events {
             let event = Event {
                 deployment: (*id).clone(),
