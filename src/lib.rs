@@ -23,10 +23,12 @@
 //! parses YAML; only `cli`/`main` use `anyhow`.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod reconcile;

@@ -28,7 +28,7 @@ fn stored(state: &DesiredState) -> StoredState {
                 restart_count: 0,
                 revision: "r1".into(),
                 in_revision: true,
-                                created_at: Timestamp(0),
+                created_at: Timestamp(0),
                 updated_at: Timestamp(0),
                 health: None,
                 ready: 0,

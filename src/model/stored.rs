@@ -29,7 +29,7 @@ pub struct StoredDeployment {
     pub restart_count: u32,
     /// The revision that last changed this deployment.
     pub revision: String,
-        /// Whether the latest applied revision declares it (false once pruned).
+    /// Whether the latest applied revision declares it (false once pruned).
     pub in_revision: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

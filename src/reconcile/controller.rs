@@ -76,6 +76,7 @@ pub struct Controller {
     wake: Arc<Notify>,
     templates: HashMap<SpecHash, String>,
     last: HashMap<DeploymentId, Outcome>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Controller {
@@ -103,7 +104,14 @@ impl Controller {
             wake,
             templates: HashMap::new(),
             last: HashMap::new(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Records pass durations and probe outcomes into `metrics` (shared with the API).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Notify this to run a pass now (a new revision was applied, say).
@@ -148,6 +156,13 @@ impl Controller {
 
     /// One observe → plan → persist → execute pass.
     pub async fn pass(&mut self) -> Result<PassSummary, ControllerError> {
+        let started = std::time::Instant::now();
+        let summary = self.pass_inner().await;
+        self.metrics.observe_pass(started.elapsed());
+        summary
+    }
+
+    async fn pass_inner(&mut self) -> Result<PassSummary, ControllerError> {
         let mut results = Vec::new();
         while let Ok(report) = self.reports.try_recv() {
             results.push(probe_result(&report));
@@ -204,6 +219,7 @@ impl Controller {
 
     /// Folds a probe report into the check states; `Some(true)` when it flipped the check.
     fn fold(&mut self, report: ProbeReport) -> Option<bool> {
+        self.metrics.observe_probe(report.outcome.ok);
         let key = (report.runtime_id.clone(), report.check_index);
         let before = self.checks.get(&key).cloned().unwrap_or_default();
         let after = readiness::record(

@@ -37,7 +37,7 @@ struct RawDeployment {
     revision: String,
     in_revision: bool,
     created_at: i64,
-        updated_at: i64,
+    updated_at: i64,
     health: Option<String>,
     ready: u32,
     desired: u32,
@@ -58,7 +58,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
         revision: row.get(9)?,
         in_revision: row.get(10)?,
         created_at: row.get(11)?,
-                updated_at: row.get(12)?,
+        updated_at: row.get(12)?,
         health: row.get(13)?,
         ready: row.get(14)?,
         desired: row.get(15)?,
@@ -82,11 +82,17 @@ impl RawDeployment {
             revision: self.revision,
             in_revision: self.in_revision,
             created_at: Timestamp(self.created_at),
-                        updated_at: Timestamp(self.updated_at),
-            health: self.health.map(|h| parse_column("deployments.health", h)).transpose()?,
+            updated_at: Timestamp(self.updated_at),
+            health: self
+                .health
+                .map(|h| parse_column("deployments.health", h))
+                .transpose()?,
             ready: self.ready,
             desired: self.desired,
-            waiting_on: self.waiting_on.map(|w| parse_json("deployments.waiting_on", w)).transpose()?,
+            waiting_on: self
+                .waiting_on
+                .map(|w| parse_json("deployments.waiting_on", w))
+                .transpose()?,
         })
     }
 }

@@ -47,3 +47,44 @@ pub fn list(conn: &Connection, id: &DeploymentId, limit: u32) -> Result<Vec<Even
     })
     .collect()
 }
+
+/// A page of a deployment's events, newest first, each with its sequence number (the cursor:
+/// pass the last one as `before` for the next page).
+pub fn page(
+    conn: &Connection,
+    id: &DeploymentId,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<Vec<(i64, Event)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT e.seq, e.time, e.kind, e.reason, e.message, e.revision FROM events e
+         JOIN deployments d ON d.uuid = e.deployment
+         WHERE d.namespace = ?1 AND d.name = ?2 AND e.seq < ?3 ORDER BY e.seq DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![id.namespace, id.name, before.unwrap_or(i64::MAX), limit],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        },
+    )?;
+    rows.map(|row| {
+        let (seq, time, kind, reason, message, revision) = row?;
+        let event = Event {
+            deployment: id.clone(),
+            time: Timestamp(time),
+            kind: parse_column("events.kind", kind)?,
+            reason,
+            message,
+            revision,
+        };
+        Ok((seq, event))
+    })
+    .collect()
+}

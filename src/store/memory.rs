@@ -95,7 +95,12 @@ fn load_instances(
 
 /// Saves a deployment's counters, backoff, reported failure and instances (its status is
 /// moved separately, with its event and notification).
-pub fn save(conn: &Connection, uuid: &str, outcome: &Outcome, now: Timestamp) -> Result<(), StoreError> {
+pub fn save(
+    conn: &Connection,
+    uuid: &str,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let (memory, views) = (&outcome.memory, &outcome.instances);
     conn.execute(
         "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5,

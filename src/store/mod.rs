@@ -319,6 +319,31 @@ impl StoreReader {
         }
     }
 
+    /// A page of a deployment's events, newest first, with their cursors.
+    pub fn events_page(
+        &self,
+        id: &DeploymentId,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<(i64, Event)>, StoreError> {
+        events::page(&self.conn, id, limit, before)
+    }
+
+    /// The most recent arrival of revision `id`.
+    pub fn revision(&self, id: &str) -> Result<Option<RevisionRecord>, StoreError> {
+        revisions::find(&self.conn, id)
+    }
+
+    /// Notifications not yet delivered nor dead.
+    pub fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Every outbox row, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         outbox::list(&self.conn)

@@ -137,3 +137,12 @@ pub fn set_state(
     )?;
     Ok(())
 }
+
+/// The most recent arrival of revision `id`.
+pub fn find(conn: &Connection, id: &str) -> Result<Option<RevisionRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM revisions WHERE id = ?1 ORDER BY seq DESC LIMIT 1");
+    conn.query_row(&sql, [id], from_row)
+        .optional()?
+        .map(RawRevision::into_record)
+        .transpose()
+}

@@ -43,3 +43,4 @@ pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + seconds * 1000)
 }
 pub mod docker;
+pub mod schema;

@@ -1,0 +1,190 @@
+//! The API's wire types: stable JSON shapes, separate from the domain types so that internal
+//! changes never break clients. Times are RFC 3339 UTC strings; statuses are snake_case.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::diagnostic::Diagnostic;
+use crate::model::event::Event;
+use crate::model::status::{
+    DeploymentStatus, Health, InstanceState, NamespaceStatus, RevisionState,
+};
+use crate::model::stored::{RevisionRecord, StoredDeployment, StoredInstance};
+
+/// One line of `GET /v1/deployments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentSummary {
+    pub namespace: String,
+    pub name: String,
+    pub kind: String,
+    pub runtime: String,
+    pub status: DeploymentStatus,
+    pub health: Option<Health>,
+    pub ready: u32,
+    pub desired: u32,
+    pub restart_count: u32,
+    pub generation: u64,
+    pub revision: String,
+}
+
+impl From<&StoredDeployment> for DeploymentSummary {
+    fn from(d: &StoredDeployment) -> Self {
+        Self {
+            namespace: d.id.namespace.clone(),
+            name: d.id.name.clone(),
+            kind: d.spec.kind.as_str().to_owned(),
+            runtime: d.spec.runtime.as_str().to_owned(),
+            status: d.status,
+            health: d.health,
+            ready: d.ready,
+            desired: d.desired,
+            restart_count: d.restart_count,
+            generation: d.generation,
+            revision: d.revision.clone(),
+        }
+    }
+}
+
+/// `GET /v1/deployments/{namespace}/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentDetail {
+    #[serde(flatten)]
+    pub summary: DeploymentSummary,
+    pub status_since: String,
+    pub spec_hash: String,
+    pub waiting_on: Option<serde_json::Value>,
+    pub instances: Vec<InstanceDto>,
+}
+
+/// One container or VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceDto {
+    pub id: String,
+    pub ordinal: u32,
+    pub generation: u64,
+    pub state: InstanceState,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub started_at: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+impl From<&StoredInstance> for InstanceDto {
+    fn from(i: &StoredInstance) -> Self {
+        Self {
+            id: i.runtime_id.clone(),
+            ordinal: i.ordinal,
+            generation: i.generation,
+            state: i.state,
+            reason: i.reason.clone(),
+            ip: i.ip.clone(),
+            started_at: i.started_at.map(|t| t.to_rfc3339()),
+            exit_code: i.exit_code,
+        }
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventDto {
+    /// The cursor: pass it as `before` to get older events.
+    pub id: i64,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub reason: String,
+    pub message: String,
+    pub revision: Option<String>,
+}
+
+impl EventDto {
+    pub fn new(seq: i64, e: &Event) -> Self {
+        Self {
+            id: seq,
+            time: e.time.to_rfc3339(),
+            kind: e.kind.as_str().to_owned(),
+            reason: e.reason.clone(),
+            message: e.message.clone(),
+            revision: e.revision.clone(),
+        }
+    }
+}
+
+/// `GET /v1/deployments/{namespace}/{name}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventPage {
+    pub events: Vec<EventDto>,
+    /// The `before` of the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// One namespace and the roll-up of its deployments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NamespaceDto {
+    pub name: String,
+    pub status: NamespaceStatus,
+    pub deployments: usize,
+    pub by_status: BTreeMap<DeploymentStatus, usize>,
+}
+
+/// One revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RevisionDto {
+    pub id: String,
+    pub seq: i64,
+    pub source: String,
+    pub state: RevisionState,
+    pub received_at: String,
+    pub state_since: String,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub superseded_by: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl From<&RevisionRecord> for RevisionDto {
+    fn from(r: &RevisionRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            seq: r.seq,
+            source: r.source.clone(),
+            state: r.state,
+            received_at: r.received_at.to_rfc3339(),
+            state_since: r.state_since.to_rfc3339(),
+            message: r.message.clone(),
+            author: r.author.clone(),
+            superseded_by: r.superseded_by.clone(),
+            diagnostics: r.diagnostics.clone(),
+        }
+    }
+}
+
+/// `GET /v1/revisions/{id}`: the revision and how each deployment it changed is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RevisionDetail {
+    #[serde(flatten)]
+    pub revision: RevisionDto,
+    pub deployments: Vec<DeploymentSummary>,
+}
+
+/// `GET /v1/source`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceDto {
+    pub source: Option<String>,
+    pub last_fetch_at: Option<String>,
+    pub last_revision: Option<String>,
+    pub last_error: Option<String>,
+    pub fetch_errors: u64,
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}

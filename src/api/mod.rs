@@ -1,0 +1,448 @@
+//! The read-only status API (axum): deployments, events, namespaces, revisions, the source,
+//! health, Prometheus metrics and the OpenAPI document. It reads the store through a small
+//! pool of read-only connections on blocking threads, so slow queries never stall the runtime.
+//! Errors are RFC 9457 `application/problem+json` with stable `type`s. With tokens configured,
+//! every `/v1/*` route (and `/metrics`, unless made public) needs `Authorization: Bearer`.
+
+pub mod client;
+pub mod dto;
+mod metrics;
+pub mod openapi;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::model::desired::DeploymentId;
+use crate::model::status::DeploymentStatus;
+use crate::reconcile::views;
+use crate::store::{StoreError, StoreReader};
+
+use dto::*;
+
+/// What the source last did, shared between the source task and the API.
+pub type SourceStatus = Arc<RwLock<SourceDto>>;
+
+/// Who may read the API.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Accepted bearer tokens; empty: no authentication.
+    pub tokens: Vec<String>,
+    /// Whether `/metrics` stays open when tokens are set.
+    pub public_metrics: bool,
+}
+
+pub struct ApiState {
+    db: PathBuf,
+    readers: Mutex<Vec<StoreReader>>,
+    access: Access,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub source: SourceStatus,
+}
+
+impl ApiState {
+    pub fn new(
+        db: PathBuf,
+        access: Access,
+        metrics: Arc<crate::metrics::Metrics>,
+        source: SourceStatus,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            readers: Mutex::new(Vec::new()),
+            access,
+            metrics,
+            source,
+        })
+    }
+
+    /// Runs `f` with a pooled read-only connection on a blocking thread.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&StoreReader) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = state
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let reader = match pooled {
+                Some(reader) => reader,
+                None => StoreReader::open(&state.db)?,
+            };
+            let result = f(&reader);
+            let mut pool = state.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 16 {
+                pool.push(reader);
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+}
+
+/// The router with every route.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/deployments", get(deployments))
+        .route("/v1/deployments/{namespace}/{name}", get(deployment))
+        .route("/v1/deployments/{namespace}/{name}/events", get(events))
+        .route("/v1/namespaces", get(namespaces))
+        .route("/v1/revisions", get(revisions))
+        .route("/v1/revisions/{id}", get(revision))
+        .route("/v1/source", get(source))
+        .route("/openapi.json", get(openapi_document))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(v1)
+        .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
+        .with_state(state)
+}
+
+/// The paths the router serves (for the OpenAPI drift test).
+pub const ROUTES: &[&str] = &[
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/v1/deployments",
+    "/v1/deployments/{namespace}/{name}",
+    "/v1/deployments/{namespace}/{name}/events",
+    "/v1/namespaces",
+    "/v1/revisions",
+    "/v1/revisions/{id}",
+    "/v1/source",
+];
+
+async fn authorize(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let tokens = &state.access.tokens;
+    let open_metrics = request.uri().path() == "/metrics" && state.access.public_metrics;
+    if tokens.is_empty() || open_metrics {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare against every token, always, so timing does not say which one nearly matched.
+    let ok = tokens.iter().fold(false, |ok, token| {
+        ok | constant_time_eq(token.as_bytes(), presented.as_bytes())
+    });
+    if ok {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Equality whose time depends only on the lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Unauthorized,
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail) = match self {
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request", d),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", "Not found", d),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "this API needs a bearer token (Authorization: Bearer …)".to_owned(),
+            ),
+            ApiError::Internal(d) => {
+                tracing::error!(error = %d, "API request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the request could not be served".to_owned(),
+                )
+            }
+        };
+        let problem = Problem {
+            kind: format!("https://keel.dev/problems/{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+/// `a=1&b=2&a=3` → pairs, percent-decoded.
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let escaped = (byte == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `?status=` values, checked against the 14 statuses.
+fn status_filter(pairs: &[(String, String)]) -> Result<Vec<DeploymentStatus>, ApiError> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "status")
+        .map(|(_, v)| {
+            v.parse::<DeploymentStatus>().map_err(|_| {
+                let valid: Vec<&str> = DeploymentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::BadRequest(format!(
+                    "unknown status {v:?}; valid statuses: {}",
+                    valid.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn deployments(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<DeploymentSummary>>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let statuses = status_filter(&pairs)?;
+    let namespace = single(&pairs, "namespace").map(str::to_owned);
+    let kind = single(&pairs, "kind").map(str::to_owned);
+    if let Some(k) = kind.as_deref() {
+        if k != "worker" && k != "job" {
+            return Err(ApiError::BadRequest(format!(
+                "unknown kind {k:?}; valid kinds: worker, job"
+            )));
+        }
+    }
+    let all = state.read(|r| Ok(r.stored_state()?)).await?;
+    let list = all
+        .deployments
+        .values()
+        .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
+        .filter(|d| namespace.as_deref().is_none_or(|n| d.id.namespace == n))
+        .filter(|d| kind.as_deref().is_none_or(|k| d.spec.kind.as_str() == k))
+        .map(DeploymentSummary::from)
+        .collect();
+    Ok(Json(list))
+}
+
+async fn deployment(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<DeploymentDetail>, ApiError> {
+    let id = DeploymentId::new(namespace, name);
+    let (all, instances) = {
+        let id = id.clone();
+        state
+            .read(move |r| Ok((r.stored_state()?, r.instances(&id)?)))
+            .await?
+    };
+    let d = all
+        .deployments
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
+    Ok(Json(DeploymentDetail {
+        summary: DeploymentSummary::from(d),
+        status_since: d.status_since.to_rfc3339(),
+        spec_hash: d.spec_hash.to_string(),
+        waiting_on: d.waiting_on.clone(),
+        instances: instances.iter().map(InstanceDto::from).collect(),
+    }))
+}
+
+async fn events(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<EventPage>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
+        single(&pairs, key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
+            })
+        })
+    };
+    let limit = number("limit", 50)?.clamp(1, 500);
+    let before = single(&pairs, "before")
+        .map(|_| number("before", 0))
+        .transpose()?;
+    let id = DeploymentId::new(namespace, name);
+    let page = state
+        .read(move |r| {
+            if !r.stored_state()?.deployments.contains_key(&id) {
+                return Err(ApiError::NotFound(format!("no deployment {id}")));
+            }
+            Ok(r.events_page(&id, u32::try_from(limit).unwrap_or(50), before)?)
+        })
+        .await?;
+    let next_before = (page.len() as i64 == limit)
+        .then(|| page.last().map(|(seq, _)| *seq))
+        .flatten();
+    Ok(Json(EventPage {
+        events: page.iter().map(|(seq, e)| EventDto::new(*seq, e)).collect(),
+        next_before,
+    }))
+}
+
+async fn namespaces(
+    State(state): State<Arc<ApiState>>,
+) -> Result<Json<Vec<NamespaceDto>>, ApiError> {
+    let all = state.read(|r| Ok(r.stored_state()?)).await?;
+    let mut by_namespace: BTreeMap<&str, Vec<views::Member>> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, BTreeMap<DeploymentStatus, usize>> = BTreeMap::new();
+    for d in all.deployments.values() {
+        let member = views::Member {
+            status: d.status,
+            desired_instances: d.desired,
+            live_instances: d.ready,
+        };
+        by_namespace
+            .entry(&d.id.namespace)
+            .or_default()
+            .push(member);
+        *counts
+            .entry(&d.id.namespace)
+            .or_default()
+            .entry(d.status)
+            .or_default() += 1;
+    }
+    let list = by_namespace
+        .into_iter()
+        .map(|(name, members)| NamespaceDto {
+            name: name.to_owned(),
+            status: views::namespace_status(&members),
+            deployments: members.len(),
+            by_status: counts.remove(name).unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(list))
+}
+
+async fn revisions(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<RevisionDto>>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let limit = match single(&pairs, "limit") {
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!("limit must be a whole number, got {v:?}"))
+        })?,
+        None => 50,
+    };
+    let list = state
+        .read(move |r| Ok(r.revisions(limit.clamp(1, 500))?))
+        .await?;
+    Ok(Json(list.iter().map(RevisionDto::from).collect()))
+}
+
+async fn revision(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<RevisionDetail>, ApiError> {
+    let (record, all) = {
+        let id = id.clone();
+        state
+            .read(move |r| Ok((r.revision(&id)?, r.stored_state()?)))
+            .await?
+    };
+    let record = record.ok_or_else(|| ApiError::NotFound(format!("no revision {id}")))?;
+    let deployments = all
+        .deployments
+        .values()
+        .filter(|d| d.revision == record.id)
+        .map(DeploymentSummary::from)
+        .collect();
+    Ok(Json(RevisionDetail {
+        revision: RevisionDto::from(&record),
+        deployments,
+    }))
+}
+
+async fn source(State(state): State<Arc<ApiState>>) -> Json<SourceDto> {
+    Json(
+        state
+            .source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    )
+}
+
+async fn openapi_document() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}

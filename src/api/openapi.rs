@@ -1,0 +1,104 @@
+//! The OpenAPI 3.1 document of the API. Paths are written here; every schema is generated from
+//! the wire types in `dto.rs` by schemars, so the document cannot drift from what is served.
+//! `tests/api.rs` checks that every route is described and every response validates.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{json, Map, Value};
+
+use super::dto::*;
+
+/// The document served at `/openapi.json`.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas/".into();
+    let mut generator = settings.into_generator();
+    let mut refs = Map::new();
+    let mut add = |name: &str, schema: schemars::Schema| {
+        refs.insert(name.to_owned(), schema.to_value());
+    };
+    add(
+        "DeploymentList",
+        generator.subschema_for::<Vec<DeploymentSummary>>(),
+    );
+    add(
+        "DeploymentDetail",
+        generator.subschema_for::<DeploymentDetail>(),
+    );
+    add("EventPage", generator.subschema_for::<EventPage>());
+    add(
+        "NamespaceList",
+        generator.subschema_for::<Vec<NamespaceDto>>(),
+    );
+    add(
+        "RevisionList",
+        generator.subschema_for::<Vec<RevisionDto>>(),
+    );
+    add(
+        "RevisionDetail",
+        generator.subschema_for::<RevisionDetail>(),
+    );
+    add("Source", generator.subschema_for::<SourceDto>());
+    add("Problem", generator.subschema_for::<Problem>());
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    let body = |name: &str| refs.get(name).cloned().unwrap_or(Value::Null);
+    let ok = |name: &str| json!({"200": {"description": "OK", "content": {"application/json": {"schema": body(name)}}}});
+    let problem = json!({"content": {"application/problem+json": {"schema": body("Problem")}}});
+    let with_errors = |mut responses: Value, codes: &[(&str, &str)]| {
+        for (code, description) in codes {
+            let mut p = problem.clone();
+            p["description"] = json!(description);
+            responses[*code] = p;
+        }
+        responses
+    };
+    let auth = [("401", "A bearer token is required")];
+    let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+    let query = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "keel status API", "version": env!("CARGO_PKG_VERSION"), "description": "Read-only view of a keel agent: deployments, events, namespaces, revisions and the source."},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness of the agent", "security": [], "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": with_errors(json!({"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}), &auth)}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": with_errors(json!({"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}), &auth)}},
+            "/v1/deployments": {"get": {
+                "summary": "Deployments, filtered",
+                "parameters": [
+                    query("status", json!({"type": "string"}), "A deployment status; repeat for several"),
+                    query("namespace", json!({"type": "string"}), "Only this namespace"),
+                    query("kind", json!({"type": "string", "enum": ["worker", "job"]}), "Only workers or jobs")
+                ],
+                "responses": with_errors(ok("DeploymentList"), &[("400", "An unknown status or kind"), auth[0]])
+            }},
+            "/v1/deployments/{namespace}/{name}": {"get": {
+                "summary": "One deployment with its instances",
+                "parameters": [path_param("namespace"), path_param("name")],
+                "responses": with_errors(ok("DeploymentDetail"), &[("404", "No such deployment"), auth[0]])
+            }},
+            "/v1/deployments/{namespace}/{name}/events": {"get": {
+                "summary": "A deployment's events, newest first",
+                "parameters": [path_param("namespace"), path_param("name"),
+                    query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "Events per page (default 50)"),
+                    query("before", json!({"type": "integer"}), "Only events older than this cursor (`next_before`)")],
+                "responses": with_errors(ok("EventPage"), &[("400", "A malformed limit or cursor"), ("404", "No such deployment"), auth[0]])
+            }},
+            "/v1/namespaces": {"get": {"summary": "Namespaces and their status", "responses": with_errors(ok("NamespaceList"), &auth)}},
+            "/v1/revisions": {"get": {
+                "summary": "Revisions, newest first",
+                "parameters": [query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "How many (default 50)")],
+                "responses": with_errors(ok("RevisionList"), &[("400", "A malformed limit"), auth[0]])
+            }},
+            "/v1/revisions/{id}": {"get": {
+                "summary": "One revision and the deployments it changed",
+                "parameters": [path_param("id")],
+                "responses": with_errors(ok("RevisionDetail"), &[("404", "No such revision"), auth[0]])
+            }},
+            "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}}
+        }
+    })
+}

@@ -1,0 +1,512 @@
+//! The status API on 127.0.0.1:0 over a real store populated by the store API and a
+//! controller on the fake runtime: every route's shape against the OpenAPI document, filters,
+//! paging, problems, auth, metrics, secrets, and 200 concurrent clients.
+
+mod support;
+
+use std::sync::{Arc, RwLock};
+
+use keel::api::client::{get, Reply};
+use keel::api::dto::SourceDto;
+use keel::api::{openapi, router, Access, ApiState, ROUTES};
+use keel::model::manifest::RuntimeKind;
+use keel::reconcile::controller::{Config, Controller};
+use keel::runtime::fake::{Behaviour, FakeRuntime};
+use keel::runtime::Runtime;
+use keel::store::Store;
+use serde_json::Value;
+use support::{deployment, desired, revision, schema};
+
+const SECRET: &str = "planted-secret-9b7c";
+const TOKEN: &str = "api-token-3f1e";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    base: String,
+}
+
+/// A populated store: a running worker, a completed job, a crash-looping worker, an invalid
+/// revision after them; and the API over it.
+async fn server(access: Access) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let fake = FakeRuntime::new(RuntimeKind::Docker);
+    let id = |n: &str| keel::model::desired::DeploymentId::new("demo", n);
+    fake.behave(
+        &id("migrate"),
+        Behaviour {
+            exit_after: Some((keel::model::units::Duration::from_millis(50), 0)),
+            ..Behaviour::default()
+        },
+    );
+    fake.behave(
+        &keel::model::desired::DeploymentId::new("other", "flaky"),
+        Behaviour {
+            exit_after: Some((keel::model::units::Duration::from_millis(20), 1)),
+            ..Behaviour::default()
+        },
+    );
+    let web = deployment(
+        "demo",
+        "web",
+        "    replicas: 2\n    environment:\n      TOKEN: {secretRef: api-token}\n",
+    );
+    let job = deployment("demo", "migrate", "    kind: job\n");
+    let flaky = deployment("other", "flaky", "");
+    std::fs::write(dir.path().join("api-token"), SECRET).unwrap();
+    store
+        .apply_revision(
+            revision("r1"),
+            desired(&[
+                ("web.yaml", &web),
+                ("job.yaml", &job),
+                ("flaky.yaml", &flaky),
+            ]),
+            keel::clock::now(),
+        )
+        .unwrap();
+    let mut config = Config::default();
+    config.policy.backoff_base = keel::model::units::Duration::from_millis(5);
+    config.policy.backoff_max = keel::model::units::Duration::from_millis(10);
+    let runtime: Arc<dyn Runtime> = Arc::new(fake);
+    let mut controller =
+        Controller::new(store.clone(), vec![runtime], config, keel::clock::system()).unwrap();
+    let reader = store.reader().unwrap();
+    for _ in 0..200 {
+        controller.pass().await.unwrap();
+        let state = reader.stored_state().unwrap();
+        let settled = |n: &str, s: &str| {
+            state
+                .deployments
+                .values()
+                .any(|d| d.id.name == n && d.status.as_str() == s)
+        };
+        if settled("web", "running")
+            && settled("migrate", "completed")
+            && settled("flaky", "crash_loop_back_off")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(controller);
+    let diagnostics = vec![keel::model::diagnostic::Diagnostic {
+        file: "web.yaml".into(),
+        line: Some(6),
+        column: Some(5),
+        path: "deployments.web.replica".into(),
+        severity: keel::model::diagnostic::Severity::Error,
+        message: "unknown field \"replica\"".into(),
+    }];
+    store
+        .record_invalid(revision("r2"), diagnostics, keel::clock::now())
+        .unwrap();
+    let source: keel::api::SourceStatus = Arc::new(RwLock::new(SourceDto {
+        source: Some("file:///repo".into()),
+        ..SourceDto::default()
+    }));
+    let state = ApiState::new(db, access, Arc::default(), source);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Server { _dir: dir, base }
+}
+
+async fn fetch(s: &Server, path: &str) -> Reply {
+    get(&s.base, path, None).await.unwrap()
+}
+
+fn json(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.body))
+}
+
+/// The schema of `method GET path` for `status` in the document.
+fn response_schema(doc: &Value, route: &str, status: u16, content_type: &str) -> Value {
+    doc["paths"][route]["get"]["responses"][status.to_string()]["content"][content_type]["schema"]
+        .clone()
+}
+
+/// Concrete requests for every route, with the route they exercise.
+fn requests() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("/healthz", "/healthz"),
+        ("/metrics", "/metrics"),
+        ("/openapi.json", "/openapi.json"),
+        ("/v1/deployments", "/v1/deployments"),
+        (
+            "/v1/deployments/{namespace}/{name}",
+            "/v1/deployments/demo/web",
+        ),
+        (
+            "/v1/deployments/{namespace}/{name}/events",
+            "/v1/deployments/demo/web/events",
+        ),
+        ("/v1/namespaces", "/v1/namespaces"),
+        ("/v1/revisions", "/v1/revisions"),
+        ("/v1/revisions/{id}", "/v1/revisions/r1"),
+        ("/v1/source", "/v1/source"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_answers_with_its_documented_shape() {
+    let s = server(Access::default()).await;
+    let doc = openapi::document();
+    let routes: Vec<&str> = requests().iter().map(|(r, _)| *r).collect();
+    assert_eq!(routes, ROUTES, "the test must exercise every route");
+    for (route, path) in requests() {
+        assert!(
+            doc["paths"].get(route).is_some(),
+            "{route} is not in the OpenAPI document"
+        );
+        let reply = fetch(&s, path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let content_type = reply.content_type.split(';').next().unwrap().to_owned();
+        let schema = response_schema(&doc, route, 200, &content_type);
+        assert!(
+            !schema.is_null(),
+            "{route} documents no 200 {content_type} response"
+        );
+        let value = if content_type == "application/json" {
+            json(&reply)
+        } else {
+            Value::String(reply.body.clone())
+        };
+        let errors = schema::check(&doc, &schema, &value);
+        assert!(
+            errors.is_empty(),
+            "{path} does not match its schema: {errors:#?}\n{}",
+            reply.body
+        );
+    }
+    let missing = fetch(&s, "/v1/deployments/demo/nope").await;
+    let errors = schema::check(
+        &doc,
+        &response_schema(
+            &doc,
+            "/v1/deployments/{namespace}/{name}",
+            404,
+            "application/problem+json",
+        ),
+        &json(&missing),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_carry_status_health_and_counts() {
+    let s = server(Access::default()).await;
+    let list = json(&fetch(&s, "/v1/deployments").await);
+    let web = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "web")
+        .unwrap();
+    assert_eq!(web["status"], "running");
+    assert_eq!(web["health"], "healthy");
+    assert_eq!(
+        (web["ready"].as_u64(), web["desired"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (
+            web["kind"].as_str(),
+            web["runtime"].as_str(),
+            web["generation"].as_u64()
+        ),
+        (Some("worker"), Some("docker"), Some(1))
+    );
+    let detail = json(&fetch(&s, "/v1/deployments/demo/web").await);
+    assert_eq!(detail["instances"].as_array().unwrap().len(), 2);
+    assert!(detail["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["state"] == "ready"));
+    assert_eq!(detail["spec_hash"].as_str().unwrap().len(), 64);
+    let flaky = json(&fetch(&s, "/v1/deployments/other/flaky").await);
+    assert_eq!(
+        (flaky["status"].as_str(), flaky["restart_count"].as_u64()),
+        (Some("crash_loop_back_off"), Some(5))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_filter_takes_one_or_several_and_rejects_unknown_ones() {
+    let s = server(Access::default()).await;
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(json(&fetch(&s, "/v1/deployments?status=running").await)),
+        ["web"]
+    );
+    let mut both = names(json(
+        &fetch(&s, "/v1/deployments?status=running&status=completed").await,
+    ));
+    both.sort();
+    assert_eq!(both, ["migrate", "web"]);
+    assert_eq!(
+        names(json(&fetch(&s, "/v1/deployments?namespace=other").await)),
+        ["flaky"]
+    );
+    assert_eq!(
+        names(json(&fetch(&s, "/v1/deployments?kind=job").await)),
+        ["migrate"]
+    );
+    let bad = fetch(&s, "/v1/deployments?status=crashloop").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.content_type, "application/problem+json");
+    let problem = json(&bad);
+    assert_eq!(problem["type"], "https://keel.dev/problems/bad-request");
+    let detail = problem["detail"].as_str().unwrap();
+    for status in keel::model::status::DeploymentStatus::ALL {
+        assert!(detail.contains(status.as_str()), "{detail}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_page_newest_first_with_a_cursor() {
+    let s = server(Access::default()).await;
+    let all = json(&fetch(&s, "/v1/deployments/other/flaky/events?limit=500").await);
+    let total = all["events"].as_array().unwrap().len();
+    assert!(total > 6, "{all}");
+    assert_eq!(all["next_before"], Value::Null);
+    let mut seen = Vec::new();
+    let mut path = "/v1/deployments/other/flaky/events?limit=3".to_owned();
+    loop {
+        let page = json(&fetch(&s, &path).await);
+        let ids: Vec<i64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] > w[1]),
+            "not newest first: {ids:?}"
+        );
+        seen.extend(ids);
+        match page["next_before"].as_i64() {
+            Some(before) => {
+                path = format!("/v1/deployments/other/flaky/events?limit=3&before={before}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+    assert_eq!(
+        fetch(&s, "/v1/deployments/other/flaky/events?limit=x")
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_things_are_404_problems() {
+    let s = server(Access::default()).await;
+    for path in [
+        "/v1/deployments/demo/nope",
+        "/v1/deployments/demo/nope/events",
+        "/v1/revisions/deadbeef",
+        "/v2/nothing",
+    ] {
+        let reply = fetch(&s, path).await;
+        assert_eq!(
+            (reply.status, reply.content_type.as_str()),
+            (404, "application/problem+json"),
+            "{path}"
+        );
+        assert_eq!(json(&reply)["status"], 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_and_revisions() {
+    let s = server(Access::default()).await;
+    let namespaces = json(&fetch(&s, "/v1/namespaces").await);
+    let find = |n: &str| {
+        namespaces
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find("demo")["status"], "running");
+    assert_eq!(find("other")["status"], "error");
+    assert_eq!(find("demo")["by_status"]["completed"], 1);
+    let revisions = json(&fetch(&s, "/v1/revisions").await);
+    assert_eq!(revisions[0]["id"], "r2");
+    assert_eq!(revisions[0]["state"], "invalid");
+    assert_eq!(
+        revisions[0]["diagnostics"][0]["path"],
+        "deployments.web.replica"
+    );
+    assert_eq!(
+        revisions[1]["state"], "failed",
+        "r1 has a crash-looping deployment"
+    );
+    let r1 = json(&fetch(&s, "/v1/revisions/r1").await);
+    assert_eq!(r1["message"], "commit r1");
+    assert_eq!(r1["deployments"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_v1_and_metrics_but_not_healthz() {
+    let s = server(Access {
+        tokens: vec!["other".into(), TOKEN.into()],
+        public_metrics: false,
+    })
+    .await;
+    for (route, path) in requests() {
+        let anonymous = fetch(&s, path).await;
+        let expected = if route == "/healthz" { 200 } else { 401 };
+        assert_eq!(anonymous.status, expected, "{path}");
+        let authorized = get(&s.base, path, Some(TOKEN)).await.unwrap();
+        assert_eq!(authorized.status, 200, "{path}");
+        assert_eq!(
+            get(&s.base, path, Some("wrong")).await.unwrap().status,
+            expected,
+            "{path}"
+        );
+    }
+    let s = server(Access {
+        tokens: vec![TOKEN.into()],
+        public_metrics: true,
+    })
+    .await;
+    assert_eq!(fetch(&s, "/metrics").await.status, 200);
+    assert_eq!(fetch(&s, "/v1/deployments").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_exposition_format() {
+    let s = server(Access::default()).await;
+    let text = fetch(&s, "/metrics").await.body;
+    let mut typed = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("malformed sample {line:?}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad name {name}"
+        );
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels {line}"
+            );
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label {pair} in {line}"));
+                assert!(
+                    k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                    "{line}"
+                );
+                let _ = v;
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, suffix| {
+                n.strip_suffix(suffix)
+                    .filter(|base| typed.get(*base).is_some_and(|k| k == "histogram"))
+                    .unwrap_or(n)
+            });
+        assert!(typed.contains_key(family), "{name} has no # TYPE");
+    }
+    for family in [
+        "keel_deployments",
+        "keel_instances",
+        "keel_restarts",
+        "keel_reconcile_pass_seconds",
+        "keel_probe_results_total",
+        "keel_revision_state",
+        "keel_revision_age_seconds",
+        "keel_source_fetch_errors_total",
+        "keel_outbox_depth",
+        "keel_outbox_deliveries_total",
+    ] {
+        assert!(typed.contains_key(family), "missing {family}");
+    }
+    assert!(
+        text.contains("keel_deployments{namespace=\"demo\",status=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("keel_reconcile_pass_seconds_bucket{le=\"+Inf\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_response_carries_a_secret_or_a_token() {
+    let s = server(Access {
+        tokens: vec![TOKEN.into()],
+        public_metrics: false,
+    })
+    .await;
+    for (_, path) in requests() {
+        let reply = get(&s.base, path, Some(TOKEN)).await.unwrap();
+        assert!(!reply.body.contains(SECRET), "{path} served the secret");
+        assert!(!reply.body.contains(TOKEN), "{path} served the token");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_are_all_answered() {
+    let s = server(Access::default()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let base = s.base.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let path = if i % 2 == 0 {
+                "/v1/deployments"
+            } else {
+                "/v1/deployments/demo/web"
+            };
+            // Bounded: at most 200 requests per client, and never past the deadline.
+            for _ in 0..200 {
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+                match get(&base, path, None).await {
+                    Ok(reply) if reply.status == 200 => ok += 1,
+                    Ok(reply) => failed.push(format!("{}: {}", reply.status, reply.body)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut total = 0;
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        total += ok;
+    }
+    assert!(total >= 200, "only {total} requests answered");
+}
