@@ -2,6 +2,8 @@
 //! their layers land). Parses arguments with clap, calls the library, prints for humans or as JSON, and maps
 //! outcomes to exit codes. `anyhow` is allowed here.
 
+mod views;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ use crate::store::StoreReader;
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub api: views::ApiArgs,
     /// Log filter (tracing's env-filter syntax), e.g. `info`, `keel=debug`.
     #[arg(long, global = true, default_value = "warn", value_name = "FILTER")]
     pub log: String,
@@ -61,6 +65,23 @@ pub enum Command {
     /// are invalid (the diagnostics are printed). A missing database counts as empty and is not
     /// created.
     Plan(PlanArgs),
+    /// List the agent's deployments: status, health, ready/desired instances, restarts.
+    ///
+    /// Example: keel deployments --status crash_loop_back_off --status failed -n demo
+    Deployments(views::DeploymentsArgs),
+    /// Show one deployment (NAMESPACE/NAME) with its instances.
+    Deployment(views::DeploymentArgs),
+    /// Show a deployment's events, oldest first; `--follow` keeps printing new ones.
+    Events(views::EventsArgs),
+    /// List the revisions the agent received, newest first, with their sync state.
+    Revisions(views::ListArgs),
+    /// Show the source, the latest revision and every namespace's status.
+    Status(views::ListArgs),
+    /// Wait until a revision has converged: exit 0 when it succeeded, 1 when it failed, was
+    /// invalid or superseded, or on timeout. Run it in CI after a push.
+    ///
+    /// Example: keel wait "$(git rev-parse HEAD)" --timeout 10m
+    Wait(views::WaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +159,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan(&args),
+        Command::Deployments(args) => views::deployments(&cli.api, &args),
+        Command::Deployment(args) => views::deployment(&cli.api, &args),
+        Command::Events(args) => views::events(&cli.api, &args),
+        Command::Revisions(args) => views::revisions(&cli.api, &args),
+        Command::Status(args) => views::status(&cli.api, &args),
+        Command::Wait(args) => views::wait(&cli.api, &args),
     }
 }
 

@@ -27,6 +27,30 @@ pub struct AgentConfig {
     pub secrets_dir: PathBuf,
     #[serde(default)]
     pub docker: DockerConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens that may read the API; none: the API is open (bind it to loopback).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Keep `/metrics` open even when tokens are set (for a scraper without one).
+    #[serde(default)]
+    pub public_metrics: bool,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    // Tokens are credentials: never in logs or error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("tokens", &format_args!("[{} hidden]", self.tokens.len()))
+            .field("public_metrics", &self.public_metrics)
+            .finish()
+    }
 }
 
 /// `[docker]`.
@@ -58,6 +82,11 @@ pub enum ConfigError {
     },
 }
 
+/// The API token for the CLI, from `KEEL_TOKEN`.
+pub fn api_token_from_env() -> Option<String> {
+    std::env::var("KEEL_TOKEN").ok().filter(|t| !t.is_empty())
+}
+
 fn default_node() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -81,6 +110,7 @@ impl Default for AgentConfig {
             state_dir: default_state_dir(),
             secrets_dir: default_secrets_dir(),
             docker: DockerConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -161,6 +191,14 @@ mod tests {
             Some("unix:///var/run/docker.sock")
         );
         assert_eq!(config.docker.bind_allow, vec![PathBuf::from("/srv/keel")]);
+    }
+
+    #[test]
+    fn api_tokens_never_show_in_debug_output() {
+        let config =
+            AgentConfig::from_toml("[api]\ntokens = [\"s3cret-token\"]\n", "keel.toml").unwrap();
+        assert_eq!(config.api.tokens, ["s3cret-token"]);
+        assert!(!format!("{config:?}").contains("s3cret-token"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct DeploymentSummary {
     pub restart_count: u32,
     pub generation: u64,
     pub revision: String,
+    pub created_at: String,
 }
 
 impl From<&StoredDeployment> for DeploymentSummary {
@@ -43,6 +44,7 @@ impl From<&StoredDeployment> for DeploymentSummary {
             restart_count: d.restart_count,
             generation: d.generation,
             revision: d.revision.clone(),
+            created_at: d.created_at.to_rfc3339(),
         }
     }
 }

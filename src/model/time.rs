@@ -56,6 +56,36 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// `2026-11-22T04:36:00.123456789Z` → Timestamp (UTC `Z` only, as keel and Docker write it);
+/// `None` for anything else, and for instants before 1970 (Docker's zero time).
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if y < 1970 {
+        return None;
+    }
+    let time = time.trim_end_matches('Z');
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    let millis: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    let days = days_from_civil(y, m, day);
+    Some(Timestamp(
+        ((days * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis,
+    ))
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +102,21 @@ mod tests {
             "2026-11-22T04:34:56.000Z"
         );
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_what_it_renders_and_docker_times() {
+        for millis in [0, 951_782_400_123, 1_795_322_096_000] {
+            assert_eq!(
+                parse_rfc3339(&Timestamp(millis).to_rfc3339()),
+                Some(Timestamp(millis))
+            );
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-22T04:34:56.123456789Z"),
+            Some(Timestamp(1_795_322_096_123))
+        );
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

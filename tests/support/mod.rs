@@ -42,5 +42,6 @@ pub fn revision(id: &str) -> NewRevision {
 pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + seconds * 1000)
 }
+pub mod api;
 pub mod docker;
 pub mod schema;

@@ -277,7 +277,10 @@ impl DockerRuntime {
             .as_ref()
             .and_then(|h| h.network_mode.as_deref())
             == Some("host");
-        let started_at = state.started_at.as_deref().and_then(parse_rfc3339);
+        let started_at = state
+            .started_at
+            .as_deref()
+            .and_then(crate::model::time::parse_rfc3339);
         let phase = if state.running.unwrap_or(false) {
             Phase::Running
         } else if state
@@ -303,35 +306,6 @@ impl DockerRuntime {
             .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
         Some((phase, ip, started_at))
     }
-}
-
-/// `2026-11-22T04:36:00.123456789Z` → Timestamp (UTC only, as Docker writes it).
-fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if y < 1970 {
-        return None;
-    }
-    let time = time.trim_end_matches('Z');
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    let millis: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-    let days = days_from_civil(y, m, day);
-    Some(Timestamp(
-        ((days * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis,
-    ))
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 impl Runtime for DockerRuntime {
@@ -515,19 +489,5 @@ impl Runtime for DockerRuntime {
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_timestamps_parse() {
-        assert_eq!(
-            parse_rfc3339("2026-11-22T04:34:56.123456789Z"),
-            Some(Timestamp(1_795_322_096_123))
-        );
-        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
     }
 }
