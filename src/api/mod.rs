@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod dto;
+pub mod hooks;
 mod metrics;
 pub mod openapi;
 

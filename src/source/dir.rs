@@ -188,3 +188,77 @@ impl Walk {
         self.entries.push(SnapshotEntry::Rejected { path, reason });
     }
 }
+
+/// A snapshot of the directory `root`, identified by a hash of its selected content.
+pub fn snapshot(
+    root: &Path,
+    limits: SizeLimits,
+    source: &str,
+) -> Result<super::Snapshot, SourceError> {
+    let entries = read_entries(root, limits)?;
+    let revision = crate::model::stored::NewRevision {
+        source: source.to_owned(),
+        id: content_id(&entries),
+        message: None,
+        author: None,
+    };
+    Ok(super::Snapshot { revision, entries })
+}
+
+/// SHA-256 over every entry's path and content (or refusal), in order.
+pub fn content_id(entries: &[SnapshotEntry]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for entry in entries {
+        hash.update(entry.path().as_bytes());
+        hash.update([0]);
+        match entry {
+            SnapshotEntry::File { bytes, .. } => hash.update(bytes),
+            SnapshotEntry::Rejected { reason, .. } => hash.update(format!("{reason:?}").as_bytes()),
+        }
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends a snapshot now and after every change below `root` (debounced by `quiet`), skipping
+/// changes that leave the selected content as it was. Ends when the receiver is dropped.
+pub async fn watch(
+    root: PathBuf,
+    limits: SizeLimits,
+    source: String,
+    quiet: std::time::Duration,
+    snapshots: tokio::sync::mpsc::Sender<Result<super::Snapshot, SourceError>>,
+) -> Result<(), SourceError> {
+    use notify::Watcher;
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        let _ = changed.send(());
+    })
+    .map_err(|source| SourceError::Watch {
+        path: root.display().to_string(),
+        source,
+    })?;
+    watcher
+        .watch(&root, notify::RecursiveMode::Recursive)
+        .map_err(|source| SourceError::Watch {
+            path: root.display().to_string(),
+            source,
+        })?;
+    let mut last = None;
+    loop {
+        let snap = snapshot(&root, limits, &source);
+        let id = snap.as_ref().ok().map(|s| s.revision.id.clone());
+        if id.is_none() || id != last {
+            last = id;
+            if snapshots.send(snap).await.is_err() {
+                return Ok(());
+            }
+        }
+        // Wait for a change, then for `quiet` without one.
+        if changes.recv().await.is_none() {
+            return Ok(());
+        }
+        while let Ok(Some(())) = tokio::time::timeout(quiet, changes.recv()).await {}
+    }
+}
