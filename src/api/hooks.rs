@@ -261,6 +261,16 @@ mod tests {
         ])
     }
 
+    /// (behaviour, forge, configured secret, request headers, body, verdict)
+    type Case<'a> = (
+        &'a str,
+        Forge,
+        &'a str,
+        HeaderMap,
+        &'a [u8],
+        Result<(), &'static str>,
+    );
+
     #[test]
     fn signatures_per_forge() {
         let key = b"0123456789abcdef";
@@ -270,7 +280,7 @@ mod tests {
         );
         let gh = format!("sha256={}", hex(&hmac_sha256(b"s3cret", &[BODY])));
         let gitea = hex(&hmac_sha256(b"s3cret", &[BODY]));
-        let cases: Vec<(&str, Forge, &str, HeaderMap, &[u8], Result<(), &str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "github_valid",
                 Forge::Github,
