@@ -31,15 +31,24 @@ use crate::store::StoreReader;
 pub struct Cli {
     #[command(flatten)]
     pub api: views::ApiArgs,
-    /// Log filter (tracing's env-filter syntax), e.g. `info`, `keel=debug`.
-    #[arg(long, global = true, default_value = "warn", value_name = "FILTER")]
-    pub log: String,
+    /// Log filter (tracing's env-filter syntax), e.g. `info`, `keel=debug`. Default: `info` for
+    /// the agent, `warn` otherwise.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent: follow a Git repository or a directory, apply every valid revision to
+    /// this host's containers, and serve the status API.
+    ///
+    /// Every flag can also be set in keel.toml (`--config`) or as KEEL_<FLAG> (e.g.
+    /// KEEL_SOURCE); flags win over the environment, which wins over the file.
+    ///
+    /// Example: keel agent --source https://git.example.com/ops/deploy.git --branch main --path hosts/web-01
+    Agent(AgentArgs),
     /// Check a directory of manifests and print every problem with its file, line and field.
     ///
     /// Exits 0 when the revision is valid (warnings allowed), 1 when it has errors. The same
@@ -141,30 +150,40 @@ pub enum Format {
 }
 
 /// Installs the log subscriber (stderr, so command output stays clean).
-pub fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Cli { api, log, command } = cli;
+    // The agent sets up logging itself, once its configuration says which format.
+    if !matches!(command, Command::Agent(_)) {
+        init_tracing(log.as_deref(), "warn", false);
+    }
+    match command {
+        Command::Agent(args) => agent(args, log.as_deref()),
         Command::Validate(args) => validate(&args),
         Command::Schema => {
             print!("{}", manifest::schema::manifest_schema_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan(&args),
-        Command::Deployments(args) => views::deployments(&cli.api, &args),
-        Command::Deployment(args) => views::deployment(&cli.api, &args),
-        Command::Events(args) => views::events(&cli.api, &args),
-        Command::Revisions(args) => views::revisions(&cli.api, &args),
-        Command::Status(args) => views::status(&cli.api, &args),
-        Command::Wait(args) => views::wait(&cli.api, &args),
+        Command::Deployments(args) => views::deployments(&api, &args),
+        Command::Deployment(args) => views::deployment(&api, &args),
+        Command::Events(args) => views::events(&api, &args),
+        Command::Revisions(args) => views::revisions(&api, &args),
+        Command::Status(args) => views::status(&api, &args),
+        Command::Wait(args) => views::wait(&api, &args),
     }
 }
 
@@ -302,4 +321,68 @@ fn print_diagnostics(
         1 => writeln!(out, "{summary}, 1 warning"),
         n => writeln!(out, "{summary}, {n} warnings"),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A directory of manifests, or a Git URL (https://, ssh://, git://, file://).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Follow this branch (default: the remote's default branch).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Follow this tag instead.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Pin this commit (new commits are ignored).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Only manifests below this directory of the source, e.g. `apps`.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// The SQLite database (default: keel-state/keel.db, created).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Where the status API listens (default 127.0.0.1:7878).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The agent's configuration file (see docs/keel.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log format: human (default) or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+fn agent(args: AgentArgs, log: Option<&str>) -> anyhow::Result<ExitCode> {
+    let flags = crate::config::Flags {
+        config: args.config,
+        source: args.source,
+        branch: args.branch,
+        tag: args.tag,
+        commit: args.commit,
+        path: args.path,
+        db: args.db,
+        listen: args.listen,
+        log_format: args.log_format,
+    };
+    let settings = match crate::config::AgentSettings::resolve(flags, crate::config::env_flags()) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            eprintln!(
+                "error: the agent configuration has {} problem(s):",
+                problems.len()
+            );
+            for problem in problems {
+                eprintln!("  - {problem}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_tracing(log, "info", settings.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::app::run(settings, crate::app::signals()))?;
+    Ok(ExitCode::SUCCESS)
 }

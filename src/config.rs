@@ -29,6 +29,59 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    /// What to follow: a directory, or a Git URL (`https://…`, `ssh://…`, `git://…`, `file://…`).
+    pub source: Option<String>,
+    /// The branch to follow (default: the remote's HEAD).
+    pub branch: Option<String>,
+    /// A tag to follow instead of a branch.
+    pub tag: Option<String>,
+    /// A commit to pin (new commits are ignored).
+    pub commit: Option<String>,
+    /// Only manifests below this directory of the source.
+    pub path: Option<String>,
+    /// The SQLite database (default `<state_dir>/keel.db`).
+    pub db: Option<PathBuf>,
+    /// Where the API listens (default `127.0.0.1:7878`).
+    pub listen: Option<String>,
+    /// `human` (default) or `json`.
+    pub log_format: Option<String>,
+    /// How often a Git source asks the remote whether the ref moved (default `30s`).
+    pub poll_interval: Option<String>,
+    /// The reconcile tick (default `2s`).
+    pub tick: Option<String>,
+    #[serde(default)]
+    pub git: GitConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+}
+
+/// `[git]`: credentials for the source repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// A private key for `ssh://` remotes.
+    pub ssh_key: Option<PathBuf>,
+    /// OpenSSH known_hosts checked for `ssh://` remotes (required with them).
+    pub known_hosts: Option<PathBuf>,
+    /// A file holding an HTTPS token (or set `KEEL_GIT_TOKEN`).
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[hooks]`: the push receivers' secrets.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub github: Option<String>,
+    pub gitlab: Option<String>,
+    pub gitea: Option<String>,
+    /// Standard Webhooks secret, `whsec_<base64>`.
+    pub generic: Option<String>,
+}
+
+impl std::fmt::Debug for HooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HooksConfig { [secrets hidden] }")
+    }
 }
 
 /// `[api]`.
@@ -111,6 +164,18 @@ impl Default for AgentConfig {
             secrets_dir: default_secrets_dir(),
             docker: DockerConfig::default(),
             api: ApiConfig::default(),
+            source: None,
+            branch: None,
+            tag: None,
+            commit: None,
+            path: None,
+            db: None,
+            listen: None,
+            log_format: None,
+            poll_interval: None,
+            tick: None,
+            git: GitConfig::default(),
+            hooks: HooksConfig::default(),
         }
     }
 }
@@ -177,6 +242,212 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub source: Option<String>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: Option<String>,
+    pub path: Option<String>,
+    pub db: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// What the source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Directory(PathBuf),
+    Git {
+        url: String,
+        reference: crate::source::git::GitRef,
+    },
+}
+
+/// Everything `keel agent` runs with, resolved from flags, then `KEEL_*`, then `keel.toml`,
+/// then defaults.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub config: AgentConfig,
+    pub source: SourceKind,
+    pub source_path: Option<String>,
+    pub db: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub log_json: bool,
+    pub poll_interval: crate::model::units::Duration,
+    pub tick: crate::model::units::Duration,
+    pub git_token: Option<String>,
+}
+
+/// Reads the `KEEL_*` variables of the agent.
+pub fn env_flags() -> Flags {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Flags {
+        config: var("KEEL_CONFIG").map(PathBuf::from),
+        source: var("KEEL_SOURCE"),
+        branch: var("KEEL_BRANCH"),
+        tag: var("KEEL_TAG"),
+        commit: var("KEEL_COMMIT"),
+        path: var("KEEL_PATH"),
+        db: var("KEEL_DB").map(PathBuf::from),
+        listen: var("KEEL_LISTEN"),
+        log_format: var("KEEL_LOG_FORMAT"),
+    }
+}
+
+impl AgentSettings {
+    /// Merges flags over the environment over the file; every problem is reported at once.
+    pub fn resolve(flags: Flags, env: Flags) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let config_path = flags.config.clone().or(env.config.clone());
+        let mut config = match &config_path {
+            Some(path) => AgentConfig::from_file(path).unwrap_or_else(|e| {
+                problems.push(format!("{e:#}"));
+                AgentConfig::default()
+            }),
+            None => AgentConfig::default(),
+        };
+        let pick =
+            |flag: Option<String>, env: Option<String>, file: Option<String>| flag.or(env).or(file);
+        config.source = pick(flags.source, env.source, config.source.take());
+        config.branch = pick(flags.branch, env.branch, config.branch.take());
+        config.tag = pick(flags.tag, env.tag, config.tag.take());
+        config.commit = pick(flags.commit, env.commit, config.commit.take());
+        config.path = pick(flags.path, env.path, config.path.take());
+        config.db = flags.db.or(env.db).or(config.db.take());
+        config.listen = pick(flags.listen, env.listen, config.listen.take());
+        config.log_format = pick(flags.log_format, env.log_format, config.log_format.take());
+        let settings = Self::validate(config, &mut problems);
+        match (settings, problems.is_empty()) {
+            (Some(settings), true) => Ok(settings),
+            _ => Err(problems),
+        }
+    }
+
+    fn validate(config: AgentConfig, problems: &mut Vec<String>) -> Option<Self> {
+        let source = match config.source.as_deref() {
+            None => {
+                problems.push(
+                    "no source: pass --source DIR|URL, set KEEL_SOURCE, or `source` in keel.toml"
+                        .to_owned(),
+                );
+                None
+            }
+            Some(s) => source_kind(s, &config, problems),
+        };
+        let listen = config.listen.as_deref().unwrap_or("127.0.0.1:7878");
+        let listen = listen
+            .parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "listen: {listen:?} is not an address like 127.0.0.1:7878"
+                ))
+            })
+            .ok();
+        let log_json = match config.log_format.as_deref().unwrap_or("human") {
+            "human" => false,
+            "json" => true,
+            other => {
+                problems.push(format!("log_format: {other:?} is neither human nor json"));
+                false
+            }
+        };
+        let duration =
+            |name: &str, value: Option<&str>, default: &str, problems: &mut Vec<String>| {
+                value
+                    .unwrap_or(default)
+                    .parse::<crate::model::units::Duration>()
+                    .map_err(|e| problems.push(format!("{name}: {e}")))
+                    .ok()
+            };
+        let poll_interval = duration(
+            "poll_interval",
+            config.poll_interval.as_deref(),
+            "30s",
+            problems,
+        );
+        let tick = duration("tick", config.tick.as_deref(), "2s", problems);
+        let git_token = match &config.git.token_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| {
+                    problems.push(format!(
+                        "git.token_file: cannot read {}: {}",
+                        file.display(),
+                        e.kind()
+                    ))
+                })
+                .ok(),
+            None => std::env::var("KEEL_GIT_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
+        let db = config
+            .db
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("keel.db"));
+        Some(Self {
+            source: source?,
+            source_path: config.path.clone(),
+            db,
+            listen: listen?,
+            log_json,
+            poll_interval: poll_interval?,
+            tick: tick?,
+            git_token,
+            config,
+        })
+    }
+}
+
+fn source_kind(
+    source: &str,
+    config: &AgentConfig,
+    problems: &mut Vec<String>,
+) -> Option<SourceKind> {
+    use crate::source::git::GitRef;
+    let is_url = ["https://", "http://", "ssh://", "git://", "file://", "git@"]
+        .iter()
+        .any(|p| source.starts_with(p));
+    let refs = [
+        ("branch", &config.branch),
+        ("tag", &config.tag),
+        ("commit", &config.commit),
+    ];
+    let given: Vec<&str> = refs
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    if given.len() > 1 {
+        problems.push(format!(
+            "set only one of branch, tag and commit (got {})",
+            given.join(", ")
+        ));
+    }
+    if !is_url {
+        if !given.is_empty() {
+            problems.push(format!(
+                "{} only applies to a Git source; {source:?} is a directory",
+                given.join(", ")
+            ));
+        }
+        return Some(SourceKind::Directory(PathBuf::from(source)));
+    }
+    let reference = match (&config.branch, &config.tag, &config.commit) {
+        (Some(b), _, _) => GitRef::Branch(b.clone()),
+        (None, Some(t), _) => GitRef::Tag(t.clone()),
+        (None, None, Some(c)) => GitRef::Commit(c.clone()),
+        (None, None, None) => GitRef::DefaultBranch,
+    };
+    Some(SourceKind::Git {
+        url: source.to_owned(),
+        reference,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +470,75 @@ mod tests {
             AgentConfig::from_toml("[api]\ntokens = [\"s3cret-token\"]\n", "keel.toml").unwrap();
         assert_eq!(config.api.tokens, ["s3cret-token"]);
         assert!(!format!("{config:?}").contains("s3cret-token"));
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keel.toml");
+        std::fs::write(
+            &file,
+            "source = \"from-file\"\nlisten = \"127.0.0.1:1\"\npath = \"apps\"\n",
+        )
+        .unwrap();
+        let env = Flags {
+            source: Some("from-env".into()),
+            listen: Some("127.0.0.1:2".into()),
+            ..Flags::default()
+        };
+        let flags = Flags {
+            config: Some(file),
+            source: Some("from-flag".into()),
+            ..Flags::default()
+        };
+        let s = AgentSettings::resolve(flags, env).unwrap();
+        assert_eq!(s.source, SourceKind::Directory(PathBuf::from("from-flag")));
+        assert_eq!(s.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(s.source_path.as_deref(), Some("apps"));
+        assert_eq!(s.db, PathBuf::from("keel-state/keel.db"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let flags = Flags {
+            listen: Some("nowhere".into()),
+            log_format: Some("xml".into()),
+            branch: Some("main".into()),
+            ..Flags::default()
+        };
+        let problems = AgentSettings::resolve(flags, Flags::default()).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].starts_with("no source"));
+        let flags = Flags {
+            source: Some("repo".into()),
+            listen: Some("nowhere".into()),
+            log_format: Some("xml".into()),
+            branch: Some("main".into()),
+            ..Flags::default()
+        };
+        let problems = AgentSettings::resolve(flags, Flags::default()).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("only applies to a Git source")));
+    }
+
+    #[test]
+    fn git_urls_choose_what_to_follow() {
+        use crate::source::git::GitRef;
+        let flags = Flags {
+            source: Some("https://example.invalid/ops.git".into()),
+            tag: Some("v1".into()),
+            ..Flags::default()
+        };
+        let s = AgentSettings::resolve(flags, Flags::default()).unwrap();
+        assert_eq!(
+            s.source,
+            SourceKind::Git {
+                url: "https://example.invalid/ops.git".into(),
+                reference: GitRef::Tag("v1".into())
+            }
+        );
     }
 
     #[test]

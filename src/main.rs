@@ -6,7 +6,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = keel::cli::Cli::parse();
-    keel::cli::init_tracing(&cli);
     match keel::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

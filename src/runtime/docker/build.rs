@@ -243,5 +243,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, RuntimeEr
     }
     std::fs::write(path, bytes).map_err(fs_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fs_error)?;
-    Ok(path.to_owned())
+    // Docker wants absolute mount sources; the state directory may be relative.
+    std::path::absolute(path).map_err(fs_error)
 }
