@@ -44,4 +44,5 @@ pub fn at(seconds: i64) -> Timestamp {
 }
 pub mod api;
 pub mod docker;
+pub mod git;
 pub mod schema;

@@ -1,0 +1,223 @@
+//! Sources against real repositories and directories: Git over file:// and `git daemon` on
+//! 127.0.0.1 (new commits, force-pushes, pins, tags, sub-paths, unreachable remotes, the cheap
+//! check), and the directory watcher (one debounced revision per edit, add and delete).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use keel::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
+use keel::source::git::{Credentials, GitRef, GitSource, GitSpec};
+use support::git::{Daemon, Repo};
+
+fn source(url: String, reference: GitRef, path: Option<&str>) -> (tempfile::TempDir, GitSource) {
+    let checkout = tempfile::tempdir().unwrap();
+    let spec = GitSpec {
+        url,
+        reference,
+        path: path.map(str::to_owned),
+        checkout: checkout.path().join("clone"),
+        credentials: Credentials::default(),
+        limits: SizeLimits::default(),
+    };
+    (checkout, GitSource::open(spec).unwrap())
+}
+
+fn paths(entries: &[SnapshotEntry]) -> Vec<&str> {
+    entries.iter().map(SnapshotEntry::path).collect()
+}
+
+const WEB: &str = "deployments:\n  web: {name: web, namespace: demo, image: busybox}\n";
+
+#[test]
+fn each_new_commit_is_one_snapshot_and_an_unmoved_ref_fetches_nothing() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let first = repo.commit("add web");
+    let (_c, mut git) = source(repo.url(), GitRef::Branch("main".into()), None);
+    let snap = git.poll().unwrap().expect("a first snapshot");
+    assert_eq!(snap.revision.id, first);
+    assert_eq!(snap.revision.message.as_deref(), Some("add web"));
+    assert_eq!(
+        snap.revision.author.as_deref(),
+        Some("Dev <dev@example.com>")
+    );
+    assert_eq!(paths(&snap.entries), ["web.yaml"]);
+    assert_eq!(git.fetches, 1);
+    for _ in 0..3 {
+        assert!(git.poll().unwrap().is_none());
+    }
+    assert_eq!(
+        git.fetches, 1,
+        "the cheap check fetched although nothing moved"
+    );
+    repo.write("api.yaml", &WEB.replace("web", "api"));
+    let second = repo.commit("add api");
+    let snap = git.poll().unwrap().expect("a second snapshot");
+    assert_eq!(snap.revision.id, second);
+    assert_eq!(paths(&snap.entries), ["api.yaml", "web.yaml"]);
+    assert_eq!(git.fetches, 2);
+}
+
+#[test]
+fn the_default_branch_is_the_remote_head() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let head = repo.commit("first");
+    let (_c, mut git) = source(repo.url(), GitRef::DefaultBranch, None);
+    assert_eq!(git.poll().unwrap().unwrap().revision.id, head);
+}
+
+#[test]
+fn a_force_push_that_rewrites_history_is_followed() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let base = repo.commit("base");
+    repo.write("api.yaml", WEB);
+    repo.commit("to be rewritten");
+    let (_c, mut git) = source(repo.url(), GitRef::Branch("main".into()), None);
+    git.poll().unwrap().unwrap();
+    repo.git(&["reset", "-q", "--hard", &base]);
+    repo.write("other.yaml", WEB.replace("web", "other").as_str());
+    let rewritten = repo.commit("rewritten");
+    let snap = git.poll().unwrap().expect("the rewritten branch");
+    assert_eq!(snap.revision.id, rewritten);
+    assert_eq!(paths(&snap.entries), ["other.yaml", "web.yaml"]);
+}
+
+#[test]
+fn a_pinned_commit_ignores_new_commits() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let pinned = repo.commit("pinned");
+    repo.write("api.yaml", WEB);
+    repo.commit("later");
+    let (_c, mut git) = source(repo.url(), GitRef::Commit(pinned.clone()), None);
+    let snap = git.poll().unwrap().unwrap();
+    assert_eq!(
+        (snap.revision.id.as_str(), paths(&snap.entries)),
+        (pinned.as_str(), vec!["web.yaml"])
+    );
+    repo.write("more.yaml", WEB);
+    repo.commit("even later");
+    assert!(git.poll().unwrap().is_none());
+}
+
+#[test]
+fn a_tag_is_followed() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let tagged = repo.commit("v1");
+    repo.git(&["tag", "-a", "v1", "-m", "release 1"]);
+    repo.write("api.yaml", WEB);
+    repo.commit("after the tag");
+    let (_c, mut git) = source(repo.url(), GitRef::Tag("v1".into()), None);
+    assert_eq!(git.poll().unwrap().unwrap().revision.id, tagged);
+}
+
+#[test]
+fn the_sub_path_is_honoured_with_its_own_keelignore() {
+    let repo = Repo::new();
+    repo.write("apps/web.yaml", WEB)
+        .write("apps/drafts/wip.yaml", "broken: [")
+        .write("apps/.keelignore", "drafts/\n")
+        .write("other/api.yaml", WEB)
+        .write("apps/README.md", "# not a manifest");
+    repo.commit("layout");
+    let (_c, mut git) = source(repo.url(), GitRef::Branch("main".into()), Some("apps"));
+    assert_eq!(paths(&git.poll().unwrap().unwrap().entries), ["web.yaml"]);
+}
+
+#[test]
+fn symlinks_inside_are_followed_and_escaping_ones_refused() {
+    let repo = Repo::new();
+    repo.write("shared/web.txt", WEB)
+        .symlink("shared/web.txt", "web.yaml")
+        .symlink("../../etc/passwd", "escape.yaml");
+    repo.commit("links");
+    let (_c, mut git) = source(repo.url(), GitRef::Branch("main".into()), None);
+    let entries = git.poll().unwrap().unwrap().entries;
+    assert!(entries.iter().any(|e| matches!(e, SnapshotEntry::File { path, bytes } if path == "web.yaml" && bytes == WEB.as_bytes())), "{entries:?}");
+    assert!(entries.iter().any(|e| matches!(e, SnapshotEntry::Rejected { path, reason: Rejection::SymlinkEscapesRoot { .. } } if path == "escape.yaml")));
+}
+
+#[test]
+fn git_daemon_on_loopback_serves_and_an_unreachable_remote_is_an_error() {
+    let base = tempfile::tempdir().unwrap();
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    let head = repo.commit("served");
+    let served = base.path().join("ops.git");
+    std::process::Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(repo.path())
+        .arg(&served)
+        .status()
+        .unwrap();
+    let daemon = Daemon::serve(base.path());
+    let url = format!("git://127.0.0.1:{}/ops.git", daemon.port);
+    let (_c, mut git) = source(url, GitRef::Branch("main".into()), None);
+    assert_eq!(git.poll().unwrap().unwrap().revision.id, head);
+    drop(daemon);
+    let error = git.poll().unwrap_err();
+    assert!(error.to_string().contains("cannot reach"), "{error}");
+
+    let (_c, mut missing) = source(
+        "file:///nonexistent/keel/repo".into(),
+        GitRef::DefaultBranch,
+        None,
+    );
+    assert!(missing.poll().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_directory_change_is_one_revision_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let watcher = tokio::spawn(keel::source::dir::watch(
+        dir.path().to_owned(),
+        SizeLimits::default(),
+        "dir".into(),
+        Duration::from_millis(150),
+        tx,
+    ));
+    let first = rx.recv().await.unwrap().unwrap();
+    assert_eq!(paths(&first.entries), ["web.yaml"]);
+    let mut last_id = first.revision.id;
+    let changes: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![
+        (
+            "edit",
+            Box::new(|d| {
+                std::fs::write(d.join("web.yaml"), WEB.replace("busybox", "busybox:1.36")).unwrap()
+            }),
+        ),
+        (
+            "add",
+            Box::new(|d| std::fs::write(d.join("api.yaml"), WEB.replace("web", "api")).unwrap()),
+        ),
+        (
+            "delete",
+            Box::new(|d| std::fs::remove_file(d.join("api.yaml")).unwrap()),
+        ),
+    ];
+    for (what, change) in changes {
+        let started = Instant::now();
+        change(dir.path());
+        let snap = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no revision within 1s"))
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "{what}");
+        assert_ne!(snap.revision.id, last_id, "{what}");
+        last_id = snap.revision.id;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(400), rx.recv())
+                .await
+                .is_err(),
+            "{what} produced a second revision"
+        );
+    }
+    watcher.abort();
+}
