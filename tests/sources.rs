@@ -170,6 +170,9 @@ fn git_daemon_on_loopback_serves_and_an_unreachable_remote_is_an_error() {
     assert!(missing.poll().is_err());
 }
 
+/// A change made to the watched directory.
+type Change = Box<dyn Fn(&std::path::Path)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_directory_change_is_one_revision_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,7 +188,7 @@ async fn each_directory_change_is_one_revision_within_a_second() {
     let first = rx.recv().await.unwrap().unwrap();
     assert_eq!(paths(&first.entries), ["web.yaml"]);
     let mut last_id = first.revision.id;
-    let changes: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![
+    let changes: Vec<(&str, Change)> = vec![
         (
             "edit",
             Box::new(|d| {
