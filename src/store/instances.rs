@@ -105,14 +105,15 @@ pub fn list(conn: &Connection, uuid: &str) -> Result<Vec<StoredInstance>, StoreE
     .collect()
 }
 
-/// Records one unexpected death (or failed retry) of deployment `uuid` and bumps its counter.
-pub fn record_restart(
+/// Appends one entry to the restart history of deployment `uuid` (the counter itself is the
+/// reconciler's memory).
+pub fn record_restart_history(
     conn: &Connection,
     uuid: &str,
     generation: u64,
     reason: &str,
     now: Timestamp,
-) -> Result<u32, StoreError> {
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO restarts (deployment, generation, time, reason) VALUES (?1, ?2, ?3, ?4)",
         params![
@@ -122,6 +123,19 @@ pub fn record_restart(
             reason
         ],
     )?;
+    Ok(())
+}
+
+/// Records one unexpected death of deployment `uuid` outside a reconcile pass (history and
+/// counter); returns the new count.
+pub fn record_restart(
+    conn: &Connection,
+    uuid: &str,
+    generation: u64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    record_restart_history(conn, uuid, generation, reason, now)?;
     let count: u32 = conn.query_row(
         "UPDATE deployments SET restart_count = restart_count + 1, updated_at = ?2 WHERE uuid = ?1 RETURNING restart_count",
         params![uuid, now.0],

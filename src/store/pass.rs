@@ -10,7 +10,7 @@ use crate::model::status::RevisionState;
 use crate::model::time::Timestamp;
 use crate::reconcile::plan::Outcome;
 
-use super::{apply, deployments, events, memory, outbox, revisions, StoreError};
+use super::{apply, deployments, events, instances, memory, outbox, revisions, StoreError};
 
 /// Writes the outcomes of a pass.
 pub fn record(
@@ -44,9 +44,12 @@ pub fn record(
             };
             events::insert(tx, &row.uuid, &event)?;
             if planned.kind == EventKind::InstanceDied {
-                tx.execute(
-                    "INSERT INTO restarts (deployment, generation, time, reason) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![row.uuid, i64::try_from(row.generation).unwrap_or(i64::MAX), now.0, planned.message],
+                instances::record_restart_history(
+                    tx,
+                    &row.uuid,
+                    row.generation,
+                    &planned.message,
+                    now,
                 )?;
             }
             if let Some(kind) = planned.notify {
