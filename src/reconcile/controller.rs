@@ -142,7 +142,7 @@ impl Controller {
                 _ = tokio::time::sleep(self.config.tick.to_std()) => {}
                 _ = self.wake.notified() => {}
                 Some(report) = self.reports.recv() => {
-                    if self.fold(report).is_some_and(|flipped| flipped) {
+                    if self.fold(report) {
                         continue;
                     }
                 }
@@ -217,8 +217,8 @@ impl Controller {
         Ok(PassSummary { actions, persisted })
     }
 
-    /// Folds a probe report into the check states; `Some(true)` when it flipped the check.
-    fn fold(&mut self, report: ProbeReport) -> Option<bool> {
+    /// Folds a probe report into the check states; true when it flipped the check.
+    fn fold(&mut self, report: ProbeReport) -> bool {
         self.metrics.observe_probe(report.outcome.ok);
         let key = (report.runtime_id.clone(), report.check_index);
         let before = self.checks.get(&key).cloned().unwrap_or_default();
@@ -234,7 +234,7 @@ impl Controller {
             || (before.consecutive_failures < report.check.threshold)
                 != (after.consecutive_failures < report.check.threshold);
         self.checks.insert(key, after);
-        Some(flipped)
+        flipped
     }
 
     async fn observe(&mut self) -> Observed {

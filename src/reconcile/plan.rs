@@ -512,9 +512,9 @@ impl<'a> Pass<'a> {
     }
 
     fn tear_down(&mut self) {
+        // `live()` holds no exited instance: every one still needs a graceful stop.
         for instance in self.live() {
-            let running = !matches!(instance.phase, Phase::Exited { .. });
-            self.remove(instance, running);
+            self.remove(instance, true);
         }
         let message = if self.target.declared {
             "stopped".to_owned()
