@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::runtime::docker::Settings as DockerSettings;
-
 /// `keel.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,17 +202,6 @@ impl AgentConfig {
             }
         })
     }
-
-    /// The Docker runtime's settings.
-    pub fn docker_settings(&self) -> DockerSettings {
-        DockerSettings {
-            socket: self.docker.socket.clone(),
-            bind_allow: self.docker.bind_allow.clone(),
-            secrets_dir: self.secrets_dir.clone(),
-            state_dir: self.state_dir.clone(),
-            owner: self.node.clone(),
-        }
-    }
 }
 
 /// serde's "unknown field `x`, expected one of `a`, `b`" with the nearest name suggested.
@@ -262,8 +249,18 @@ pub enum SourceKind {
     Directory(PathBuf),
     Git {
         url: String,
-        reference: crate::source::git::GitRef,
+        reference: GitReference,
     },
+}
+
+/// What a Git source follows (`--branch`, `--tag`, `--commit`, or none of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitReference {
+    /// The remote's default branch (its HEAD).
+    DefaultBranch,
+    Branch(String),
+    Tag(String),
+    Commit(String),
 }
 
 /// Everything `keel agent` runs with, resolved from flags, then `KEEL_*`, then `keel.toml`,
@@ -407,7 +404,6 @@ fn source_kind(
     config: &AgentConfig,
     problems: &mut Vec<String>,
 ) -> Option<SourceKind> {
-    use crate::source::git::GitRef;
     let is_url = ["https://", "http://", "ssh://", "git://", "file://", "git@"]
         .iter()
         .any(|p| source.starts_with(p));
@@ -437,10 +433,10 @@ fn source_kind(
         return Some(SourceKind::Directory(PathBuf::from(source)));
     }
     let reference = match (&config.branch, &config.tag, &config.commit) {
-        (Some(b), _, _) => GitRef::Branch(b.clone()),
-        (None, Some(t), _) => GitRef::Tag(t.clone()),
-        (None, None, Some(c)) => GitRef::Commit(c.clone()),
-        (None, None, None) => GitRef::DefaultBranch,
+        (Some(b), _, _) => GitReference::Branch(b.clone()),
+        (None, Some(t), _) => GitReference::Tag(t.clone()),
+        (None, None, Some(c)) => GitReference::Commit(c.clone()),
+        (None, None, None) => GitReference::DefaultBranch,
     };
     Some(SourceKind::Git {
         url: source.to_owned(),
@@ -525,7 +521,6 @@ mod tests {
 
     #[test]
     fn git_urls_choose_what_to_follow() {
-        use crate::source::git::GitRef;
         let flags = Flags {
             source: Some("https://example.invalid/ops.git".into()),
             tag: Some("v1".into()),
@@ -536,7 +531,7 @@ mod tests {
             s.source,
             SourceKind::Git {
                 url: "https://example.invalid/ops.git".into(),
-                reference: GitRef::Tag("v1".into())
+                reference: GitReference::Tag("v1".into())
             }
         );
     }

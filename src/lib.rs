@@ -28,6 +28,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod ingest;
 pub mod manifest;
 pub mod metrics;
 pub mod model;

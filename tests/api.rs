@@ -408,3 +408,85 @@ async fn two_hundred_concurrent_clients_are_all_answered() {
     }
     assert!(total >= 200, "only {total} requests answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_tearing_down_a_deployment_is_stopping_until_its_instances_are_gone() {
+    use keel::model::manifest::RuntimeKind;
+    use keel::reconcile::controller::{Config, Controller};
+    use keel::runtime::fake::FakeRuntime;
+    use keel::runtime::Runtime;
+    use keel::store::Store;
+    use std::sync::{Arc, RwLock};
+    use support::{deployment, desired, revision};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let web = deployment("teardown", "web", "");
+    let api = deployment("teardown", "api", "");
+    let apply = |rev: &str, files: &[(&str, &str)]| {
+        keel::ingest::apply_revision(&store, revision(rev), desired(files), keel::clock::now())
+            .unwrap()
+    };
+    apply("r1", &[("web.yaml", &web), ("api.yaml", &api)]);
+    let mut config = Config::default();
+    // The old instance keeps serving (and stays live) for a while after it is marked stopping.
+    config.policy.drain = keel::model::units::Duration::from_secs(2);
+    let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::new(RuntimeKind::Docker));
+    let mut controller =
+        Controller::new(store.clone(), vec![runtime], config, keel::clock::system()).unwrap();
+    let reader = store.reader().unwrap();
+    let status_of = |name: &str| {
+        reader.stored_state().unwrap().deployments
+            [&keel::model::desired::DeploymentId::new("teardown", name)]
+            .clone()
+    };
+    for _ in 0..200 {
+        controller.pass().await.unwrap();
+        if status_of("web").status.as_str() == "running"
+            && status_of("api").status.as_str() == "running"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    apply("r2", &[("api.yaml", &api)]);
+    controller.pass().await.unwrap();
+
+    let source: keel::api::SourceStatus = Arc::new(RwLock::new(Default::default()));
+    let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), source);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = Server {
+        base: format!("http://{}", listener.local_addr().unwrap()),
+        dir,
+    };
+    tokio::spawn(async move {
+        axum::serve(listener, keel::api::router(state))
+            .await
+            .unwrap()
+    });
+    let namespace_status = |list: Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "teardown")
+            .map(|n| n["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let during = namespace_status(json(&fetch(&s, "/v1/namespaces").await));
+    assert_eq!(status_of("web").status.as_str(), "deleted");
+    assert_eq!(
+        during, "stopping",
+        "web is deleted but its instance still runs"
+    );
+
+    for _ in 0..300 {
+        controller.pass().await.unwrap();
+        if status_of("web").live == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let after = namespace_status(json(&fetch(&s, "/v1/namespaces").await));
+    assert_eq!(after, "running", "nothing of web is left");
+}

@@ -1,5 +1,8 @@
 //! The layering rules of DESIGN.md §2, checked by reading the source: the pure layers import no
-//! I/O, only `cli`/`main` use anyhow, and every module starts with a `//!` doc.
+//! I/O; the store depends only on the model; runtimes know nothing of policy, storage or
+//! outputs; only `config` reads the environment; only `app` names concrete adapters; `config`
+//! imports no adapter; only `cli`/`main`/`app` use anyhow; every module starts with a `//!`
+//! doc.
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +21,15 @@ fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// The files of a module directory (or the one file `sub` names), with their text.
 fn files_under(sub: &str) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    rust_files(&src().join(sub), &mut files);
+    let root = src().join(sub);
+    if root.is_file() {
+        files.push(root);
+    } else {
+        rust_files(&root, &mut files);
+    }
     files
         .into_iter()
         .map(|p| {
@@ -49,7 +58,7 @@ fn pure_layers_do_no_io() {
         "bollard",
         "reqwest",
         "git2",
-        "notify",
+        "notify::",
         "std::env",
         "SystemTime::now",
         "Instant::now",
@@ -64,6 +73,92 @@ fn pure_layers_do_no_io() {
                     path.display()
                 );
             }
+        }
+    }
+}
+
+/// The top-level modules a file reaches through `crate::` paths (`crate::model::x` → `model`).
+fn crate_modules(text: &str) -> Vec<String> {
+    let mut modules = Vec::new();
+    for (at, _) in text.match_indices("crate::") {
+        let rest = &text[at + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && !modules.contains(&name) {
+            modules.push(name);
+        }
+    }
+    modules
+}
+
+/// Fails when a file under `layer` reaches a top-level module outside `allowed`.
+fn imports_only(layer: &str, allowed: &[&str]) {
+    for (path, text) in files_under(layer) {
+        for module in crate_modules(&code(&text)) {
+            assert!(
+                allowed.contains(&module.as_str()),
+                "{} imports crate::{module}; {layer} may only use {allowed:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_store_depends_only_on_the_model() {
+    imports_only("store", &["model", "store"]);
+}
+
+#[test]
+fn config_produces_plain_settings_and_names_no_adapter() {
+    // `manifest` lends the "did you mean" suggestion for unknown keys.
+    imports_only("config.rs", &["model", "manifest", "config"]);
+}
+
+#[test]
+fn only_config_reads_the_environment() {
+    for (path, text) in files_under("") {
+        if path == src().join("config.rs") {
+            continue;
+        }
+        let text = code(&text);
+        for word in ["std::env::var", "env::var(", "env::vars", "env::var_os"] {
+            assert!(
+                !text.contains(word),
+                "{} reads the environment ({word}); only config.rs does",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn only_app_names_concrete_adapters() {
+    // Each adapter type, and the files that may name it: its own module, and the composition
+    // root.
+    let adapters = [
+        ("DockerRuntime", "runtime/docker"),
+        ("FakeRuntime", "runtime/fake.rs"),
+        ("GitSource", "source/git.rs"),
+        ("DirSource", "source/dir.rs"),
+        ("CloudHypervisorRuntime", "runtime/cloud_hypervisor"),
+    ];
+    for (path, text) in files_under("") {
+        if path == src().join("app.rs") {
+            continue;
+        }
+        let text = code(&text);
+        for (adapter, home) in adapters {
+            if path.starts_with(src().join(home)) {
+                continue;
+            }
+            assert!(
+                !text.contains(adapter),
+                "{} names the adapter {adapter}; only app.rs wires adapters",
+                path.display()
+            );
         }
     }
 }

@@ -151,13 +151,13 @@ mod plan {
         let api = support::deployment("demo", "api", "");
         let old = support::deployment("demo", "old", "");
         let store = Store::open(&db_path).unwrap();
-        store
-            .apply_revision(
-                support::revision("r1"),
-                support::desired(&[("a.yaml", &web), ("b.yaml", &api), ("c.yaml", &old)]),
-                support::at(0),
-            )
-            .unwrap();
+        keel::ingest::apply_revision(
+            &store,
+            support::revision("r1"),
+            support::desired(&[("a.yaml", &web), ("b.yaml", &api), ("c.yaml", &old)]),
+            support::at(0),
+        )
+        .unwrap();
         drop(store);
 
         let api_changed = api.replace("busybox:1.36", "busybox:1.37") + "    replicas: 2\n";

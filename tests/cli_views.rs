@@ -180,13 +180,13 @@ async fn wait_exits_0_once_the_revision_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("keel.db");
     let store = Arc::new(Store::open(&db).unwrap());
-    store
-        .apply_revision(
-            support::revision("good"),
-            support::desired(&[("a.yaml", &support::deployment("demo", "web", ""))]),
-            keel::clock::now(),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        support::revision("good"),
+        support::desired(&[("a.yaml", &support::deployment("demo", "web", ""))]),
+        keel::clock::now(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = ApiState::new(db, Access::default(), Arc::default(), Arc::default());

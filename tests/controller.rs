@@ -30,11 +30,11 @@ fn config() -> Config {
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_millis(40),
             rollout_deadline: Duration::from_secs(30),
+            drain: Duration::from_millis(0),
+            stop_grace: Duration::from_secs(1),
         },
         limits: Limits {
             call_timeout: Duration::from_secs(5),
-            stop_grace: Duration::from_secs(1),
-            drain: Duration::from_millis(0),
             concurrency: 8,
         },
     }
@@ -154,13 +154,13 @@ async fn a_revision_converges_to_running_and_the_revision_succeeds() {
     );
     let web = deployment("demo", "web", WEB_CHECKS);
     let job = deployment("demo", "migrate", "    kind: job\n");
-    rig.store
-        .apply_revision(
-            revision("r1"),
-            desired(&[("web.yaml", &web), ("job.yaml", &job)]),
-            clock::now(),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &web), ("job.yaml", &job)]),
+        clock::now(),
+    )
+    .unwrap();
     let mut controller = rig.controller();
     rig.until(&mut controller, 20, "the revision to succeed", |r| {
         r.reader.revisions(1).unwrap()[0].state == RevisionState::Succeeded
@@ -215,9 +215,13 @@ async fn a_crash_looping_worker_reaches_crash_loop_back_off() {
         "flaky",
         "    health_checks:\n      - {type: tcp, port: 80, interval: 50ms, readiness: true}\n",
     );
-    rig.store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &flaky)]), clock::now())
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("a.yaml", &flaky)]),
+        clock::now(),
+    )
+    .unwrap();
     let mut controller = rig.controller();
     rig.until(&mut controller, 20, "crash_loop_back_off", |r| {
         r.status("flaky") == DeploymentStatus::CrashLoopBackOff
@@ -270,9 +274,13 @@ async fn a_crash_looping_worker_reaches_crash_loop_back_off() {
 async fn a_controller_restarted_mid_rollout_carries_on_without_duplicates() {
     let rig = rig();
     let web = deployment("demo", "web", WEB_CHECKS);
-    rig.store
-        .apply_revision(revision("r1"), desired(&[("web.yaml", &web)]), clock::now())
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &web)]),
+        clock::now(),
+    )
+    .unwrap();
     let mut controller = rig.controller();
     rig.until(&mut controller, 20, "web to run", |r| {
         r.status("web") == DeploymentStatus::Running
@@ -294,9 +302,13 @@ async fn a_controller_restarted_mid_rollout_carries_on_without_duplicates() {
     .await;
 
     let v2 = web.replace("busybox:1.36", "busybox:1.37");
-    rig.store
-        .apply_revision(revision("r2"), desired(&[("web.yaml", &v2)]), clock::now())
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r2"),
+        desired(&[("web.yaml", &v2)]),
+        clock::now(),
+    )
+    .unwrap();
     rig.until(&mut controller, 20, "the rollout to start", |r| {
         r.fake
             .instance_names()
@@ -342,9 +354,13 @@ async fn a_controller_restarted_mid_rollout_carries_on_without_duplicates() {
 async fn an_unavailable_runtime_holds_and_recovers() {
     let rig = rig();
     let web = deployment("demo", "web", "");
-    rig.store
-        .apply_revision(revision("r1"), desired(&[("web.yaml", &web)]), clock::now())
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &web)]),
+        clock::now(),
+    )
+    .unwrap();
     rig.fake.set_unavailable(Some("daemon not answering"));
     let mut controller = rig.controller();
     for _ in 0..3 {
@@ -379,13 +395,13 @@ async fn a_failing_create_is_retried_until_the_cause_clears() {
             ..Behaviour::default()
         },
     );
-    rig.store
-        .apply_revision(
-            revision("r1"),
-            desired(&[("web.yaml", &deployment("demo", "web", ""))]),
-            clock::now(),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &deployment("demo", "web", ""))]),
+        clock::now(),
+    )
+    .unwrap();
     let mut controller = rig.controller();
     rig.until(&mut controller, 20, "web to run", |r| {
         r.status("web") == DeploymentStatus::Running
@@ -403,4 +419,70 @@ async fn a_failing_create_is_retried_until_the_cause_clears() {
     assert_one_row_per_transition(&rig.transitions("web"));
     let row = rig.reader.stored_state().unwrap().deployments[&id("web")].clone();
     assert_eq!(row.restart_count, 1, "the failed re-attempt counts");
+}
+
+/// An instance keel owns in `runtime` for a deployment the store does not know.
+async fn plant_orphan(runtime: &FakeRuntime, name: &str) -> String {
+    let spec = keel::model::desired::InstanceSpec {
+        deployment: id(name),
+        generation: 1,
+        ordinal: 0,
+        template: "t".into(),
+        spec: serde_json::from_value(
+            serde_json::json!({"name": name, "namespace": "demo", "image": "busybox"}),
+        )
+        .unwrap(),
+        mounted_configs: Default::default(),
+    };
+    let runtime_id = runtime.create(&spec).await.unwrap();
+    runtime.start(&runtime_id).await.unwrap();
+    runtime_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_is_removed_by_the_runtime_that_listed_it_and_no_other() {
+    let rig = rig();
+    let docker = rig.fake.clone();
+    let vms = FakeRuntime::new(RuntimeKind::CloudHypervisor);
+    let web = deployment("demo", "web", "");
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &web)]),
+        clock::now(),
+    )
+    .unwrap();
+    let orphan = plant_orphan(&vms, "ghost").await;
+    let runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(docker.clone()), Arc::new(vms.clone())];
+    let mut controller =
+        Controller::new(rig.store.clone(), runtimes, config(), clock::system()).unwrap();
+    rig.until(&mut controller, 10, "the orphan removed", |_| {
+        vms.instance_names().is_empty()
+    })
+    .await;
+    rig.until(&mut controller, 10, "web running", |r| {
+        r.status("web") == DeploymentStatus::Running
+    })
+    .await;
+    assert!(
+        vms.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Remove(id) if *id == orphan)),
+        "the second runtime removed its orphan"
+    );
+    let docker_removes: Vec<Call> = docker
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Stop(_) | Call::Remove(_)))
+        .collect();
+    assert_eq!(
+        docker_removes,
+        [],
+        "the first runtime was asked to remove nothing"
+    );
+    assert_eq!(
+        docker.instance_names().len(),
+        1,
+        "web runs on the first runtime"
+    );
 }

@@ -22,6 +22,7 @@ fn stored(state: &DesiredState) -> StoredState {
                 spec: d.spec.clone(),
                 mounted_configs: d.mounted_configs.clone(),
                 spec_hash: d.spec_hash.clone(),
+                template: keel::model::desired::template_hash(&d.spec, &d.mounted_configs),
                 generation: 1,
                 status: DeploymentStatus::Running,
                 status_since: Timestamp(0),
@@ -33,6 +34,7 @@ fn stored(state: &DesiredState) -> StoredState {
                 health: None,
                 ready: 0,
                 desired: 0,
+                live: 0,
                 waiting_on: None,
             };
             (id.clone(), row)

@@ -469,7 +469,7 @@ async fn a_rolling_update_never_fails_a_client_and_runs_at_most_four_containers(
         )],
     );
     let mut config = support::docker::config();
-    config.limits.drain = keel::model::units::Duration::from_secs(1);
+    config.policy.drain = keel::model::units::Duration::from_secs(1);
     let mut controller = agent.controller_with(config);
     agent
         .until(&mut controller, 90, "v1 to run", |a| {

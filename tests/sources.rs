@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use keel::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
 use keel::source::git::{Credentials, GitRef, GitSource, GitSpec};
+use keel::source::SourceEvent;
 use support::git::{Daemon, Repo};
 
 fn source(url: String, reference: GitRef, path: Option<&str>) -> (tempfile::TempDir, GitSource) {
@@ -177,14 +178,29 @@ type Change = Box<dyn Fn(&std::path::Path)>;
 async fn each_directory_change_is_one_revision_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let watcher = tokio::spawn(keel::source::dir::watch(
-        dir.path().to_owned(),
-        SizeLimits::default(),
-        "dir".into(),
-        Duration::from_millis(150),
-        tx,
-    ));
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let source = keel::source::dir::DirSource {
+        root: dir.path().to_owned(),
+        limits: SizeLimits::default(),
+        label: "dir".into(),
+        quiet: Duration::from_millis(150),
+    };
+    let watcher = tokio::spawn(source.run(tx, shutdown));
+    // Snapshots only: a directory source has nothing else to say while it can read the tree.
+    let (snapshots_tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let snapshot = match event {
+                SourceEvent::Snapshot(snapshot) => Ok(snapshot),
+                SourceEvent::Failed(error) => Err(error),
+                SourceEvent::Unchanged => continue,
+            };
+            if snapshots_tx.send(snapshot).await.is_err() {
+                return;
+            }
+        }
+    });
     let first = rx.recv().await.unwrap().unwrap();
     assert_eq!(paths(&first.entries), ["web.yaml"]);
     let mut last_id = first.revision.id;
@@ -222,5 +238,9 @@ async fn each_directory_change_is_one_revision_within_a_second() {
             "{what} produced a second revision"
         );
     }
-    watcher.abort();
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("the directory source stops on shutdown")
+        .unwrap();
 }

@@ -12,9 +12,11 @@ use keel::model::desired::DeploymentId;
 use keel::model::diagnostic::{Diagnostic, Severity};
 use keel::model::event::{EventKind, NotificationKind};
 use keel::model::memory::InstanceMemory;
+use keel::model::plan::{Outcome, PlannedEvent, StatusChange};
 use keel::model::status::{DeploymentStatus, InstanceState, RevisionState};
 use keel::model::stored::{ProbeResult, StoredInstance};
-use keel::store::{migrations, Store, StoreError, StoreReader};
+use keel::model::time::Timestamp;
+use keel::store::{Store, StoreError, StoreReader, PROBE_RESULTS_RETAINED, SCHEMA_VERSION};
 use support::{at, deployment, desired, revision};
 
 fn web(extra: &str) -> String {
@@ -23,6 +25,40 @@ fn web(extra: &str) -> String {
 
 fn id(name: &str) -> DeploymentId {
     DeploymentId::new("demo", name)
+}
+
+/// Records one reconcile pass of `demo/<name>` through the store's API: the deployment's
+/// current memory and nothing else, as edited by `edit`.
+fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut Outcome)) {
+    let memory = store.reader().unwrap().memories().unwrap()[&id(name)].clone();
+    let mut outcome = Outcome {
+        memory,
+        status_change: None,
+        events: Vec::new(),
+        health: None,
+        ready: 0,
+        desired: 1,
+        waiting_on: None,
+        instances: Vec::new(),
+    };
+    edit(&mut outcome);
+    store
+        .record_pass(vec![(id(name), outcome)], None, now)
+        .unwrap();
+}
+
+/// A pass that counted the unexpected deaths `reasons`.
+fn record_deaths(store: &Store, name: &str, reasons: &[&str], now: Timestamp) {
+    record_pass(store, name, now, |outcome| {
+        outcome.memory.restart_count += reasons.len() as u32;
+        for reason in reasons {
+            outcome.events.push(PlannedEvent {
+                kind: EventKind::InstanceDied,
+                message: (*reason).to_owned(),
+                notify: None,
+            });
+        }
+    });
 }
 
 fn user_version(path: &Path) -> u32 {
@@ -37,9 +73,9 @@ fn migrating_an_empty_file_then_reopening_keeps_the_version() {
     let path = dir.path().join("keel.db");
     std::fs::write(&path, b"").unwrap();
     drop(Store::open(&path).unwrap());
-    assert_eq!(user_version(&path), migrations::CURRENT_VERSION);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     drop(Store::open(&path).unwrap());
-    assert_eq!(user_version(&path), migrations::CURRENT_VERSION);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     let reader = StoreReader::open(&path).unwrap();
     assert!(reader.stored_state().unwrap().deployments.is_empty());
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -116,7 +152,7 @@ fn applying_a_revision_creates_pending_deployments_with_events_and_notifications
         ("a.yaml", &web("    replicas: 2\n")),
         ("b.yaml", &deployment("demo", "api", "")),
     ]);
-    let applied = store.apply_revision(revision("r1"), state, at(0)).unwrap();
+    let applied = keel::ingest::apply_revision(&store, revision("r1"), state, at(0)).unwrap();
     assert!(!applied.no_op);
     assert_eq!(applied.revision.state, RevisionState::Applying);
     let reader = store.reader().unwrap();
@@ -158,9 +194,7 @@ fn applying_the_same_revision_twice_changes_nothing_the_second_time() {
     let (_dir, store) = open_store();
     let files = [("a.yaml", web(""))];
     let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
-    store
-        .apply_revision(revision("r1"), desired(&files), at(0))
-        .unwrap();
+    keel::ingest::apply_revision(&store, revision("r1"), desired(&files), at(0)).unwrap();
     let reader = store.reader().unwrap();
     let before = (
         reader.stored_state().unwrap(),
@@ -168,9 +202,8 @@ fn applying_the_same_revision_twice_changes_nothing_the_second_time() {
         reader.revisions(10).unwrap(),
         reader.events(&id("web"), 10).unwrap(),
     );
-    let again = store
-        .apply_revision(revision("r1"), desired(&files), at(60))
-        .unwrap();
+    let again =
+        keel::ingest::apply_revision(&store, revision("r1"), desired(&files), at(60)).unwrap();
     assert!(again.no_op);
     let after = (
         reader.stored_state().unwrap(),
@@ -185,14 +218,17 @@ fn applying_the_same_revision_twice_changes_nothing_the_second_time() {
 fn a_new_revision_with_the_same_spec_touches_no_deployment() {
     let (_dir, store) = open_store();
     let text = web("");
-    store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &text)]), at(0))
+    keel::ingest::apply_revision(&store, revision("r1"), desired(&[("a.yaml", &text)]), at(0))
         .unwrap();
     let reader = store.reader().unwrap();
     let before = reader.stored_state().unwrap();
-    let applied = store
-        .apply_revision(revision("r2"), desired(&[("moved/b.yaml", &text)]), at(10))
-        .unwrap();
+    let applied = keel::ingest::apply_revision(
+        &store,
+        revision("r2"),
+        desired(&[("moved/b.yaml", &text)]),
+        at(10),
+    )
+    .unwrap();
     assert!(!applied.no_op, "a new commit is still recorded");
     assert_eq!(reader.stored_state().unwrap(), before);
     assert_eq!(reader.events(&id("web"), 10).unwrap().len(), 1);
@@ -201,36 +237,36 @@ fn a_new_revision_with_the_same_spec_touches_no_deployment() {
 #[test]
 fn an_update_bumps_generation_resets_restarts_and_leaves_a_terminal_status() {
     let (_dir, store) = open_store();
-    store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
-        .unwrap();
-    for _ in 0..5 {
-        store
-            .record_restart(id("web"), "exit code 1".into(), at(1))
-            .unwrap();
-    }
-    store
-        .set_status(
-            id("web"),
-            DeploymentStatus::CrashLoopBackOff,
-            "max_restarts",
-            "died 5 times".into(),
-            at(2),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web(""))]),
+        at(0),
+    )
+    .unwrap();
+    record_deaths(&store, "web", &["exit code 1"; 5], at(1));
+    record_pass(&store, "web", at(2), |outcome| {
+        outcome.status_change = Some(StatusChange {
+            from: outcome.memory.status,
+            to: DeploymentStatus::CrashLoopBackOff,
+            reason: "max_restarts",
+            message: "died 5 times".into(),
+        });
+        outcome.memory.status = DeploymentStatus::CrashLoopBackOff;
+    });
     let reader = store.reader().unwrap();
     assert_eq!(
         reader.stored_state().unwrap().deployments[&id("web")].restart_count,
         5
     );
 
-    let applied = store
-        .apply_revision(
-            revision("r2"),
-            desired(&[("a.yaml", &web("    replicas: 3\n"))]),
-            at(10),
-        )
-        .unwrap();
+    let applied = keel::ingest::apply_revision(
+        &store,
+        revision("r2"),
+        desired(&[("a.yaml", &web("    replicas: 3\n"))]),
+        at(10),
+    )
+    .unwrap();
     assert_eq!(applied.plan.counts().update, 1);
     let row = reader.stored_state().unwrap().deployments[&id("web")].clone();
     assert_eq!(
@@ -263,16 +299,20 @@ fn a_vanished_deployment_is_pruned_once_and_can_come_back() {
     let (_dir, store) = open_store();
     let web_text = web("");
     let api_text = deployment("demo", "api", "");
-    store
-        .apply_revision(
-            revision("r1"),
-            desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
-            at(0),
-        )
-        .unwrap();
-    store
-        .apply_revision(revision("r2"), desired(&[("a.yaml", &web_text)]), at(10))
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
+        at(0),
+    )
+    .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r2"),
+        desired(&[("a.yaml", &web_text)]),
+        at(10),
+    )
+    .unwrap();
     let reader = store.reader().unwrap();
     let api = reader.stored_state().unwrap().deployments[&id("api")].clone();
     assert_eq!(
@@ -281,9 +321,13 @@ fn a_vanished_deployment_is_pruned_once_and_can_come_back() {
     );
     assert_eq!(reader.events(&id("api"), 1).unwrap()[0].reason, "pruned");
 
-    let applied = store
-        .apply_revision(revision("r3"), desired(&[("a.yaml", &web_text)]), at(20))
-        .unwrap();
+    let applied = keel::ingest::apply_revision(
+        &store,
+        revision("r3"),
+        desired(&[("a.yaml", &web_text)]),
+        at(20),
+    )
+    .unwrap();
     assert!(!applied.plan.has_changes());
     assert_eq!(
         reader.events(&id("api"), 10).unwrap().len(),
@@ -291,13 +335,13 @@ fn a_vanished_deployment_is_pruned_once_and_can_come_back() {
         "pruned twice"
     );
 
-    store
-        .apply_revision(
-            revision("r4"),
-            desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
-            at(30),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r4"),
+        desired(&[("a.yaml", &web_text), ("b.yaml", &api_text)]),
+        at(30),
+    )
+    .unwrap();
     let api = reader.stored_state().unwrap().deployments[&id("api")].clone();
     assert_eq!(
         (api.status, api.in_revision, api.generation),
@@ -308,9 +352,13 @@ fn a_vanished_deployment_is_pruned_once_and_can_come_back() {
 #[test]
 fn an_invalid_revision_changes_no_deployment_and_keeps_its_diagnostics() {
     let (_dir, store) = open_store();
-    store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web(""))]),
+        at(0),
+    )
+    .unwrap();
     let reader = store.reader().unwrap();
     let before = reader.stored_state().unwrap();
     let diagnostics = vec![Diagnostic {
@@ -344,16 +392,20 @@ fn an_invalid_revision_changes_no_deployment_and_keeps_its_diagnostics() {
 #[test]
 fn a_revision_arriving_while_another_applies_supersedes_it() {
     let (_dir, store) = open_store();
-    store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
-        .unwrap();
-    store
-        .apply_revision(
-            revision("r2"),
-            desired(&[("a.yaml", &web("    replicas: 2\n"))]),
-            at(5),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web(""))]),
+        at(0),
+    )
+    .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r2"),
+        desired(&[("a.yaml", &web("    replicas: 2\n"))]),
+        at(5),
+    )
+    .unwrap();
     let reader = store.reader().unwrap();
     let revisions = reader.revisions(10).unwrap();
     assert_eq!(
@@ -383,9 +435,7 @@ fn environment_values_round_trip_through_the_store_as_written() {
     let text = web("    environment:\n      VERSION: 1.10\n      PORT: 8080\n      TOKEN: {secretRef: api-token}\n");
     let state = desired(&[("a.yaml", &text)]);
     let hash = state.deployments[&id("web")].spec_hash.clone();
-    store
-        .apply_revision(revision("r1"), state.clone(), at(0))
-        .unwrap();
+    keel::ingest::apply_revision(&store, revision("r1"), state.clone(), at(0)).unwrap();
     let row = store.reader().unwrap().stored_state().unwrap().deployments[&id("web")].clone();
     assert_eq!(row.spec, state.deployments[&id("web")].spec);
     assert_eq!(row.spec_hash, hash);
@@ -401,20 +451,14 @@ fn instances_probes_and_restart_history_persist() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keel.db");
     let store = Store::open(&path).unwrap();
-    store
-        .apply_revision(revision("r1"), desired(&[("a.yaml", &web(""))]), at(0))
-        .unwrap();
-    store
-        .record_restart(id("web"), "exit code 137 (OOM)".into(), at(3))
-        .unwrap();
-    drop(store);
-
-    let mut conn =
-        keel::store::connect(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
-    let uuid: String = conn
-        .query_row("SELECT uuid FROM deployments", [], |r| r.get(0))
-        .unwrap();
-    let tx = conn.transaction().unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web(""))]),
+        at(0),
+    )
+    .unwrap();
+    record_deaths(&store, "web", &["exit code 137 (OOM)"], at(3));
     let instance = StoredInstance {
         runtime_id: "c0ffee".into(),
         ordinal: 0,
@@ -426,44 +470,43 @@ fn instances_probes_and_restart_history_persist() {
         exit_code: None,
         oom_killed: false,
     };
-    keel::store::instances::upsert(
-        &tx,
-        &uuid,
-        &instance,
-        &InstanceMemory::new(InstanceState::Ready),
-        at(2),
-    )
-    .unwrap();
-    for i in 0..(keel::store::probes::RETAINED + 10) {
-        let result = ProbeResult {
-            instance: "c0ffee".into(),
-            check_index: 0,
-            ok: i % 2 == 0,
-            latency_ms: Some(3),
-            message: format!("run {i}"),
-            time: at(i64::from(i)),
-        };
-        keel::store::probes::record(&tx, &uuid, &result).unwrap();
-    }
-    tx.commit().unwrap();
+    record_pass(&store, "web", at(2), |outcome| {
+        outcome.instances = vec![instance.clone()];
+        outcome
+            .memory
+            .instances
+            .insert("c0ffee".into(), InstanceMemory::new(InstanceState::Ready));
+    });
+    let results = (0..(PROBE_RESULTS_RETAINED + 10))
+        .map(|i| {
+            let result = ProbeResult {
+                instance: "c0ffee".into(),
+                check_index: 0,
+                ok: i % 2 == 0,
+                latency_ms: Some(3),
+                message: format!("run {i}"),
+                time: at(i64::from(i)),
+            };
+            (id("web"), result)
+        })
+        .collect();
+    store.record_probes(results).unwrap();
+    drop(store);
 
-    assert_eq!(
-        keel::store::instances::list(&conn, &uuid).unwrap(),
-        vec![instance]
-    );
-    let recent = keel::store::probes::recent(&conn, &uuid, 1000).unwrap();
+    let reader = StoreReader::open(&path).unwrap();
+    assert_eq!(reader.instances(&id("web")).unwrap(), vec![instance]);
+    let recent = reader.probe_results(&id("web"), 1000).unwrap();
     assert_eq!(
         recent.len() as u32,
-        keel::store::probes::RETAINED,
+        PROBE_RESULTS_RETAINED,
         "retention is bounded"
     );
     assert_eq!(
         recent[0].message,
-        format!("run {}", keel::store::probes::RETAINED + 9)
+        format!("run {}", PROBE_RESULTS_RETAINED + 9)
     );
-    let restarts = keel::store::instances::restarts(&conn, &uuid, 10).unwrap();
+    let restarts = reader.restarts(&id("web"), 10).unwrap();
     assert_eq!(restarts, vec![(at(3), 1, "exit code 137 (OOM)".to_owned())]);
-    let reader = StoreReader::open(&path).unwrap();
     assert_eq!(
         reader.stored_state().unwrap().deployments[&id("web")].restart_count,
         1,
@@ -485,11 +528,20 @@ fn child_holds_a_transaction_open() {
     )
     .unwrap();
     let tx = conn.transaction().unwrap();
-    let state = desired(&[
-        ("a.yaml", &web("    replicas: 5\n")),
-        ("c.yaml", &deployment("demo", "worker", "")),
-    ]);
-    keel::store::apply::apply_revision(&tx, &revision("r2"), &state, at(100)).unwrap();
+    // What applying a revision writes, left uncommitted: the revision, a new generation of a
+    // deployment, its event and its notification.
+    tx.execute_batch(
+        "INSERT INTO revisions (source, id, received_at, state, state_since)
+             VALUES ('test', 'r2', 100, 'applying', 100);
+         UPDATE deployments SET generation = generation + 1, status = 'pending', spec_hash = 'r2',
+             revision = 'r2' WHERE name = 'web';
+         INSERT INTO events (deployment, time, kind, reason, message, revision)
+             SELECT uuid, 100, 'updated', 'revision_applied', 'spec changed', 'r2'
+             FROM deployments WHERE name = 'web';
+         INSERT INTO outbox (id, kind, payload, created_at, next_attempt_at)
+             VALUES ('n-r2', 'revision.status_changed', '{}', 100, 100);",
+    )
+    .unwrap();
     println!("HOLDING");
     std::thread::sleep(std::time::Duration::from_secs(60));
 }
@@ -499,16 +551,16 @@ fn killing_the_writer_mid_transaction_leaves_the_database_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keel.db");
     let store = Store::open(&path).unwrap();
-    store
-        .apply_revision(
-            revision("r1"),
-            desired(&[
-                ("a.yaml", &web("")),
-                ("b.yaml", &deployment("demo", "api", "")),
-            ]),
-            at(0),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[
+            ("a.yaml", &web("")),
+            ("b.yaml", &deployment("demo", "api", "")),
+        ]),
+        at(0),
+    )
+    .unwrap();
     drop(store);
     let snapshot = |path: &Path| {
         let reader = StoreReader::open(path).unwrap();
@@ -546,4 +598,58 @@ fn killing_the_writer_mid_transaction_leaves_the_database_as_before() {
     let store = Store::open(&path).unwrap();
     drop(store);
     assert_eq!(snapshot(&path), before);
+}
+
+#[test]
+fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(&path).unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web("    replicas: 2\n"))]),
+        at(0),
+    )
+    .unwrap();
+    record_pass(&store, "web", at(1), |outcome| {
+        outcome.instances = ["c0", "c1"]
+            .iter()
+            .map(|runtime_id| StoredInstance {
+                runtime_id: (*runtime_id).into(),
+                ordinal: 0,
+                generation: 1,
+                state: InstanceState::Ready,
+                reason: None,
+                ip: None,
+                started_at: Some(at(1)),
+                exit_code: None,
+                oom_killed: false,
+            })
+            .collect();
+    });
+    drop(store);
+    // Back to what a v1 keel wrote: no derived columns.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE deployments DROP COLUMN template_hash;
+         ALTER TABLE deployments DROP COLUMN live;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+
+    drop(Store::open(&path).unwrap());
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let row = StoreReader::open(&path)
+        .unwrap()
+        .stored_state()
+        .unwrap()
+        .deployments[&id("web")]
+        .clone();
+    assert_eq!(
+        row.template,
+        keel::model::desired::template_hash(&row.spec, &row.mounted_configs)
+    );
+    assert_eq!(row.live, 2);
 }

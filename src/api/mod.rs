@@ -370,7 +370,7 @@ async fn namespaces(
         let member = views::Member {
             status: d.status,
             desired_instances: d.desired,
-            live_instances: d.ready,
+            live_instances: d.live,
         };
         by_namespace
             .entry(&d.id.namespace)

@@ -189,6 +189,29 @@ fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
     spec
 }
 
+/// Everything an adapter needs to create one instance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InstanceSpec {
+    pub deployment: DeploymentId,
+    pub generation: u64,
+    pub ordinal: u32,
+    /// The template hash, put on the instance as a label.
+    pub template: String,
+    pub spec: DeploymentDecl,
+    /// The content of the configs its `type: config` volumes mount, by config name.
+    pub mounted_configs: BTreeMap<String, ConfigData>,
+}
+
+impl InstanceSpec {
+    /// `keel-<namespace>-<name>-<generation>-<ordinal>`: unique per live instance.
+    pub fn name(&self) -> String {
+        format!(
+            "keel-{}-{}-{}-{}",
+            self.deployment.namespace, self.deployment.name, self.generation, self.ordinal
+        )
+    }
+}
+
 /// The fingerprint of what one instance runs: the canonical document without `replicas`, so a
 /// change of `replicas` alone scales the deployment instead of replacing its instances.
 pub fn template_hash(

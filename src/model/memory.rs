@@ -49,6 +49,28 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// The memory of a deployment whose spec changed (a new generation): `pending`, restart
+    /// counter 0, retry and reported failure cleared, the rollout deadline counting from `now`.
+    /// A deployment already `pending` keeps the time it became so. Instances are kept: those
+    /// of the previous generation still run, and what keel knows of them still holds.
+    pub fn new_generation(&self, now: Timestamp) -> Self {
+        Self {
+            status: DeploymentStatus::Pending,
+            status_since: if self.status == DeploymentStatus::Pending {
+                self.status_since
+            } else {
+                now
+            },
+            restart_count: 0,
+            generation_since: now,
+            retry: None,
+            last_failure: None,
+            instances: self.instances.clone(),
+        }
+    }
+}
+
 /// Exponential backoff between attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
@@ -95,5 +117,53 @@ impl InstanceMemory {
             counted: false,
             fired: BTreeSet::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_generation_resets_status_counters_and_failures_but_keeps_instances() {
+        let mut before = Memory::fresh(
+            DeploymentStatus::CrashLoopBackOff,
+            Timestamp(5),
+            5,
+            Timestamp(1),
+        );
+        before.retry = Some(Retry {
+            attempts: 5,
+            next_at: Timestamp(60),
+        });
+        before.last_failure = Some(Failure {
+            status: DeploymentStatus::Error,
+            message: "boom".into(),
+            at: Timestamp(6),
+        });
+        before
+            .instances
+            .insert("old-0".into(), InstanceMemory::new(InstanceState::Ready));
+        let after = before.new_generation(Timestamp(100));
+        assert_eq!(
+            (
+                after.status,
+                after.status_since,
+                after.restart_count,
+                after.generation_since
+            ),
+            (DeploymentStatus::Pending, Timestamp(100), 0, Timestamp(100))
+        );
+        assert_eq!((after.retry, after.last_failure), (None, None));
+        assert_eq!(after.instances, before.instances);
+    }
+
+    #[test]
+    fn a_pending_deployment_keeps_the_time_it_became_pending() {
+        let before = Memory::fresh(DeploymentStatus::Pending, Timestamp(5), 0, Timestamp(5));
+        assert_eq!(
+            before.new_generation(Timestamp(100)).status_since,
+            Timestamp(5)
+        );
     }
 }

@@ -46,12 +46,15 @@ macro_rules! string_enum {
     };
 }
 
+pub mod backoff;
 pub mod desired;
 pub mod diagnostic;
+pub mod diff;
 pub mod event;
 pub mod manifest;
 pub mod memory;
 pub mod observed;
+pub mod plan;
 pub mod snapshot;
 pub mod status;
 pub mod stored;

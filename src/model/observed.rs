@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::desired::DeploymentId;
+use super::manifest::RuntimeKind;
 use super::time::Timestamp;
 
 /// Where an instance is in its runtime's lifecycle.
@@ -21,6 +22,8 @@ pub enum Phase {
 /// One container or VM carrying keel's labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedInstance {
+    /// The runtime that listed it (and so the one that stops and removes it).
+    pub runtime: RuntimeKind,
     /// The runtime's id (container id, VM name).
     pub runtime_id: String,
     pub deployment: DeploymentId,

@@ -22,6 +22,8 @@ pub struct StoredDeployment {
     /// The content of the configs the spec mounts, as hashed into `spec_hash`.
     pub mounted_configs: BTreeMap<String, ConfigData>,
     pub spec_hash: SpecHash,
+    /// `model::desired::template_hash` of the spec, computed once when it was stored.
+    pub template: String,
     /// Bumped by every spec change; instances of older generations are replaced.
     pub generation: u64,
     pub status: DeploymentStatus,
@@ -38,6 +40,8 @@ pub struct StoredDeployment {
     pub health: Option<super::status::Health>,
     pub ready: u32,
     pub desired: u32,
+    /// Instances still present and not exited (see `live_instances`).
+    pub live: u32,
     pub waiting_on: Option<serde_json::Value>,
 }
 
@@ -104,6 +108,14 @@ pub struct StoredInstance {
     pub started_at: Option<Timestamp>,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+}
+
+/// How many of a deployment's instances are live — present and not exited — the one
+/// definition behind "being torn down" (namespace `stopping`) and "fully deleted" (a pruned
+/// deployment reached its revision's goal).
+pub fn live_instances(instances: &[StoredInstance]) -> u32 {
+    let live = instances.iter().filter(|i| i.exit_code.is_none()).count();
+    u32::try_from(live).unwrap_or(u32::MAX)
 }
 
 /// One run of one health check against one instance.

@@ -1,28 +1,29 @@
 //! Effectful: the reconcile loop. Level-triggered — every pass recomputes from the store's
-//! targets and memory, the runtimes' listings and the health-check states: observe → plan
-//! (pure) → persist (one transaction) → execute (in the background) → keep the right probes
-//! running. A tick (default 2s) drives it; new revisions, runtime events, executor completions
-//! and probe results that flip a check only wake it early.
+//! targets and memory, the runtimes' listings and the health-check states: observe → decide
+//! (pure: `decide::decide`) → persist (one transaction) → execute (in the background) → keep
+//! the decided probes running. The loop only does I/O; every choice is in `decide`. A tick
+//! (default 2s) drives it; new revisions, runtime events, executor completions and probe
+//! results that flip a check only wake it early.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::clock::Clock;
-use crate::model::desired::{template_hash, DeploymentId, SpecHash};
-use crate::model::manifest::RuntimeKind;
-use crate::model::observed::{CheckState, Phase, RuntimeObservation};
-use crate::model::status::{DeploymentStatus, RevisionState};
-use crate::model::stored::{ProbeResult, StoredState};
+use crate::model::desired::DeploymentId;
+use crate::model::observed::{CheckState, RuntimeObservation};
+use crate::model::plan::{Action, Outcome};
+use crate::model::stored::ProbeResult;
 use crate::model::units::Duration;
 use crate::probe::runner::{ProbeJob, ProbeReport, Runner};
-use crate::runtime::{InstanceSpec, Runtime};
+use crate::runtime::Runtime;
 use crate::store::{Store, StoreError, StoreReader};
 
-use super::executor::{Executor, Job, Limits, Step};
-use super::plan::{plan, Action, Observed, Outcome, PlanInput, Policy, Target};
-use super::{readiness, views};
+use super::decide::{decide, DecideInput, Decision, ProbeTarget};
+use super::executor::{Executor, Limits, Runtimes};
+use super::plan::{Observed, Policy};
+use super::readiness;
 
 /// Why the loop could not run a pass.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +49,6 @@ impl Default for Config {
             policy: Policy::default(),
             limits: Limits {
                 call_timeout: Duration::from_secs(120),
-                stop_grace: Duration::from_secs(10),
-                drain: Duration::from_secs(2),
                 concurrency: 8,
             },
         }
@@ -66,7 +65,7 @@ pub struct PassSummary {
 pub struct Controller {
     store: Arc<Store>,
     reader: StoreReader,
-    runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
+    runtimes: Arc<Runtimes>,
     config: Config,
     clock: Clock,
     checks: BTreeMap<(String, u32), CheckState>,
@@ -74,8 +73,7 @@ pub struct Controller {
     reports: mpsc::UnboundedReceiver<ProbeReport>,
     executor: Executor,
     wake: Arc<Notify>,
-    templates: HashMap<SpecHash, String>,
-    last: HashMap<DeploymentId, Outcome>,
+    last: BTreeMap<DeploymentId, Outcome>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -89,8 +87,15 @@ impl Controller {
         let reader = store.reader()?;
         let wake = Arc::new(Notify::new());
         let (probes, reports) = Runner::new(clock.clone());
-        let executor = Executor::new(store.clone(), config.limits, wake.clone(), clock.clone());
-        let runtimes = runtimes.into_iter().map(|r| (r.kind(), r)).collect();
+        let runtimes: Arc<Runtimes> =
+            Arc::new(runtimes.into_iter().map(|r| (r.kind(), r)).collect());
+        let executor = Executor::new(
+            store.clone(),
+            runtimes.clone(),
+            config.limits,
+            wake.clone(),
+            clock.clone(),
+        );
         Ok(Self {
             store,
             reader,
@@ -102,8 +107,7 @@ impl Controller {
             reports,
             executor,
             wake,
-            templates: HashMap::new(),
-            last: HashMap::new(),
+            last: BTreeMap::new(),
             metrics: Arc::default(),
         })
     }
@@ -175,46 +179,43 @@ impl Controller {
         let now = (self.clock)();
         let stored = self.reader.stored_state()?;
         let memory = self.reader.memories()?;
+        let open_revision = self.reader.open_revision()?;
         // Busy first: a deployment without a job now gets none during the listing (jobs only
         // start from passes), so its observation is consistent; one with a job is held.
         let busy = self.executor.busy();
         let observed = self.observe().await;
-        self.refresh_templates(&stored);
-        let planned = {
-            let targets = targets(&stored, &self.templates, &busy);
-            plan(&PlanInput {
-                desired: &targets,
-                observed: &observed,
-                memory: &memory,
-                policy: &self.config.policy,
-                now,
-                held: &busy,
-            })
-        };
-        let revision = self.revision_state(&stored, &planned.outcomes)?;
-        let changed: Vec<(DeploymentId, Outcome)> = planned
-            .outcomes
-            .iter()
-            .filter(|(id, outcome)| {
-                self.last.get(*id) != Some(outcome)
-                    || outcome.status_change.is_some()
-                    || !outcome.events.is_empty()
-            })
-            .map(|(id, o)| (id.clone(), o.clone()))
-            .collect();
-        let persisted = changed.len();
+        let decision = decide(&DecideInput {
+            stored: &stored,
+            memory: &memory,
+            observed: &observed,
+            policy: &self.config.policy,
+            now,
+            held: &busy,
+            open_revision: open_revision.as_ref(),
+            last: &self.last,
+        });
+        let Decision {
+            actions,
+            persist,
+            revision,
+            probes,
+            outcomes,
+        } = decision;
+        let persisted = persist.len();
+        log_status_changes(&persist);
         if persisted > 0 || revision.is_some() {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.record_pass(changed, revision, now))
+            tokio::task::spawn_blocking(move || store.record_pass(persist, revision, now))
                 .await??;
         }
-        for (id, outcome) in &planned.outcomes {
-            self.last.insert(id.clone(), outcome.clone());
-        }
-        let actions = planned.actions.len();
-        self.execute(planned.actions, &stored);
-        self.sync_probes(&stored, &observed);
-        Ok(PassSummary { actions, persisted })
+        self.last.extend(outcomes);
+        let summary = PassSummary {
+            actions: actions.len(),
+            persisted,
+        };
+        self.execute(actions);
+        self.sync_probes(probes);
+        Ok(summary)
     }
 
     /// Folds a probe report into the check states; true when it flipped the check.
@@ -230,16 +231,14 @@ impl Controller {
             report.at,
             &report.outcome.message,
         );
-        let flipped = before.green_since.is_some() != after.green_since.is_some()
-            || (before.consecutive_failures < report.check.threshold)
-                != (after.consecutive_failures < report.check.threshold);
+        let flipped = readiness::flipped(&before, &after, &report.check);
         self.checks.insert(key, after);
         flipped
     }
 
     async fn observe(&mut self) -> Observed {
         let mut runtimes = BTreeMap::new();
-        for (kind, runtime) in &self.runtimes {
+        for (kind, runtime) in self.runtimes.iter() {
             let listing =
                 tokio::time::timeout(self.config.limits.call_timeout.to_std(), runtime.list())
                     .await;
@@ -270,127 +269,53 @@ impl Controller {
         }
     }
 
-    /// Remembers the template hash of every stored spec (computed once per spec).
-    fn refresh_templates(&mut self, stored: &StoredState) {
-        for d in stored.deployments.values() {
-            self.templates
-                .entry(d.spec_hash.clone())
-                .or_insert_with(|| template_hash(&d.spec, &d.mounted_configs));
+    /// Hands each deployment's actions, in their planned order, to the executor.
+    fn execute(&self, actions: Vec<Action>) {
+        let mut by_deployment: BTreeMap<DeploymentId, Vec<Action>> = BTreeMap::new();
+        for action in actions {
+            by_deployment
+                .entry(action.deployment().clone())
+                .or_default()
+                .push(action);
+        }
+        for (deployment, actions) in by_deployment {
+            self.executor.spawn(deployment, actions);
         }
     }
 
-    /// The open revision's state from its deployments, when it settles.
-    fn revision_state(
-        &self,
-        stored: &StoredState,
-        outcomes: &BTreeMap<DeploymentId, Outcome>,
-    ) -> Result<Option<(i64, RevisionState)>, ControllerError> {
-        let Some(open) = self.reader.open_revision()? else {
-            return Ok(None);
-        };
-        let goals: Vec<views::Goal> = stored
-            .deployments
-            .values()
-            .filter(|d| d.in_revision || d.revision == open.id)
-            .map(|d| {
-                let outcome = outcomes.get(&d.id);
-                views::Goal {
-                    kind: d.spec.kind,
-                    status: outcome.map_or(d.status, |o| o.memory.status),
-                    declared: d.in_revision,
-                    live_instances: outcome.map_or(0, |o| {
-                        u32::try_from(o.instances.iter().filter(|i| i.exit_code.is_none()).count())
-                            .unwrap_or(u32::MAX)
-                    }),
-                }
+    fn sync_probes(&mut self, probes: Vec<ProbeTarget>) {
+        let jobs = probes
+            .into_iter()
+            .filter_map(|p| {
+                let runtime: Arc<dyn Runtime> = self.runtimes.get(&p.runtime)?.clone();
+                Some(ProbeJob {
+                    deployment: p.deployment,
+                    instance: p.instance,
+                    check_index: p.check_index,
+                    check: p.check,
+                    runtime,
+                })
             })
             .collect();
-        let state = views::revision_state(&goals);
-        Ok((state != open.state).then_some((open.seq, state)))
-    }
-
-    fn execute(&self, actions: Vec<Action>, stored: &StoredState) {
-        let mut jobs: BTreeMap<DeploymentId, Vec<Step>> = BTreeMap::new();
-        for action in actions {
-            let deployment = action.deployment().clone();
-            let step = match action {
-                Action::Create {
-                    deployment,
-                    generation,
-                    ordinal,
-                } => {
-                    let Some(d) = stored.deployments.get(&deployment) else {
-                        continue;
-                    };
-                    Step::Create(Box::new(InstanceSpec {
-                        deployment,
-                        generation,
-                        ordinal,
-                        template: self
-                            .templates
-                            .get(&d.spec_hash)
-                            .cloned()
-                            .unwrap_or_default(),
-                        spec: d.spec.clone(),
-                        mounted_configs: d.mounted_configs.clone(),
-                    }))
-                }
-                Action::Start { runtime_id, .. } => Step::Start(runtime_id),
-                Action::Remove {
-                    runtime_id,
-                    stop_first,
-                    ..
-                } => Step::Remove {
-                    runtime_id,
-                    stop_first,
-                },
-            };
-            jobs.entry(deployment).or_default().push(step);
-        }
-        for (deployment, steps) in jobs {
-            let kind = stored.deployments.get(&deployment).map(|d| d.spec.runtime);
-            let runtime = match kind {
-                Some(kind) => self.runtimes.get(&kind).cloned(),
-                // An orphan: it can only have come from a listed runtime; find the one that has it.
-                None => self.runtimes.values().next().cloned(),
-            };
-            if let Some(runtime) = runtime {
-                self.executor.spawn(Job {
-                    deployment,
-                    runtime,
-                    steps,
-                });
-            }
-        }
-    }
-
-    fn sync_probes(&mut self, stored: &StoredState, observed: &Observed) {
-        let mut jobs = Vec::new();
-        for (kind, observation) in &observed.runtimes {
-            let (RuntimeObservation::Listed(instances), Some(runtime)) =
-                (observation, self.runtimes.get(kind))
-            else {
-                continue;
-            };
-            for instance in instances.iter().filter(|i| i.phase == Phase::Running) {
-                let Some(d) = stored.deployments.get(&instance.deployment) else {
-                    continue;
-                };
-                if d.status == DeploymentStatus::Deleted {
-                    continue;
-                }
-                for (index, check) in d.spec.health_checks.iter().enumerate() {
-                    jobs.push(ProbeJob {
-                        deployment: d.id.clone(),
-                        instance: instance.clone(),
-                        check_index: u32::try_from(index).unwrap_or(u32::MAX),
-                        check: check.clone(),
-                        runtime: runtime.clone(),
-                    });
-                }
-            }
-        }
         self.probes.sync(jobs);
+    }
+}
+
+/// One line per status change: the operator's view of what happened, never per tick.
+fn log_status_changes(persist: &[(DeploymentId, Outcome)]) {
+    for (id, outcome) in persist {
+        if let Some(change) = &outcome.status_change {
+            tracing::info!(
+                deployment = %id,
+                from = %change.from,
+                to = %change.to,
+                reason = change.reason,
+                "{id}: {} → {} ({})",
+                change.from,
+                change.to,
+                change.message
+            );
+        }
     }
 }
 
@@ -398,26 +323,6 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.executor.abort_all();
     }
-}
-
-/// The planner's targets: every stored deployment without work in flight.
-fn targets<'a>(
-    stored: &'a StoredState,
-    templates: &'a HashMap<SpecHash, String>,
-    busy: &std::collections::BTreeSet<DeploymentId>,
-) -> Vec<Target<'a>> {
-    stored
-        .deployments
-        .values()
-        .filter(|d| !busy.contains(&d.id))
-        .map(|d| Target {
-            id: &d.id,
-            spec: &d.spec,
-            generation: d.generation,
-            template: templates.get(&d.spec_hash).map_or("", String::as_str),
-            declared: d.in_revision,
-        })
-        .collect()
 }
 
 fn probe_result(report: &ProbeReport) -> (DeploymentId, ProbeResult) {

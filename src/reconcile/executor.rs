@@ -1,55 +1,41 @@
-//! Effectful: carries out a pass's actions on the runtimes. Each deployment's actions run in
-//! order (removes, then starts, then creates) in their own task, beside every other
-//! deployment's, under a concurrency bound and a per-call timeout — one slow runtime call never
-//! holds up the others. A deployment with work in flight is left out of the next passes until
-//! it finishes. Failures of create and start are recorded in the store for the planner to turn
-//! into a status; a failed removal is retried by the next pass, which still sees the instance.
+//! Effectful: carries out a pass's actions on the runtimes, exactly as planned. Each
+//! deployment's actions run in the order the planner listed them, in their own task, beside
+//! every other deployment's, under a concurrency bound and a per-call timeout — one slow
+//! runtime call never holds up the others. Every action names its runtime and carries what it
+//! needs (the instance to create, the drain and stop grace), so nothing here decides. A
+//! deployment with work in flight is left out of the next passes until it finishes. Failures of
+//! create and start are recorded in the store for the planner to turn into a status; a failed
+//! removal is retried by the next pass, which still sees the instance.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::Clock;
-use crate::model::desired::DeploymentId;
+use crate::model::desired::{DeploymentId, InstanceSpec};
+use crate::model::manifest::RuntimeKind;
 use crate::model::memory::Failure;
+use crate::model::plan::{Action, Stop};
 use crate::model::units::Duration;
-use crate::runtime::{InstanceSpec, Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::Store;
 
-/// One runtime call of a job.
-#[derive(Debug, Clone)]
-pub enum Step {
-    Create(Box<InstanceSpec>),
-    Start(String),
-    Remove {
-        runtime_id: String,
-        stop_first: bool,
-    },
-}
-
-/// The work of one deployment in one pass.
-pub struct Job {
-    pub deployment: DeploymentId,
-    pub runtime: Arc<dyn Runtime>,
-    pub steps: Vec<Step>,
-}
+/// The runtimes actions go to, by kind.
+pub type Runtimes = BTreeMap<RuntimeKind, Arc<dyn Runtime>>;
 
 /// Timeouts and bounds of runtime calls.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub call_timeout: Duration,
-    pub stop_grace: Duration,
-    /// How long a running instance keeps serving after the pass that marked it stopping was
-    /// persisted, so that clients following keel's instance list move away first.
-    pub drain: Duration,
     pub concurrency: usize,
 }
 
 #[derive(Clone)]
 pub struct Executor {
     store: Arc<Store>,
+    runtimes: Arc<Runtimes>,
     limits: Limits,
     permits: Arc<Semaphore>,
     in_flight: Arc<Mutex<BTreeSet<DeploymentId>>>,
@@ -59,10 +45,17 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// `done` is notified whenever a job finishes.
-    pub fn new(store: Arc<Store>, limits: Limits, done: Arc<Notify>, clock: Clock) -> Self {
+    /// `done` is notified whenever a deployment's actions finish.
+    pub fn new(
+        store: Arc<Store>,
+        runtimes: Arc<Runtimes>,
+        limits: Limits,
+        done: Arc<Notify>,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
+            runtimes,
             limits,
             permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             in_flight: Arc::default(),
@@ -72,7 +65,7 @@ impl Executor {
         }
     }
 
-    /// Deployments with a job still running.
+    /// Deployments with actions still running.
     pub fn busy(&self) -> BTreeSet<DeploymentId> {
         self.in_flight
             .lock()
@@ -80,22 +73,16 @@ impl Executor {
             .clone()
     }
 
-    /// Starts a job in the background.
-    pub fn spawn(&self, mut job: Job) {
-        job.steps.sort_by_key(|s| match s {
-            Step::Remove { .. } => 0,
-            Step::Start(_) => 1,
-            Step::Create(_) => 2,
-        });
+    /// Runs one deployment's actions, in order, in the background.
+    pub fn spawn(&self, deployment: DeploymentId, actions: Vec<Action>) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job.deployment.clone());
+            .insert(deployment.clone());
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let deployment = job.deployment.clone();
             if let Ok(_permit) = this.permits.clone().acquire_owned().await {
-                this.run(job).await;
+                this.run(&deployment, &actions).await;
             }
             this.in_flight
                 .lock()
@@ -121,28 +108,35 @@ impl Executor {
         }
     }
 
-    async fn run(&self, job: Job) {
-        let runtime = job.runtime.as_ref();
-        for step in &job.steps {
-            let result = match step {
-                Step::Remove {
-                    runtime_id,
-                    stop_first,
-                } => self.remove(runtime, runtime_id, *stop_first).await,
-                Step::Start(runtime_id) => self.call("start", runtime.start(runtime_id)).await,
-                Step::Create(spec) => self.create(runtime, spec).await,
+    async fn run(&self, deployment: &DeploymentId, actions: &[Action]) {
+        for action in actions {
+            let result = match self.runtimes.get(&action.runtime()) {
+                None => Err(RuntimeError::NotEnabled(action.runtime())),
+                Some(runtime) => self.act(runtime.as_ref(), action).await,
             };
-            match (result, step) {
-                (Ok(()), _) => {}
-                (Err(error), Step::Remove { runtime_id, .. }) => {
-                    tracing::warn!(deployment = %job.deployment, instance = %runtime_id, %error, "removing an instance failed; the next pass retries");
+            let Err(error) = result else {
+                continue;
+            };
+            match action {
+                Action::Remove { runtime_id, .. } => {
+                    tracing::warn!(deployment = %deployment, instance = %runtime_id, %error, "removing an instance failed; the next pass retries");
                 }
-                (Err(error), Step::Start(_) | Step::Create(_)) => {
-                    tracing::warn!(deployment = %job.deployment, %error, "runtime action failed");
-                    self.report(&job.deployment, &error).await;
+                Action::Start { .. } | Action::Create { .. } => {
+                    tracing::warn!(deployment = %deployment, %error, "runtime action failed");
+                    self.report(deployment, &error).await;
                     return;
                 }
             }
+        }
+    }
+
+    async fn act(&self, runtime: &dyn Runtime, action: &Action) -> Result<(), RuntimeError> {
+        match action {
+            Action::Create { instance, .. } => self.create(runtime, instance).await,
+            Action::Start { runtime_id, .. } => self.call("start", runtime.start(runtime_id)).await,
+            Action::Remove {
+                runtime_id, stop, ..
+            } => self.remove(runtime, runtime_id, *stop).await,
         }
     }
 
@@ -155,11 +149,11 @@ impl Executor {
         &self,
         runtime: &dyn Runtime,
         runtime_id: &str,
-        stop_first: bool,
+        stop: Option<Stop>,
     ) -> Result<(), RuntimeError> {
-        if stop_first {
-            tokio::time::sleep(self.limits.drain.to_std()).await;
-            self.call("stop", runtime.stop(runtime_id, self.limits.stop_grace))
+        if let Some(stop) = stop {
+            tokio::time::sleep(stop.drain.to_std()).await;
+            self.call("stop", runtime.stop(runtime_id, stop.grace))
                 .await?;
         }
         self.call("remove", runtime.remove(runtime_id)).await

@@ -49,6 +49,8 @@ pub struct World {
     pub held: std::collections::BTreeSet<DeploymentId>,
     /// Runtime ids of instances that existed at a previous template.
     pub old_template: String,
+    /// When set, a second runtime (Cloud Hypervisor) is enabled and lists these.
+    pub elsewhere: Option<Vec<ObservedInstance>>,
 }
 
 impl World {
@@ -83,6 +85,7 @@ impl World {
             boot: Boot::Healthy,
             held: std::collections::BTreeSet::new(),
             old_template: "previous-template".to_owned(),
+            elsewhere: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl World {
 
     fn push(&mut self, generation: u64, ordinal: u32, phase: Phase, template: String) {
         self.instances.push(ObservedInstance {
+            runtime: RuntimeKind::Docker,
             runtime_id: Self::runtime_id(generation, ordinal),
             deployment: self.id.clone(),
             generation,
@@ -212,9 +216,11 @@ impl World {
     }
 
     pub fn plan(&self) -> Plan {
+        let no_configs = BTreeMap::new();
         let targets = [Target {
             id: &self.id,
             spec: &self.spec,
+            mounted_configs: &no_configs,
             generation: self.generation,
             template: &self.template,
             declared: self.declared,
@@ -223,8 +229,13 @@ impl World {
             .runtime
             .clone()
             .unwrap_or_else(|| RuntimeObservation::Listed(self.instances.clone()));
+        let mut runtimes = BTreeMap::from([(RuntimeKind::Docker, observation)]);
+        if let Some(elsewhere) = &self.elsewhere {
+            let listed = RuntimeObservation::Listed(elsewhere.clone());
+            runtimes.insert(RuntimeKind::CloudHypervisor, listed);
+        }
         let observed = Observed {
-            runtimes: BTreeMap::from([(RuntimeKind::Docker, observation)]),
+            runtimes,
             checks: self.checks.clone(),
         };
         let memory = BTreeMap::from([(self.id.clone(), self.memory.clone())]);
@@ -262,14 +273,11 @@ impl World {
 
     fn apply(&mut self, action: &Action) {
         match action {
-            Action::Create {
-                generation,
-                ordinal,
-                ..
-            } => {
+            Action::Create { instance, .. } => {
+                let (generation, ordinal) = (instance.generation, instance.ordinal);
                 let template = self.template.clone();
-                self.push(*generation, *ordinal, Phase::Running, template);
-                let id = Self::runtime_id(*generation, *ordinal);
+                self.push(generation, ordinal, Phase::Running, template);
+                let id = Self::runtime_id(generation, ordinal);
                 if self.boot == Boot::Healthy {
                     for check in 0..self.spec.health_checks.len() {
                         let state = CheckState {
@@ -317,7 +325,7 @@ impl ActionsExt for [Action] {
     fn creates(&self) -> Vec<u32> {
         self.iter()
             .filter_map(|a| match a {
-                Action::Create { ordinal, .. } => Some(*ordinal),
+                Action::Create { instance, .. } => Some(instance.ordinal),
                 Action::Start { .. } | Action::Remove { .. } => None,
             })
             .collect()
@@ -327,10 +335,8 @@ impl ActionsExt for [Action] {
         self.iter()
             .filter_map(|a| match a {
                 Action::Remove {
-                    runtime_id,
-                    stop_first,
-                    ..
-                } => Some((runtime_id.clone(), *stop_first)),
+                    runtime_id, stop, ..
+                } => Some((runtime_id.clone(), stop.is_some())),
                 Action::Create { .. } | Action::Start { .. } => None,
             })
             .collect()

@@ -15,18 +15,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
-use crate::model::desired::DeploymentId;
+use crate::model::desired::{DeploymentId, InstanceSpec};
 use crate::model::event::{EventKind, NotificationKind};
-use crate::model::manifest::{DeploymentDecl, OnFailure, RuntimeKind, WorkloadKind};
+use crate::model::manifest::{ConfigData, DeploymentDecl, OnFailure, RuntimeKind, WorkloadKind};
 use crate::model::memory::{InstanceMemory, Memory, Retry};
 use crate::model::observed::{CheckState, ObservedInstance, Phase, RuntimeObservation};
-use crate::model::status::{DeploymentStatus, Health, InstanceState, StatusClass};
+pub use crate::model::plan::{
+    Action, InstanceView, Outcome, Plan, PlannedEvent, StatusChange, Stop, WaitingOn,
+};
+use crate::model::status::{DeploymentStatus, InstanceState, StatusClass};
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 
-use super::{backoff, readiness, views};
+use crate::model::backoff;
+
+use super::{readiness, views};
 
 /// The knobs of the lifecycle rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// How long a deployment may stay `creating`, or a rolling update may take.
     pub rollout_deadline: Duration,
+    /// How long a running instance keeps serving after it is marked stopping (see `Stop`).
+    pub drain: Duration,
+    /// How long a graceful stop may take before the runtime kills the instance.
+    pub stop_grace: Duration,
 }
 
 impl Default for Policy {
@@ -46,6 +53,8 @@ impl Default for Policy {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             rollout_deadline: Duration::from_secs(600),
+            drain: Duration::from_secs(2),
+            stop_grace: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +64,8 @@ impl Default for Policy {
 pub struct Target<'a> {
     pub id: &'a DeploymentId,
     pub spec: &'a DeploymentDecl,
+    /// The content of the configs its `type: config` volumes mount.
+    pub mounted_configs: &'a BTreeMap<String, ConfigData>,
     pub generation: u64,
     /// `model::desired::template_hash` of the spec: instances with another template are old.
     pub template: &'a str,
@@ -82,100 +93,6 @@ pub struct PlanInput<'a> {
     /// Deployments left alone this pass (their previous actions are still running): no
     /// decision, and their instances are theirs, not orphans.
     pub held: &'a BTreeSet<DeploymentId>,
-}
-
-/// A runtime action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Create and start instance `ordinal` of `generation`.
-    Create {
-        deployment: DeploymentId,
-        generation: u64,
-        ordinal: u32,
-    },
-    /// Start an instance that exists but does not run.
-    Start {
-        deployment: DeploymentId,
-        runtime_id: String,
-    },
-    /// Remove an instance, stopping it gracefully first when it still runs.
-    Remove {
-        deployment: DeploymentId,
-        runtime_id: String,
-        stop_first: bool,
-    },
-}
-
-impl Action {
-    pub fn deployment(&self) -> &DeploymentId {
-        match self {
-            Action::Create { deployment, .. }
-            | Action::Start { deployment, .. }
-            | Action::Remove { deployment, .. } => deployment,
-        }
-    }
-}
-
-/// What a deployment is waiting for, as data (shown by the API).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WaitingOn {
-    /// An instance's readiness check has not been green long enough.
-    Readiness {
-        instance: String,
-        check: u32,
-        green_for: Duration,
-        needed: Duration,
-    },
-    /// Instances are being created or started.
-    Instances { running: u32, desired: u32 },
-    /// Retry backoff after a failure.
-    Backoff { until: Timestamp },
-    /// The runtime could not be listed (or is not enabled here).
-    RuntimeUnavailable { reason: String },
-    /// A rolling update is replacing the previous generation.
-    Rollout { ready: u32, total: u32 },
-}
-
-/// An event the executor records (and maybe notifies).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub kind: EventKind,
-    pub message: String,
-    pub notify: Option<NotificationKind>,
-}
-
-/// The status the deployment moves to, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
-    pub from: DeploymentStatus,
-    pub to: DeploymentStatus,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// One instance as the API shows it (and the store records it).
-pub type InstanceView = crate::model::stored::StoredInstance;
-
-/// Everything decided about one deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub memory: Memory,
-    pub status_change: Option<StatusChange>,
-    pub events: Vec<PlannedEvent>,
-    pub health: Option<Health>,
-    pub ready: u32,
-    pub desired: u32,
-    pub waiting_on: Option<WaitingOn>,
-    pub instances: Vec<InstanceView>,
-}
-
-/// The result of a pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    pub outcomes: BTreeMap<DeploymentId, Outcome>,
 }
 
 /// Decides one pass.
@@ -208,14 +125,26 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             continue;
         }
         for instance in instances {
-            result.actions.push(Action::Remove {
-                deployment: deployment.clone(),
-                runtime_id: instance.runtime_id.clone(),
-                stop_first: !matches!(instance.phase, Phase::Exited { .. }),
-            });
+            let running = !matches!(instance.phase, Phase::Exited { .. });
+            result
+                .actions
+                .push(removal(instance, running, input.policy));
         }
     }
     result
+}
+
+/// Removes `instance` from the runtime that listed it, stopping it first when `stop_first`.
+fn removal(instance: &ObservedInstance, stop_first: bool, policy: &Policy) -> Action {
+    Action::Remove {
+        runtime: instance.runtime,
+        deployment: instance.deployment.clone(),
+        runtime_id: instance.runtime_id.clone(),
+        stop: stop_first.then_some(Stop {
+            drain: policy.drain,
+            grace: policy.stop_grace,
+        }),
+    }
 }
 
 fn plan_deployment<'a>(
@@ -489,11 +418,8 @@ impl<'a> Pass<'a> {
             return;
         }
         self.instance_mem(&instance.runtime_id).stopping = true;
-        self.actions.push(Action::Remove {
-            deployment: self.target.id.clone(),
-            runtime_id: instance.runtime_id.clone(),
-            stop_first,
-        });
+        self.actions
+            .push(removal(instance, stop_first, self.policy));
     }
 
     fn live(&self) -> Vec<&'a ObservedInstance> {
@@ -576,6 +502,7 @@ impl<'a> Pass<'a> {
         if self.in_backoff().is_none() {
             for instance in current.iter().filter(|i| i.phase == Phase::Created) {
                 self.actions.push(Action::Start {
+                    runtime: instance.runtime,
                     deployment: self.target.id.clone(),
                     runtime_id: instance.runtime_id.clone(),
                 });
@@ -661,9 +588,15 @@ impl<'a> Pass<'a> {
             .collect();
         for ordinal in ordinals {
             self.actions.push(Action::Create {
-                deployment: self.target.id.clone(),
-                generation: self.target.generation,
-                ordinal,
+                runtime: self.spec().runtime,
+                instance: Box::new(InstanceSpec {
+                    deployment: self.target.id.clone(),
+                    generation: self.target.generation,
+                    ordinal,
+                    template: self.target.template.to_owned(),
+                    spec: self.spec().clone(),
+                    mounted_configs: self.target.mounted_configs.clone(),
+                }),
             });
         }
     }
@@ -817,14 +750,16 @@ impl<'a> Pass<'a> {
                     continue;
                 }
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
-                let failures = self
+                let state = self
                     .checks
                     .get(&(instance.runtime_id.clone(), index))
-                    .map_or(0, |s| s.consecutive_failures);
+                    .cloned()
+                    .unwrap_or_default();
+                let failures = state.consecutive_failures;
                 let m = self.instance_mem(&instance.runtime_id);
                 if failures == 0 {
                     m.fired.remove(&index);
-                } else if failures >= check.threshold && m.fired.insert(index) {
+                } else if readiness::failing(&state, check) && m.fired.insert(index) {
                     self.fire(instance, index, check.on_failure, failures);
                 }
             }
@@ -1034,6 +969,8 @@ impl<'a> Pass<'a> {
             waiting_on: self.waiting_on,
             instances: views,
         };
+        // The order to run them in; stable, so the rules' own order holds within a kind.
+        self.actions.sort_by_key(Action::order);
         (self.actions, outcome)
     }
 

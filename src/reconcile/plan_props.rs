@@ -89,7 +89,7 @@ proptest! {
             let (actions, out) = w.pass();
             let failing_rollout = out.memory.status == S::Failed;
             for action in &actions {
-                if let Action::Remove { runtime_id, stop_first: true, .. } = action {
+                if let Action::Remove { runtime_id, stop: Some(_), .. } = action {
                     let old = w.instances.iter().any(|i| i.runtime_id == *runtime_id && i.generation < w.generation);
                     if old && is_ready(&w, runtime_id) && !failing_rollout {
                         prop_assert!(ready_new > 0, "stopped serving {runtime_id} with no new instance ready");

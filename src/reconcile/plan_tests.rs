@@ -1028,9 +1028,13 @@ fn instances_of_unknown_deployments_are_removed() {
     assert_eq!(
         plan.actions,
         [Action::Remove {
+            runtime: crate::model::manifest::RuntimeKind::Docker,
             deployment: crate::model::desired::DeploymentId::new("demo", "ghost"),
             runtime_id: "ghost-1-0".into(),
-            stop_first: true
+            stop: Some(super::plan::Stop {
+                drain: w.policy.drain,
+                grace: w.policy.stop_grace
+            })
         }]
     );
 }
@@ -1059,4 +1063,80 @@ fn instances_survive_a_restart_of_the_agent_by_adoption() {
     let (actions, out) = w.pass();
     assert!(actions.is_empty());
     assert_eq!(out.memory.status, S::Running);
+}
+
+#[test]
+fn an_orphan_is_removed_by_the_runtime_that_listed_it() {
+    use crate::model::manifest::RuntimeKind;
+    let mut w = World::worker(json!({}))
+        .status(S::Running)
+        .instance(0, RUNNING);
+    let mut stray = w.instances[0].clone();
+    stray.runtime = RuntimeKind::CloudHypervisor;
+    stray.deployment = crate::model::desired::DeploymentId::new("demo", "ghost");
+    stray.runtime_id = "vm-ghost-1-0".into();
+    w.elsewhere = Some(vec![stray]);
+    let removes: Vec<(RuntimeKind, String)> = w
+        .plan()
+        .actions
+        .iter()
+        .map(|a| (a.runtime(), a.deployment().name.clone()))
+        .collect();
+    assert_eq!(
+        removes,
+        [(RuntimeKind::CloudHypervisor, "ghost".to_owned())]
+    );
+}
+
+#[test]
+fn a_deployment_moved_to_another_runtime_is_replaced_across_runtimes() {
+    use crate::model::manifest::RuntimeKind;
+    // Generation 1 ran on Docker; generation 2 asks for Cloud Hypervisor.
+    let w = World::worker(json!({})).status(S::Running);
+    let mut w = w.new_spec(json!({
+        "runtime": "cloud-hypervisor", "image": null, "vm": {"kernel": "/k", "initramfs": "/i"}
+    }));
+    w = w.old_instance(1, 0, RUNNING);
+    w.elsewhere = Some(Vec::new());
+    let actions = w.plan().actions;
+    let planned: Vec<(RuntimeKind, &str)> = actions
+        .iter()
+        .map(|a| match a {
+            Action::Create { .. } => (a.runtime(), "create"),
+            Action::Start { .. } => (a.runtime(), "start"),
+            Action::Remove { .. } => (a.runtime(), "remove"),
+        })
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            (RuntimeKind::Docker, "remove"),
+            (RuntimeKind::CloudHypervisor, "create")
+        ],
+        "the old instance leaves the runtime it runs on, the new one is created on the new"
+    );
+}
+
+#[test]
+fn a_pass_lists_removes_then_starts_then_creates() {
+    // A surge rollout step creates the new instance and removes an unready old one in the
+    // same pass: the remove comes first, whatever order the rules found them in.
+    let w = World::worker(json!({"replicas": 2, "health_checks": [
+        {"type": "tcp", "port": 80, "readiness": true}
+    ]}))
+    .status(S::Running);
+    let w = w
+        .new_spec(json!({"image": "busybox:1.37"}))
+        .old_instance(1, 0, RUNNING)
+        .old_instance(1, 1, Phase::Created)
+        .green("web-1-0", 0, -60);
+    let actions = w.plan().actions;
+    let order: Vec<u8> = actions.iter().map(Action::order).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "{actions:?}");
+    assert!(
+        !actions.creates().is_empty() && !actions.removes().is_empty(),
+        "{actions:?}"
+    );
 }

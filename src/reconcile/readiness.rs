@@ -38,6 +38,19 @@ pub fn record(
     }
 }
 
+/// Whether a check is failing: `threshold` failures in a row (the point where a liveness check
+/// fires its `on_failure`).
+pub fn failing(state: &CheckState, check: &HealthCheck) -> bool {
+    state.consecutive_failures >= check.threshold
+}
+
+/// Whether folding one result turned a check green, or not green, or failing, or not failing:
+/// the changes a decision can depend on (the rest only wait for time to pass).
+pub fn flipped(before: &CheckState, after: &CheckState, check: &HealthCheck) -> bool {
+    before.green_since.is_some() != after.green_since.is_some()
+        || failing(before, check) != failing(after, check)
+}
+
 /// How long every readiness check must have been green: the longest `min_healthy_time`.
 pub fn needed(checks: &[HealthCheck]) -> Duration {
     checks
@@ -97,6 +110,49 @@ fn millis(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_flips_a_check_when_it_turns_green_ungreen_failing_or_not_failing() {
+        let mut c = check(None);
+        c.threshold = 2;
+        let state = |failures: u32, green: bool| CheckState {
+            consecutive_failures: failures,
+            green_since: green.then_some(t(1)),
+            last_message: None,
+        };
+        let cases = [
+            ("unknown_to_green", state(0, false), state(0, true), true),
+            ("green_stays_green", state(0, true), state(0, true), false),
+            (
+                "green_to_one_failure",
+                state(0, true),
+                state(1, false),
+                true,
+            ),
+            (
+                "one_failure_to_two_reaches_threshold",
+                state(1, false),
+                state(2, false),
+                true,
+            ),
+            (
+                "failing_stays_failing",
+                state(2, false),
+                state(3, false),
+                false,
+            ),
+            (
+                "below_threshold_stays_below",
+                state(0, false),
+                state(1, false),
+                false,
+            ),
+            ("failing_to_green", state(3, false), state(0, true), true),
+        ];
+        for (name, before, after, flipped_expected) in cases {
+            assert_eq!(flipped(&before, &after, &c), flipped_expected, "{name}");
+        }
+    }
 
     fn check(start_period: Option<u64>) -> HealthCheck {
         serde_json::from_value(serde_json::json!({

@@ -255,6 +255,7 @@ impl Runtime for FakeRuntime {
                 .instances
                 .iter()
                 .map(|(id, i)| ObservedInstance {
+                    runtime: self.kind,
                     runtime_id: id.clone(),
                     deployment: i.spec.deployment.clone(),
                     generation: i.spec.generation,

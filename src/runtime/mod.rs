@@ -10,44 +10,20 @@ pub mod docker;
 pub mod fake;
 pub mod labels;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
 use tokio::sync::broadcast;
 
-use crate::model::desired::DeploymentId;
-use crate::model::manifest::{ConfigData, DeploymentDecl, RuntimeKind};
+pub use crate::model::desired::InstanceSpec;
+use crate::model::manifest::RuntimeKind;
 use crate::model::observed::ObservedInstance;
 use crate::model::status::DeploymentStatus;
 use crate::model::units::Duration;
 
 /// A boxed future of a runtime call.
 pub type RuntimeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RuntimeError>> + Send + 'a>>;
-
-/// Everything an adapter needs to create one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceSpec {
-    pub deployment: DeploymentId,
-    pub generation: u64,
-    pub ordinal: u32,
-    /// The template hash, put on the instance as a label.
-    pub template: String,
-    pub spec: DeploymentDecl,
-    /// The content of the configs its `type: config` volumes mount, by config name.
-    pub mounted_configs: BTreeMap<String, ConfigData>,
-}
-
-impl InstanceSpec {
-    /// `keel-<namespace>-<name>-<generation>-<ordinal>`: unique per live instance.
-    pub fn name(&self) -> String {
-        format!(
-            "keel-{}-{}-{}-{}",
-            self.deployment.namespace, self.deployment.name, self.generation, self.ordinal
-        )
-    }
-}
 
 /// The result of a command run inside an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +123,10 @@ impl RuntimeError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::model::desired::DeploymentId;
     use DeploymentStatus as S;
 
     #[test]

@@ -221,44 +221,66 @@ pub fn content_id(entries: &[SnapshotEntry]) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Sends a snapshot now and after every change below `root` (debounced by `quiet`), skipping
-/// changes that leave the selected content as it was. Ends when the receiver is dropped.
-pub async fn watch(
-    root: PathBuf,
-    limits: SizeLimits,
-    source: String,
-    quiet: std::time::Duration,
-    snapshots: tokio::sync::mpsc::Sender<Result<super::Snapshot, SourceError>>,
-) -> Result<(), SourceError> {
-    use notify::Watcher;
-    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = changed.send(());
-    })
-    .map_err(|source| SourceError::Watch {
-        path: root.display().to_string(),
-        source,
-    })?;
-    watcher
-        .watch(&root, notify::RecursiveMode::Recursive)
-        .map_err(|source| SourceError::Watch {
-            path: root.display().to_string(),
+/// A watched directory.
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    pub root: PathBuf,
+    pub limits: SizeLimits,
+    /// The source's name in revisions.
+    pub label: String,
+    /// How long the tree must stay quiet after a change before it is read.
+    pub quiet: std::time::Duration,
+}
+
+impl DirSource {
+    /// Sends a snapshot now and after every change below `root` (debounced by `quiet`),
+    /// skipping changes that leave the selected content as it was. Ends on `shutdown` or when
+    /// the receiver is dropped; a watch that cannot be set up is reported as `Failed`.
+    pub async fn run(self, tx: super::Events, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        tokio::select! {
+            result = self.watch(&tx) => {
+                if let Err(error) = result {
+                    let _ = tx.send(super::SourceEvent::Failed(error)).await;
+                }
+            }
+            _ = super::stopped(&mut shutdown) => {}
+        }
+    }
+
+    async fn watch(&self, tx: &super::Events) -> Result<(), SourceError> {
+        use notify::Watcher;
+        let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let watch_error = |source| SourceError::Watch {
+            path: self.root.display().to_string(),
             source,
-        })?;
-    let mut last = None;
-    loop {
-        let snap = snapshot(&root, limits, &source);
-        let id = snap.as_ref().ok().map(|s| s.revision.id.clone());
-        if id.is_none() || id != last {
-            last = id;
-            if snapshots.send(snap).await.is_err() {
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                let _ = changed.send(());
+            })
+            .map_err(watch_error)?;
+        watcher
+            .watch(&self.root, notify::RecursiveMode::Recursive)
+            .map_err(watch_error)?;
+        let mut last = None;
+        loop {
+            let snap = snapshot(&self.root, self.limits, &self.label);
+            let id = snap.as_ref().ok().map(|s| s.revision.id.clone());
+            if id.is_none() || id != last {
+                last = id;
+                let event = match snap {
+                    Ok(snapshot) => super::SourceEvent::Snapshot(snapshot),
+                    Err(error) => super::SourceEvent::Failed(error),
+                };
+                if tx.send(event).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // Wait for a change, then for `quiet` without one.
+            if changes.recv().await.is_none() {
                 return Ok(());
             }
+            while let Ok(Some(())) = tokio::time::timeout(self.quiet, changes.recv()).await {}
         }
-        // Wait for a change, then for `quiet` without one.
-        if changes.recv().await.is_none() {
-            return Ok(());
-        }
-        while let Ok(Some(())) = tokio::time::timeout(quiet, changes.recv()).await {}
     }
 }

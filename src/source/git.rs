@@ -1,4 +1,4 @@
-//! The Git source (git2; callers run it on a blocking thread). Keeps a bare clone in the
+//! The Git source (git2: `poll` blocks; `run` drives it on a blocking thread). Keeps a bare clone in the
 //! agent's state directory and follows a branch (default: the remote's HEAD), a tag, or a
 //! pinned commit, optionally below a sub-path. Each poll first asks the remote where the ref
 //! points (cheap: no objects move) and fetches only when it moved; force-pushes are followed.
@@ -7,10 +7,12 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use git2::{
     Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks, Repository, TreeWalkMode,
 };
+use tokio::sync::Notify;
 
 use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
 use crate::model::stored::NewRevision;
@@ -65,6 +67,8 @@ pub struct GitSource {
     last: Option<Oid>,
     /// How many fetches ran (the cheap check is not one).
     pub fetches: u64,
+    every: crate::model::units::Duration,
+    check_now: Arc<Notify>,
 }
 
 fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> SourceError {
@@ -88,7 +92,60 @@ impl GitSource {
             repo,
             last: None,
             fetches: 0,
+            every: crate::model::units::Duration::from_secs(60),
+            check_now: Arc::new(Notify::new()),
         })
+    }
+
+    /// Checks the remote every `every`, and at once whenever `check_now` is notified (a push
+    /// receiver does that).
+    pub fn polling(self, every: crate::model::units::Duration, check_now: Arc<Notify>) -> Self {
+        Self {
+            every,
+            check_now,
+            ..self
+        }
+    }
+
+    /// Polls until `shutdown`: a snapshot when the followed ref moved, `Unchanged` when it did
+    /// not, `Failed` (then retries with backoff from 1 s up to the poll interval) when the
+    /// remote cannot be read.
+    pub async fn run(self, tx: super::Events, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (every, check_now) = (self.every, self.check_now.clone());
+        let mut source = self;
+        let mut failures = 0u32;
+        loop {
+            let polled = tokio::task::spawn_blocking(move || {
+                let result = source.poll();
+                (source, result)
+            })
+            .await;
+            let Ok((returned, result)) = polled else {
+                return;
+            };
+            source = returned;
+            let (event, wait) = match result {
+                Ok(Some(snapshot)) => (super::SourceEvent::Snapshot(snapshot), every),
+                Ok(None) => (super::SourceEvent::Unchanged, every),
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let base = crate::model::units::Duration::from_secs(1);
+                    let wait = crate::model::backoff::delay(failures, base, every);
+                    (super::SourceEvent::Failed(error), wait)
+                }
+            };
+            if !matches!(event, super::SourceEvent::Failed(_)) {
+                failures = 0;
+            }
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait.to_std()) => {}
+                _ = check_now.notified() => {}
+                _ = super::stopped(&mut shutdown) => return,
+            }
+        }
     }
 
     /// The source's name in revisions: the URL and what is followed.

@@ -1,6 +1,11 @@
 //! Sources turn "what the repository holds now" into snapshots: which files make up a revision,
 //! their bytes, and the revision's identity (commit SHA, or a content hash for a directory).
 //! They never parse YAML (that is `manifest`'s job) and decide nothing about deployments.
+//!
+//! Every source has one shape: `run(self, tx, shutdown)` sends `SourceEvent`s until `shutdown`
+//! turns true or the receiver goes away (`ingest` is that receiver). How a source notices a
+//! change — inotify for a directory, a cheap remote-ref check with backoff on failure for Git —
+//! stays inside it.
 
 pub mod dir;
 pub mod git;
@@ -14,6 +19,29 @@ use crate::model::stored::NewRevision;
 pub struct Snapshot {
     pub revision: NewRevision,
     pub entries: Vec<SnapshotEntry>,
+}
+
+/// What a source reports.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A revision whose content differs from the previous one.
+    Snapshot(Snapshot),
+    /// The source was checked and holds the revision already sent.
+    Unchanged,
+    /// The source could not be read; the last good revision keeps running.
+    Failed(SourceError),
+}
+
+/// Where a source sends its events.
+pub type Events = tokio::sync::mpsc::Sender<SourceEvent>;
+
+/// Resolves when `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Why a source could not produce a snapshot at all (as opposed to refusing single files,

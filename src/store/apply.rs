@@ -1,6 +1,8 @@
 //! Applying a revision to the store, inside the caller's transaction: record the revision,
-//! supersede the ones still open, and write each planned change with its event and outbox row.
-//! The writer commits; a crash before the commit leaves the database exactly as it was.
+//! supersede the ones still open, and write each planned change (the caller's diff, see
+//! `reconcile::diff`) with its event and outbox row. What a change does to a deployment's memory
+//! is the model's rule (`Memory::new_generation`); this file only persists it. The writer
+//! commits; a crash before the commit leaves the database exactly as it was.
 //!
 //! Invariants: `unchanged` deployments are not touched (no generation bump, no event, no
 //! outbox row); applying the revision that is already the latest, with nothing to change, writes
@@ -11,13 +13,13 @@ use rusqlite::Connection;
 
 use crate::model::desired::{DesiredDeployment, DesiredState};
 use crate::model::diagnostic::Diagnostic;
+use crate::model::diff::{Action, Plan, PlanItem};
 use crate::model::event::{Event, EventKind, NotificationKind, RevisionChanged, StatusChanged};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{NewRevision, RevisionRecord, StoredDeployment};
 use crate::model::time::Timestamp;
-use crate::reconcile::diff::{diff, Action, Plan, PlanItem};
 
-use super::{deployments, events, outbox, revisions, StoreError};
+use super::{deployments, events, memory, outbox, revisions, StoreError};
 
 /// What applying a revision did.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +35,9 @@ pub fn apply_revision(
     tx: &Connection,
     rev: &NewRevision,
     desired: &DesiredState,
+    plan: Plan,
     now: Timestamp,
 ) -> Result<Applied, StoreError> {
-    let stored = deployments::load_all(tx)?;
-    let plan = diff(desired, &stored);
     if let Some(latest) = revisions::latest(tx)? {
         let same = latest.source == rev.source && latest.id == rev.id;
         if same && latest.state != RevisionState::Invalid && !plan.has_changes() {
@@ -51,9 +52,12 @@ pub fn apply_revision(
     let revision = revisions::insert(tx, rev, RevisionState::Applying, &[], now)?;
     notify_revision(tx, &revision, None, now)?;
     for item in &plan.items {
+        if item.action == Action::Unchanged {
+            continue;
+        }
         let want = desired.deployments.get(&item.id);
-        let have = stored.deployments.get(&item.id);
-        apply_item(tx, item, want, have, &rev.id, now)?;
+        let have = deployments::get(tx, &item.id)?;
+        apply_item(tx, item, want, have.as_ref(), &rev.id, now)?;
     }
     Ok(Applied {
         revision,
@@ -115,7 +119,7 @@ fn apply_item(
                 .message(format!("created from revision {revision}"))
         }
         (Action::Create, Some(want), Some(have)) => {
-            deployments::replace_spec(tx, &have.uuid, want, revision, now)?;
+            new_generation(tx, have, want, revision, now)?;
             Change::new(
                 have.uuid.clone(),
                 Some(have.status),
@@ -125,7 +129,7 @@ fn apply_item(
             .message(format!("declared again in revision {revision}"))
         }
         (Action::Update { changed }, Some(want), Some(have)) => {
-            deployments::replace_spec(tx, &have.uuid, want, revision, now)?;
+            new_generation(tx, have, want, revision, now)?;
             Change::new(
                 have.uuid.clone(),
                 Some(have.status),
@@ -159,6 +163,22 @@ fn apply_item(
         }
     };
     record_change(tx, item, change, revision, now)
+}
+
+/// Stores `want` as the next generation of `have`, with the memory the model gives a new spec.
+fn new_generation(
+    tx: &Connection,
+    have: &StoredDeployment,
+    want: &DesiredDeployment,
+    revision: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let memory = memory::load_one(tx, &have.uuid)?.ok_or(StoreError::UnknownDeployment {
+        id: have.id.to_string(),
+    })?;
+    let next = memory.new_generation(now);
+    let generation = have.generation.saturating_add(1);
+    deployments::replace_spec(tx, &have.uuid, want, generation, &next, revision, now)
 }
 
 /// Moves a deployment's status, with its event and notification, unless it already has it.

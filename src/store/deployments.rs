@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::model::desired::{DeploymentId, DesiredDeployment, SpecHash};
+use crate::model::desired::{template_hash, DeploymentId, DesiredDeployment, SpecHash};
 use crate::model::manifest::{ConfigData, DeploymentDecl};
+use crate::model::memory::Memory;
 use crate::model::status::DeploymentStatus;
 use crate::model::stored::{StoredDeployment, StoredState};
 use crate::model::time::Timestamp;
@@ -14,7 +15,8 @@ use crate::model::time::Timestamp;
 use super::{parse_column, parse_json, StoreError};
 
 const COLUMNS: &str = "uuid, namespace, name, spec, spec_hash, generation, status, status_since, \
-                                              restart_count, revision, in_revision, created_at, updated_at, health, ready, desired, waiting_on";
+                                              restart_count, revision, in_revision, created_at, updated_at, health, ready, desired, waiting_on, \
+                                              template_hash, live";
 
 /// The canonical document as stored (see `model::desired::canonical_json`).
 #[derive(serde::Deserialize)]
@@ -42,6 +44,8 @@ struct RawDeployment {
     ready: u32,
     desired: u32,
     waiting_on: Option<String>,
+    template_hash: String,
+    live: u32,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
@@ -63,6 +67,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
         ready: row.get(14)?,
         desired: row.get(15)?,
         waiting_on: row.get(16)?,
+        template_hash: row.get(17)?,
+        live: row.get(18)?,
     })
 }
 
@@ -75,6 +81,7 @@ impl RawDeployment {
             spec: canonical.spec,
             mounted_configs: canonical.mounted_configs,
             spec_hash: SpecHash::from_hex(self.spec_hash),
+            template: self.template_hash,
             generation: u64::try_from(self.generation).unwrap_or(0),
             status: parse_column("deployments.status", self.status)?,
             status_since: Timestamp(self.status_since),
@@ -89,6 +96,7 @@ impl RawDeployment {
                 .transpose()?,
             ready: self.ready,
             desired: self.desired,
+            live: self.live,
             waiting_on: self
                 .waiting_on
                 .map(|w| parse_json("deployments.waiting_on", w))
@@ -119,7 +127,7 @@ pub fn get(conn: &Connection, id: &DeploymentId) -> Result<Option<StoredDeployme
         .transpose()
 }
 
-/// Inserts a new deployment at generation 1, `pending`.
+/// Inserts a new deployment at generation 1, `pending`, with its template hash.
 pub fn insert(
     conn: &Connection,
     want: &DesiredDeployment,
@@ -129,8 +137,9 @@ pub fn insert(
     let uuid = uuid::Uuid::new_v4().to_string();
     conn.execute(
         "INSERT INTO deployments (uuid, namespace, name, kind, runtime, spec, spec_hash, generation,
-                                  status, status_since, restart_count, revision, in_revision, created_at, updated_at, generation_since)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8, ?8)",
+                                  status, status_since, restart_count, revision, in_revision, created_at, updated_at, generation_since,
+                                  template_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8, ?8, ?10)",
         params![
             uuid,
             want.id.namespace,
@@ -141,24 +150,29 @@ pub fn insert(
             want.spec_hash.as_str(),
             now.0,
             revision,
+            template_hash(&want.spec, &want.mounted_configs),
         ],
     )?;
     get(conn, &want.id)?.ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
 }
 
-/// Stores a new spec: the next generation, `pending`, restart counter reset.
+/// Stores a new spec at `generation`, with the memory the model decided for it
+/// (`Memory::new_generation`): the store only persists the rule, it does not write it.
+#[allow(clippy::too_many_arguments)]
 pub fn replace_spec(
     conn: &Connection,
     uuid: &str,
     want: &DesiredDeployment,
+    generation: u64,
+    memory: &Memory,
     revision: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE deployments SET kind = ?2, runtime = ?3, spec = ?4, spec_hash = ?5, generation = generation + 1,
-                status = 'pending', status_since = CASE WHEN status = 'pending' THEN status_since ELSE ?6 END,
-                restart_count = 0, revision = ?7, in_revision = 1, updated_at = ?6,
-                generation_since = ?6, retry = NULL, last_failure = NULL
+        "UPDATE deployments SET kind = ?2, runtime = ?3, spec = ?4, spec_hash = ?5, template_hash = ?6,
+                generation = ?7, revision = ?8, in_revision = 1, updated_at = ?9,
+                status = ?10, status_since = ?11, restart_count = ?12, generation_since = ?13,
+                retry = ?14, last_failure = ?15
          WHERE uuid = ?1",
         params![
             uuid,
@@ -166,8 +180,16 @@ pub fn replace_spec(
             want.spec.runtime.as_str(),
             want.canonical().to_string(),
             want.spec_hash.as_str(),
-            now.0,
+            template_hash(&want.spec, &want.mounted_configs),
+            i64::try_from(generation).unwrap_or(i64::MAX),
             revision,
+            now.0,
+            memory.status.as_str(),
+            memory.status_since.0,
+            memory.restart_count,
+            memory.generation_since.0,
+            memory.retry.as_ref().map(super::to_json).transpose()?,
+            memory.last_failure.as_ref().map(super::to_json).transpose()?,
         ],
     )?;
     Ok(())

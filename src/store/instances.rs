@@ -126,24 +126,6 @@ pub fn record_restart_history(
     Ok(())
 }
 
-/// Records one unexpected death of deployment `uuid` outside a reconcile pass (history and
-/// counter); returns the new count.
-pub fn record_restart(
-    conn: &Connection,
-    uuid: &str,
-    generation: u64,
-    reason: &str,
-    now: Timestamp,
-) -> Result<u32, StoreError> {
-    record_restart_history(conn, uuid, generation, reason, now)?;
-    let count: u32 = conn.query_row(
-        "UPDATE deployments SET restart_count = restart_count + 1, updated_at = ?2 WHERE uuid = ?1 RETURNING restart_count",
-        params![uuid, now.0],
-        |row| row.get(0),
-    )?;
-    Ok(count)
-}
-
 /// The restart history of deployment `uuid`, newest first: (time, generation, reason).
 pub fn restarts(
     conn: &Connection,

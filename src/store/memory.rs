@@ -9,18 +9,32 @@ use rusqlite::{params, Connection};
 
 use crate::model::desired::DeploymentId;
 use crate::model::memory::{Failure, InstanceMemory, Memory, Retry};
+use crate::model::plan::Outcome;
+use crate::model::stored::live_instances;
 use crate::model::time::Timestamp;
-use crate::reconcile::plan::Outcome;
 
-use super::{parse_column, parse_json, StoreError};
+use super::{parse_column, parse_json, to_json, StoreError};
 
 /// Every deployment's memory.
 pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT namespace, name, status, status_since, restart_count, generation_since, retry, last_failure
-         FROM deployments",
-    )?;
-    let rows = stmt.query_map([], |r| {
+    load(conn, "1", &[])
+}
+
+/// One deployment's memory (`None` when it is not stored).
+pub fn load_one(conn: &Connection, uuid: &str) -> Result<Option<Memory>, StoreError> {
+    Ok(load(conn, "uuid = ?1", &[&uuid])?.into_values().next())
+}
+
+fn load(
+    conn: &Connection,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<BTreeMap<DeploymentId, Memory>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT namespace, name, status, status_since, restart_count, generation_since, retry, last_failure, uuid
+         FROM deployments WHERE {filter}"
+    ))?;
+    let rows = stmt.query_map(args, |r| {
         Ok((
             DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             (
@@ -32,12 +46,16 @@ pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, Sto
             (
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, String>(8)?,
             ),
         ))
     })?;
     let mut out = BTreeMap::new();
+    let mut uuids = Vec::new();
     for row in rows {
-        let (id, (status, status_since, restart_count, generation_since), (retry, failure)) = row?;
+        let (id, (status, status_since, restart_count, generation_since), (retry, failure, uuid)) =
+            row?;
+        uuids.push(uuid);
         let mut memory = Memory::fresh(
             parse_column("deployments.status", status)?,
             Timestamp(status_since),
@@ -52,19 +70,23 @@ pub fn load_all(conn: &Connection) -> Result<BTreeMap<DeploymentId, Memory>, Sto
             .transpose()?;
         out.insert(id, memory);
     }
-    load_instances(conn, &mut out)?;
+    let only = (uuids.len() == 1).then(|| uuids[0].as_str());
+    load_instances(conn, only, &mut out)?;
     Ok(out)
 }
 
+/// Fills in the instance memories of the deployments in `out` (of `only`, when given).
 fn load_instances(
     conn: &Connection,
+    only: Option<&str>,
     out: &mut BTreeMap<DeploymentId, Memory>,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "SELECT d.namespace, d.name, i.runtime_id, i.state, i.reason, i.stopping, i.counted, i.fired
-         FROM instances i JOIN deployments d ON d.uuid = i.deployment",
+         FROM instances i JOIN deployments d ON d.uuid = i.deployment
+         WHERE ?1 IS NULL OR d.uuid = ?1",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([only], |r| {
         Ok((
             DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             r.get::<_, String>(2)?,
@@ -104,7 +126,7 @@ pub fn save(
     let (memory, views) = (&outcome.memory, &outcome.instances);
     conn.execute(
         "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5,
-                health = ?6, ready = ?7, desired = ?8, waiting_on = ?9
+                health = ?6, ready = ?7, desired = ?8, waiting_on = ?9, live = ?10
          WHERE uuid = ?1",
         params![
             uuid,
@@ -116,6 +138,7 @@ pub fn save(
             outcome.ready,
             outcome.desired,
             outcome.waiting_on.as_ref().map(to_json).transpose()?,
+            live_instances(views),
         ],
     )?;
     let seen: Vec<&str> = views.iter().map(|v| v.runtime_id.as_str()).collect();
@@ -125,10 +148,7 @@ pub fn save(
         rows.collect::<Result<_, _>>()?
     };
     for gone in existing.iter().filter(|id| !seen.contains(&id.as_str())) {
-        conn.execute(
-            "DELETE FROM instances WHERE deployment = ?1 AND runtime_id = ?2",
-            params![uuid, gone],
-        )?;
+        super::instances::remove(conn, uuid, gone)?;
     }
     for view in views {
         let default = InstanceMemory::new(view.state);
@@ -149,12 +169,4 @@ pub fn record_failure(
         params![id.namespace, id.name, to_json(failure)?],
     )?;
     Ok(())
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::BadValue {
-        column: "memory",
-        value: String::new(),
-        source: Box::new(e),
-    })
 }

@@ -1,13 +1,35 @@
 //! The schema, as an ordered list of migrations; `PRAGMA user_version` counts how many have
 //! run. A database from a newer keel (a higher version than this list) is refused, never
-//! downgraded. Each migration runs in its own transaction with its version bump.
+//! downgraded. Each migration runs in its own transaction with its version bump. A migration
+//! is SQL, optionally followed by a backfill written in Rust over domain types (for columns
+//! derived by a pure `model` function).
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection};
+
+use crate::model::desired::template_hash;
 
 use super::StoreError;
 
+/// Fills in derived columns after a migration's SQL, in its transaction.
+type Backfill = fn(&Connection) -> Result<(), StoreError>;
+
+/// One schema step: its SQL, then an optional backfill in the same transaction.
+struct Migration {
+    sql: &'static str,
+    backfill: Option<Backfill>,
+}
+
 /// Every migration, oldest first. Never edit one that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: V1,
+        backfill: None,
+    },
+    Migration {
+        sql: V2,
+        backfill: Some(backfill_template_hashes),
+    },
+];
 
 /// The schema version this keel writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -119,6 +141,27 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
 ";
 
+/// The template hash (`model::desired::template_hash`) is stored with each deployment at apply
+/// time, so a pass never recomputes it; `live` counts its present, not exited instances.
+const V2: &str = "
+ALTER TABLE deployments ADD COLUMN template_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE deployments ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
+UPDATE deployments SET live = (
+    SELECT count(*) FROM instances i WHERE i.deployment = deployments.uuid AND i.exit_code IS NULL
+);
+";
+
+fn backfill_template_hashes(conn: &Connection) -> Result<(), StoreError> {
+    let state = super::deployments::load_all(conn)?;
+    for d in state.deployments.values() {
+        conn.execute(
+            "UPDATE deployments SET template_hash = ?2 WHERE uuid = ?1",
+            params![d.uuid, template_hash(&d.spec, &d.mounted_configs)],
+        )?;
+    }
+    Ok(())
+}
+
 /// The schema version recorded in the database.
 pub fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -128,9 +171,12 @@ pub fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let found = version(conn)?;
     check_not_newer(found, path)?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(backfill) = migration.backfill {
+            backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
     }

@@ -13,15 +13,15 @@
 //!   newer keel.
 //! - Everything returned is a domain type from `model`, never a row.
 
-pub mod apply;
+mod apply;
 mod deployments;
 mod events;
-pub mod instances;
-pub mod memory;
-pub mod migrations;
+mod instances;
+mod memory;
+mod migrations;
 mod outbox;
 mod pass;
-pub mod probes;
+mod probes;
 mod revisions;
 
 use std::path::{Path, PathBuf};
@@ -32,12 +32,20 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::model::desired::{DeploymentId, DesiredState};
 use crate::model::diagnostic::Diagnostic;
+use crate::model::diff::Plan;
 use crate::model::event::Event;
-use crate::model::status::DeploymentStatus;
-use crate::model::stored::{NewRevision, OutboxRow, RevisionRecord, StoredState};
+use crate::model::memory::{Failure, Memory};
+use crate::model::plan::Outcome;
+use crate::model::status::RevisionState;
+use crate::model::stored::{
+    NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredInstance, StoredState,
+};
 use crate::model::time::Timestamp;
 
 pub use apply::Applied;
+pub use migrations::CURRENT_VERSION as SCHEMA_VERSION;
+/// Results kept per (instance, check); older ones are deleted as new ones arrive.
+pub use probes::RETAINED as PROBE_RESULTS_RETAINED;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -131,16 +139,19 @@ impl Store {
         answer.recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Applies a valid revision in one transaction (see `apply::apply_revision`).
+    /// Applies a valid revision and `plan`, its diff against this store (computed by the
+    /// caller from a reader: the store decides nothing), in one transaction (see
+    /// `apply::apply_revision`).
     pub fn apply_revision(
         &self,
         revision: NewRevision,
         desired: DesiredState,
+        plan: Plan,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let applied = apply::apply_revision(&tx, &revision, &desired, now)?;
+            let applied = apply::apply_revision(&tx, &revision, &desired, plan, now)?;
             tx.commit()?;
             Ok(applied)
         })
@@ -161,46 +172,12 @@ impl Store {
         })
     }
 
-    /// Moves a deployment's status, writing its event and notification in the same transaction.
-    pub fn set_status(
-        &self,
-        id: DeploymentId,
-        status: DeploymentStatus,
-        reason: &'static str,
-        message: String,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            apply::change_status(&tx, &id, status, reason, message, now)?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Records an unexpected death of a deployment's instance; returns the new restart count.
-    pub fn record_restart(
-        &self,
-        id: DeploymentId,
-        reason: String,
-        now: Timestamp,
-    ) -> Result<u32, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let have = deployments::get(&tx, &id)?
-                .ok_or(StoreError::UnknownDeployment { id: id.to_string() })?;
-            let count = instances::record_restart(&tx, &have.uuid, have.generation, &reason, now)?;
-            tx.commit()?;
-            Ok(count)
-        })
-    }
-
     /// Persists one reconciler pass (see `pass::record`) and, when given, the state of the open
     /// revision, in one transaction.
     pub fn record_pass(
         &self,
-        outcomes: Vec<(DeploymentId, crate::reconcile::plan::Outcome)>,
-        revision: Option<(i64, crate::model::status::RevisionState)>,
+        outcomes: Vec<(DeploymentId, Outcome)>,
+        revision: Option<(i64, RevisionState)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.call(move |conn| {
@@ -216,18 +193,14 @@ impl Store {
     }
 
     /// Records the failure of a runtime action for the next pass.
-    pub fn record_failure(
-        &self,
-        id: DeploymentId,
-        failure: crate::model::memory::Failure,
-    ) -> Result<(), StoreError> {
+    pub fn record_failure(&self, id: DeploymentId, failure: Failure) -> Result<(), StoreError> {
         self.call(move |conn| memory::record_failure(conn, &id, &failure))
     }
 
     /// Records probe results (bounded retention per check).
     pub fn record_probes(
         &self,
-        results: Vec<(DeploymentId, crate::model::stored::ProbeResult)>,
+        results: Vec<(DeploymentId, ProbeResult)>,
     ) -> Result<(), StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -296,10 +269,7 @@ impl StoreReader {
     }
 
     /// Every deployment's reconciler memory.
-    pub fn memories(
-        &self,
-    ) -> Result<std::collections::BTreeMap<DeploymentId, crate::model::memory::Memory>, StoreError>
-    {
+    pub fn memories(&self) -> Result<std::collections::BTreeMap<DeploymentId, Memory>, StoreError> {
         memory::load_all(&self.conn)
     }
 
@@ -309,12 +279,33 @@ impl StoreReader {
     }
 
     /// The instances of a deployment as last recorded.
-    pub fn instances(
-        &self,
-        id: &DeploymentId,
-    ) -> Result<Vec<crate::model::stored::StoredInstance>, StoreError> {
+    pub fn instances(&self, id: &DeploymentId) -> Result<Vec<StoredInstance>, StoreError> {
         match deployments::get(&self.conn, id)? {
             Some(row) => instances::list(&self.conn, &row.uuid),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The newest health-check runs of a deployment, newest first.
+    pub fn probe_results(
+        &self,
+        id: &DeploymentId,
+        limit: u32,
+    ) -> Result<Vec<ProbeResult>, StoreError> {
+        match deployments::get(&self.conn, id)? {
+            Some(row) => probes::recent(&self.conn, &row.uuid, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A deployment's restart history, newest first: (time, generation, reason).
+    pub fn restarts(
+        &self,
+        id: &DeploymentId,
+        limit: u32,
+    ) -> Result<Vec<(Timestamp, u64, String)>, StoreError> {
+        match deployments::get(&self.conn, id)? {
+            Some(row) => instances::restarts(&self.conn, &row.uuid, limit),
             None => Ok(Vec::new()),
         }
     }
@@ -347,11 +338,6 @@ impl StoreReader {
     /// Every outbox row, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         outbox::list(&self.conn)
-    }
-
-    /// The underlying connection, for the store's own submodules' readers.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
     }
 }
 
@@ -393,6 +379,15 @@ where
     value.parse().map_err(|e: T::Err| StoreError::BadValue {
         column,
         value,
+        source: Box::new(e),
+    })
+}
+
+/// A JSON column's text.
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::BadValue {
+        column: "memory",
+        value: String::new(),
         source: Box::new(e),
     })
 }

@@ -6,9 +6,9 @@ use rusqlite::Connection;
 
 use crate::model::desired::DeploymentId;
 use crate::model::event::{Event, EventKind, RevisionChanged};
+use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::time::Timestamp;
-use crate::reconcile::plan::Outcome;
 
 use super::{apply, deployments, events, instances, memory, outbox, revisions, StoreError};
 

@@ -52,17 +52,17 @@ pub async fn server(access: Access) -> Server {
     let job = deployment("demo", "migrate", "    kind: job\n");
     let flaky = deployment("other", "flaky", "");
     std::fs::write(dir.path().join("api-token"), SECRET).unwrap();
-    store
-        .apply_revision(
-            revision("r1"),
-            desired(&[
-                ("web.yaml", &web),
-                ("job.yaml", &job),
-                ("flaky.yaml", &flaky),
-            ]),
-            keel::clock::now(),
-        )
-        .unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[
+            ("web.yaml", &web),
+            ("job.yaml", &job),
+            ("flaky.yaml", &flaky),
+        ]),
+        keel::clock::now(),
+    )
+    .unwrap();
     let mut config = Config::default();
     config.policy.backoff_base = keel::model::units::Duration::from_millis(5);
     config.policy.backoff_max = keel::model::units::Duration::from_millis(10);

@@ -149,11 +149,11 @@ pub fn config() -> Config {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_millis(400),
             rollout_deadline: Duration::from_secs(60),
+            drain: Duration::from_millis(0),
+            stop_grace: Duration::from_secs(1),
         },
         limits: Limits {
             call_timeout: Duration::from_secs(60),
-            stop_grace: Duration::from_secs(1),
-            drain: Duration::from_millis(0),
             concurrency: 8,
         },
     }
@@ -217,13 +217,13 @@ impl Agent {
     }
 
     pub fn apply(&self, revision: &str, files: &[(&str, &str)]) {
-        self.store
-            .apply_revision(
-                super::revision(revision),
-                super::desired(files),
-                keel::clock::now(),
-            )
-            .unwrap();
+        keel::ingest::apply_revision(
+            &self.store,
+            super::revision(revision),
+            super::desired(files),
+            keel::clock::now(),
+        )
+        .unwrap();
     }
 
     pub fn status(&self, name: &str) -> Option<DeploymentStatus> {

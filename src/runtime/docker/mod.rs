@@ -243,34 +243,13 @@ impl DockerRuntime {
         }
     }
 
-    async fn observe(&self, id: &str, label: &HashMap<String, String>) -> Option<ObservedInstance> {
-        let deployment = DeploymentId::new(label.get(labels::NAMESPACE)?, label.get(labels::NAME)?);
-        let generation = label.get(labels::GENERATION)?.parse().ok()?;
-        let ordinal = label.get(labels::ORDINAL)?.parse().ok()?;
-        let template = label.get(labels::SPEC_HASH)?.clone();
-        let inspected = self.inspect(id).await?;
-        Some(ObservedInstance {
-            runtime_id: id.to_owned(),
-            deployment,
-            generation,
-            ordinal,
-            template,
-            phase: inspected.0,
-            ip: inspected.1,
-            started_at: inspected.2,
-        })
-    }
-
     /// Phase, IP (127.0.0.1 with host networking) and start time.
-    async fn inspect(
-        &self,
-        id: &str,
-    ) -> Option<(Phase, Option<std::net::IpAddr>, Option<Timestamp>)> {
+    async fn inspect(&self, id: &str) -> Result<Inspection, RuntimeError> {
         let response = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
-            .ok()?;
+            .map_err(Self::fail(Operation::Other, ""))?;
         let state = response.state.unwrap_or_default();
         let host_network = response
             .host_config
@@ -304,8 +283,59 @@ impl DockerRuntime {
             })
             .and_then(|ip| ip.parse().ok())
             .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
-        Some((phase, ip, started_at))
+        Ok(Inspection {
+            phase,
+            ip,
+            started_at,
+        })
     }
+}
+
+/// What inspecting a container tells beyond its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inspection {
+    phase: Phase,
+    ip: Option<std::net::IpAddr>,
+    started_at: Option<Timestamp>,
+}
+
+/// PURE: one listed container and its inspection → the observed instance. Unknown is not
+/// absent: a container that vanished between the listing and its inspection (`NotFound`) is
+/// gone, but any other inspection failure fails the whole listing, so the planner holds
+/// instead of forgetting an instance that may still run. A container without keel's complete
+/// labels is not an instance (`None`).
+fn observed(
+    id: &str,
+    label: &HashMap<String, String>,
+    inspected: Result<Inspection, RuntimeError>,
+) -> Result<Option<ObservedInstance>, RuntimeError> {
+    let inspection = match inspected {
+        Ok(inspection) => inspection,
+        Err(RuntimeError::NotFound(_)) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let labelled = || {
+        Some((
+            DeploymentId::new(label.get(labels::NAMESPACE)?, label.get(labels::NAME)?),
+            label.get(labels::GENERATION)?.parse().ok()?,
+            label.get(labels::ORDINAL)?.parse().ok()?,
+            label.get(labels::SPEC_HASH)?.clone(),
+        ))
+    };
+    let Some((deployment, generation, ordinal, template)) = labelled() else {
+        return Ok(None);
+    };
+    Ok(Some(ObservedInstance {
+        runtime: RuntimeKind::Docker,
+        runtime_id: id.to_owned(),
+        deployment,
+        generation,
+        ordinal,
+        template,
+        phase: inspection.phase,
+        ip: inspection.ip,
+        started_at: inspection.started_at,
+    }))
 }
 
 impl Runtime for DockerRuntime {
@@ -331,7 +361,8 @@ impl Runtime for DockerRuntime {
                 let (Some(id), Some(label)) = (c.id, c.labels) else {
                     continue;
                 };
-                if let Some(instance) = self.observe(&id, &label).await {
+                let inspected = self.inspect(&id).await;
+                if let Some(instance) = observed(&id, &label, inspected)? {
                     out.push(instance);
                 }
             }
@@ -489,5 +520,75 @@ impl Runtime for DockerRuntime {
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keel_labels() -> HashMap<String, String> {
+        HashMap::from([
+            (labels::NAMESPACE.to_owned(), "demo".to_owned()),
+            (labels::NAME.to_owned(), "web".to_owned()),
+            (labels::GENERATION.to_owned(), "2".to_owned()),
+            (labels::ORDINAL.to_owned(), "1".to_owned()),
+            (labels::SPEC_HASH.to_owned(), "t".to_owned()),
+        ])
+    }
+
+    fn running() -> Inspection {
+        Inspection {
+            phase: Phase::Running,
+            ip: None,
+            started_at: None,
+        }
+    }
+
+    #[test]
+    fn an_inspected_container_is_an_instance_of_the_docker_runtime() {
+        let instance = observed("c1", &keel_labels(), Ok(running()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                instance.runtime,
+                instance.deployment,
+                instance.generation,
+                instance.ordinal
+            ),
+            (RuntimeKind::Docker, DeploymentId::new("demo", "web"), 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_container_gone_before_its_inspection_is_absent() {
+        let gone = Err(RuntimeError::NotFound("no such container: c1".into()));
+        assert_eq!(observed("c1", &keel_labels(), gone).unwrap(), None);
+    }
+
+    #[test]
+    fn any_other_inspection_failure_fails_the_whole_listing() {
+        for error in [
+            RuntimeError::Other("500 internal server error".into()),
+            RuntimeError::Unavailable("connection reset".into()),
+            RuntimeError::Timeout {
+                operation: "inspect",
+                after: crate::model::units::Duration::from_secs(5),
+            },
+        ] {
+            assert_eq!(
+                observed("c1", &keel_labels(), Err(error.clone())),
+                Err(error),
+                "an instance that may still run must not be forgotten"
+            );
+        }
+    }
+
+    #[test]
+    fn a_container_without_complete_labels_is_not_an_instance() {
+        let mut partial = keel_labels();
+        partial.remove(labels::ORDINAL);
+        assert_eq!(observed("c1", &partial, Ok(running())).unwrap(), None);
     }
 }

@@ -1,7 +1,8 @@
-//! PURE: exponential backoff — `base` doubling per failed attempt, capped at `max`.
+//! Exponential backoff — `base` doubling per failed attempt, capped at `max` — shared by the
+//! planner's retries and a source's failed reads.
 
-use crate::model::time::Timestamp;
-use crate::model::units::Duration;
+use super::time::Timestamp;
+use super::units::Duration;
 
 /// The wait after `attempts` failed attempts (1 → base, 2 → 2·base, …, ≤ max).
 pub fn delay(attempts: u32, base: Duration, max: Duration) -> Duration {
