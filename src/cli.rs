@@ -1,6 +1,8 @@
-//! The command line: `keel validate`, `keel plan` and `keel schema` (more commands join as
-//! their layers land). Parses arguments with clap, calls the library, prints for humans or as JSON, and maps
-//! outcomes to exit codes. `anyhow` is allowed here.
+//! The command line: `keel agent` (hands over to `app`), the offline checks `keel validate`,
+//! `keel plan` and `keel schema`, and the views of a running agent read from its API
+//! (`deployments`, `deployment`, `events`, `revisions`, `status`, `wait`; see `views`). Parses
+//! arguments with clap, calls the library, prints for humans or as JSON, and maps outcomes to
+//! exit codes. `anyhow` is allowed here.
 
 mod views;
 
@@ -149,12 +151,15 @@ pub enum Format {
     Json,
 }
 
-/// Installs the log subscriber (stderr, so command output stays clean).
+/// Installs the log subscriber (stderr, so command output stays clean; colours only when
+/// stderr is a terminal, so a redirected log holds no escape codes).
 pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()

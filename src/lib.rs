@@ -4,23 +4,27 @@
 //!  Git remote / directory
 //!         │  (poll with a cheap remote-ref check · push-webhook receiver · inotify)
 //!         ▼
-//!  source ──entries{path, bytes}──▶ manifest::load ──DesiredState | Vec<Diagnostic>
-//!                                                  │
-//!                                                  ▼
-//!                                   store (SQLite, one writer)
-//!                      revision row · plan = diff(desired, stored) · deployments upserted
-//!                                                  │
-//!         ┌────────────────────────────────────────┘
+//!  source ──SourceEvent──▶ ingest: manifest::load ──DesiredState | Vec<Diagnostic>
+//!                                 │  diff(desired, stored) on a reader   [PURE]
+//!                                 ▼
+//!                      store (SQLite, one writer; depends only on `model`)
+//!                      revision row · deployments upserted · outbox rows
+//!                                 │
+//!         ┌───────────────────────┘
 //!         ▼
-//!  reconcile::controller  (level-triggered: tick + wake-ups from source, runtime events, probes)
-//!    observe → plan(&PlanInput) [PURE] → executor → store (status + events + outbox, one tx)
+//!  reconcile::controller  (level-triggered: tick + wake-ups from ingest, runtime events, probes)
+//!    observe → decide(&DecideInput) [PURE, wraps plan] → store (status + events + outbox, one
+//!    tx) → executor (runs each complete action on the runtime it names)
 //!         │                                      │
 //!         ▼                                      ▼
 //!  runtime::{docker, cloud_hypervisor}     notifier (webhooks, commit statuses) · api (read-only)
 //! ```
 //!
-//! Layering: `model` and `manifest` are pure (no I/O crates); `source` reads files but never
-//! parses YAML; only `cli`/`main` use `anyhow`.
+//! Layering (checked by `tests/architecture.rs`): `model` and `manifest` are pure (no I/O
+//! crates); the pure `reconcile` files import only `model`; `store` imports only `model`;
+//! `runtime` never imports `reconcile`, `store`, `api` or `notifier`; `source` reads files but
+//! never parses YAML; only `config` reads the environment; only `app` names concrete adapters;
+//! only `cli`/`main`/`app` use `anyhow`.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -245,3 +245,72 @@ mod plan {
         assert!(std::fs::read_to_string(&db_path).unwrap() == junk);
     }
 }
+
+#[test]
+fn a_redirected_agent_log_carries_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    // A socket path nothing listens on: the agent starts, its runtime stays unavailable.
+    let socket = dir.path().join("docker.sock");
+    std::fs::write(&socket, b"").unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"cli-log-test-{}\"\nstate_dir = {:?}\n\n[docker]\nsocket = {:?}\n",
+            std::process::id(),
+            dir.path().join("state"),
+            socket
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["--log", "debug", "agent", "--config"])
+        .arg(&config)
+        .arg("--source")
+        .arg(&repo)
+        .arg("--db")
+        .arg(dir.path().join("keel.db"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let started = line.contains("keel agent started");
+            if tx.send(line).is_err() || started {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        lines.push(line);
+        if lines
+            .last()
+            .is_some_and(|l| l.contains("keel agent started"))
+        {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("keel agent started")),
+        "the agent did not start: {lines:?}"
+    );
+    for line in &lines {
+        assert!(
+            !line.contains('\x1b'),
+            "an escape code in a redirected log: {line:?}"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! The CLI's views of a running agent, read from its API: deployments, one deployment, events,
 //! revisions, the overall status, and `wait` — the primitive a CI job runs after a push.
 //! Tables for people (colours only on a terminal), `-o json` for scripts (the API's JSON as is).
+//! Tables are built from the API's typed DTOs (`api::dto`), so a status or field this CLI does
+//! not know fails loudly instead of printing a blank cell.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,9 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::client;
+use crate::api::dto::{
+    DeploymentDetail, DeploymentSummary, EventDto, EventPage, NamespaceDto, RevisionDetail,
+    RevisionDto, SourceDto,
+};
+use crate::model::status::{DeploymentStatus, Health, NamespaceStatus, RevisionState};
 
 /// Where the agent's API is.
 #[derive(Debug, Clone, Args)]
@@ -91,8 +99,9 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
-/// GETs `path` and returns its JSON, turning problems into errors with their detail.
-async fn fetch(api: &ApiArgs, path: &str) -> anyhow::Result<Value> {
+/// GETs `path`: its JSON as the API sent it (for `-o json`) and decoded as the API's typed
+/// DTO (for tables), turning problems into errors with their detail.
+async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result<(Value, T)> {
     let token = crate::config::api_token_from_env();
     let reply = client::get(&api.api, path, token.as_deref()).await?;
     let body: Value = serde_json::from_str(&reply.body)
@@ -101,7 +110,9 @@ async fn fetch(api: &ApiArgs, path: &str) -> anyhow::Result<Value> {
         let detail = body["detail"].as_str().unwrap_or("no detail");
         bail!("{path}: {} — {detail}", reply.status);
     }
-    Ok(body)
+    let typed = T::deserialize(&body)
+        .with_context(|| format!("{path}: the API answered a shape this keel does not know"))?;
+    Ok((body, typed))
 }
 
 fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
@@ -119,20 +130,20 @@ pub fn deployments(api: &ApiArgs, args: &DeploymentsArgs) -> anyhow::Result<Exit
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let list = block_on(fetch(api, &path))?;
+    let (raw, list) = block_on(fetch::<Vec<DeploymentSummary>>(api, &path))?;
     if args.output == Output::Json {
-        return print_json(&list);
+        return print_json(&raw);
     }
-    let rows = list.as_array().into_iter().flatten().map(|d| {
+    let rows = list.iter().map(|d| {
         vec![
-            text(&d["namespace"]),
-            text(&d["name"]),
-            text(&d["kind"]),
-            paint_status(&text(&d["status"])),
-            text(&d["health"]),
-            format!("{}/{}", d["ready"], d["desired"]),
-            d["restart_count"].to_string(),
-            age(&text(&d["created_at"])),
+            d.namespace.clone(),
+            d.name.clone(),
+            d.kind.clone(),
+            paint(d.status),
+            optional(d.health.map(paint)),
+            format!("{}/{}", d.ready, d.desired),
+            d.restart_count.to_string(),
+            age(&d.created_at),
         ]
     });
     table(
@@ -152,49 +163,49 @@ pub fn deployments(api: &ApiArgs, args: &DeploymentsArgs) -> anyhow::Result<Exit
 
 pub fn deployment(api: &ApiArgs, args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
     let (namespace, name) = split_id(&args.deployment)?;
-    let d = block_on(fetch(api, &format!("/v1/deployments/{namespace}/{name}")))?;
+    let path = format!("/v1/deployments/{namespace}/{name}");
+    let (raw, d) = block_on(fetch::<DeploymentDetail>(api, &path))?;
     if args.output == Output::Json {
-        return print_json(&d);
+        return print_json(&raw);
     }
+    let s = &d.summary;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "Deployment:  {namespace}/{name} ({}, {})",
-        text(&d["kind"]),
-        text(&d["runtime"])
+        s.kind, s.runtime
     )?;
     writeln!(
         out,
         "Status:      {} since {}",
-        paint_status(&text(&d["status"])),
-        text(&d["status_since"])
+        paint(s.status),
+        d.status_since
     )?;
     writeln!(
         out,
         "Health:      {} ({}/{} ready)",
-        text(&d["health"]),
-        d["ready"],
-        d["desired"]
+        optional(s.health.map(paint)),
+        s.ready,
+        s.desired
     )?;
-    writeln!(out, "Restarts:    {}", d["restart_count"])?;
+    writeln!(out, "Restarts:    {}", s.restart_count)?;
     writeln!(
         out,
         "Generation:  {} (revision {})",
-        d["generation"],
-        text(&d["revision"])
+        s.generation, s.revision
     )?;
-    if !d["waiting_on"].is_null() {
-        writeln!(out, "Waiting on:  {}", d["waiting_on"])?;
+    if let Some(waiting_on) = &d.waiting_on {
+        writeln!(out, "Waiting on:  {waiting_on}")?;
     }
     writeln!(out)?;
     drop(out);
-    let rows = d["instances"].as_array().into_iter().flatten().map(|i| {
+    let rows = d.instances.iter().map(|i| {
         vec![
-            text(&i["id"]).chars().take(12).collect(),
-            text(&i["state"]),
-            text(&i["ip"]),
-            age(&text(&i["started_at"])),
-            text(&i["reason"]),
+            i.id.chars().take(12).collect(),
+            i.state.to_string(),
+            optional(i.ip.clone()),
+            i.started_at.as_deref().map_or_else(|| "-".to_owned(), age),
+            optional(i.reason.clone()),
         ]
     });
     table(
@@ -207,55 +218,56 @@ pub fn events(api: &ApiArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let (namespace, name) = split_id(&args.deployment)?;
     let base = format!("/v1/deployments/{namespace}/{name}/events");
     block_on(async {
-        let page = fetch(api, &format!("{base}?limit={}", args.limit.clamp(1, 500))).await?;
-        let mut events: Vec<Value> = page["events"].as_array().cloned().unwrap_or_default();
+        let path = format!("{base}?limit={}", args.limit.clamp(1, 500));
+        let (raw, page) = fetch::<EventPage>(api, &path).await?;
+        let mut events = paired(&raw, page.events);
         events.reverse();
-        let mut last = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(0);
+        let mut last = events.last().map_or(0, |(_, e)| e.id);
         print_events(&events, args.output)?;
         if !args.follow {
             return Ok(ExitCode::SUCCESS);
         }
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let page = fetch(api, &format!("{base}?limit=500")).await?;
-            let mut fresh: Vec<Value> = page["events"]
-                .as_array()
+            let (raw, page) = fetch::<EventPage>(api, &format!("{base}?limit=500")).await?;
+            let mut fresh: Vec<(Value, EventDto)> = paired(&raw, page.events)
                 .into_iter()
-                .flatten()
-                .filter(|e| e["id"].as_i64().unwrap_or(0) > last)
-                .cloned()
+                .filter(|(_, e)| e.id > last)
                 .collect();
             fresh.reverse();
-            last = fresh.last().and_then(|e| e["id"].as_i64()).unwrap_or(last);
+            last = fresh.last().map_or(last, |(_, e)| e.id);
             print_events(&fresh, args.output)?;
         }
     })
 }
 
-fn print_events(events: &[Value], output: Output) -> anyhow::Result<()> {
+/// Each event of a page with its JSON as the API sent it.
+fn paired(raw: &Value, events: Vec<EventDto>) -> Vec<(Value, EventDto)> {
+    let sent = raw["events"].as_array().cloned().unwrap_or_default();
+    sent.into_iter().zip(events).collect()
+}
+
+fn print_events(events: &[(Value, EventDto)], output: Output) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    for e in events {
+    for (raw, e) in events {
         match output {
-            Output::Json => writeln!(out, "{e}")?,
-            Output::Table => writeln!(
-                out,
-                "{}  {:<22} {}",
-                text(&e["time"]),
-                text(&e["type"]),
-                text(&e["message"])
-            )?,
+            Output::Json => writeln!(out, "{raw}")?,
+            Output::Table => writeln!(out, "{}  {:<22} {}", e.time, e.kind, e.message)?,
         }
     }
     Ok(())
 }
 
 pub fn revisions(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let list = block_on(fetch(api, "/v1/revisions"))?;
+    let (raw, list) = block_on(fetch::<Vec<RevisionDto>>(api, "/v1/revisions"))?;
     if args.output == Output::Json {
-        return print_json(&list);
+        return print_json(&raw);
     }
-    let rows = list.as_array().into_iter().flatten().map(|r| {
-        let message = text(&r["message"])
+    let rows = list.iter().map(|r| {
+        let message = r
+            .message
+            .as_deref()
+            .unwrap_or("-")
             .lines()
             .next()
             .unwrap_or_default()
@@ -263,9 +275,9 @@ pub fn revisions(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
             .take(50)
             .collect();
         vec![
-            text(&r["id"]).chars().take(12).collect(),
-            paint_status(&text(&r["state"])),
-            age(&text(&r["received_at"])),
+            r.id.chars().take(12).collect(),
+            paint(r.state),
+            age(&r.received_at),
             message,
         ]
     });
@@ -273,45 +285,33 @@ pub fn revisions(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let (source, revisions, namespaces) = block_on(async {
-        Ok((
-            fetch(api, "/v1/source").await?,
-            fetch(api, "/v1/revisions?limit=1").await?,
-            fetch(api, "/v1/namespaces").await?,
-        ))
-    })?;
+    let ((raw_source, source), (raw_revisions, revisions), (raw_namespaces, namespaces)) =
+        block_on(async {
+            Ok((
+                fetch::<SourceDto>(api, "/v1/source").await?,
+                fetch::<Vec<RevisionDto>>(api, "/v1/revisions?limit=1").await?,
+                fetch::<Vec<NamespaceDto>>(api, "/v1/namespaces").await?,
+            ))
+        })?;
     if args.output == Output::Json {
         return print_json(
-            &serde_json::json!({"source": source, "revision": revisions.get(0), "namespaces": namespaces}),
+            &serde_json::json!({"source": raw_source, "revision": raw_revisions.get(0), "namespaces": raw_namespaces}),
         );
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Source:    {}", text(&source["source"]))?;
-    if !source["last_error"].is_null() {
-        writeln!(
-            out,
-            "           last error: {}",
-            text(&source["last_error"])
-        )?;
+    writeln!(out, "Source:    {}", optional(source.source))?;
+    if let Some(error) = &source.last_error {
+        writeln!(out, "           last error: {error}")?;
     }
-    match revisions.get(0) {
-        Some(r) => writeln!(
-            out,
-            "Revision:  {} {}",
-            text(&r["id"]),
-            paint_status(&text(&r["state"]))
-        )?,
+    match revisions.first() {
+        Some(r) => writeln!(out, "Revision:  {} {}", r.id, paint(r.state))?,
         None => writeln!(out, "Revision:  none yet")?,
     }
     writeln!(out)?;
     drop(out);
-    let rows = namespaces.as_array().into_iter().flatten().map(|n| {
-        vec![
-            text(&n["name"]),
-            paint_status(&text(&n["status"])),
-            n["deployments"].to_string(),
-        ]
-    });
+    let rows = namespaces
+        .iter()
+        .map(|n| vec![n.name.clone(), paint(n.status), n.deployments.to_string()]);
     table(&["NAMESPACE", "STATUS", "DEPLOYMENTS"], rows.collect())
 }
 
@@ -329,22 +329,29 @@ pub fn wait(api: &ApiArgs, args: &WaitArgs) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let state = match reply.status {
-                200 => text(&serde_json::from_str::<Value>(&reply.body)?["state"]),
-                404 => "not seen yet".to_owned(),
+                200 => Some(
+                    serde_json::from_str::<RevisionDetail>(&reply.body)?
+                        .revision
+                        .state,
+                ),
+                404 => None,
                 other => bail!("the API answered {other}: {}", reply.body.trim()),
             };
-            if state != last_state {
-                eprintln!("revision {}: {state}", args.revision);
-                last_state = state.clone();
+            let said = state.map_or_else(|| "not seen yet".to_owned(), |s| s.to_string());
+            if said != last_state {
+                eprintln!("revision {}: {said}", args.revision);
+                last_state = said.clone();
             }
-            match state.as_str() {
-                "succeeded" => return Ok(ExitCode::SUCCESS),
-                "failed" | "invalid" | "superseded" => return Ok(ExitCode::from(1)),
-                _ => {}
+            match state {
+                Some(RevisionState::Succeeded) => return Ok(ExitCode::SUCCESS),
+                Some(
+                    RevisionState::Failed | RevisionState::Invalid | RevisionState::Superseded,
+                ) => return Ok(ExitCode::from(1)),
+                Some(RevisionState::Queued | RevisionState::Applying) | None => {}
             }
             if started.elapsed() >= args.timeout.to_std() {
                 eprintln!(
-                    "gave up after {}: revision {} is still {state}",
+                    "gave up after {}: revision {} is still {said}",
                     args.timeout, args.revision
                 );
                 return Ok(ExitCode::from(1));
@@ -360,28 +367,90 @@ fn split_id(id: &str) -> anyhow::Result<(&str, &str)> {
         .with_context(|| format!("{id:?} is not NAMESPACE/NAME"))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A cell for an optional value: `-` when absent.
+fn optional(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
+}
+
+/// How a status reads at a glance: settled, on its way, or in trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tone {
+    Good,
+    Moving,
+    Bad,
+}
+
+/// A status word the CLI colours; every value is placed explicitly, so a new status is a
+/// compile error here, not a blank or mis-coloured cell.
+trait Toned: std::fmt::Display + Copy {
+    fn tone(self) -> Tone;
+}
+
+impl Toned for DeploymentStatus {
+    fn tone(self) -> Tone {
+        match self {
+            DeploymentStatus::Running | DeploymentStatus::Completed => Tone::Good,
+            DeploymentStatus::Pending | DeploymentStatus::Creating | DeploymentStatus::Deleted => {
+                Tone::Moving
+            }
+            DeploymentStatus::Failed
+            | DeploymentStatus::CrashLoopBackOff
+            | DeploymentStatus::InsufficientResources
+            | DeploymentStatus::ImagePullBackOff
+            | DeploymentStatus::CreateContainerError
+            | DeploymentStatus::NetworkError
+            | DeploymentStatus::ConfigError
+            | DeploymentStatus::FileSystemError
+            | DeploymentStatus::Error => Tone::Bad,
+        }
+    }
+}
+
+impl Toned for Health {
+    fn tone(self) -> Tone {
+        match self {
+            Health::Healthy => Tone::Good,
+            Health::Degraded | Health::Unhealthy => Tone::Bad,
+        }
+    }
+}
+
+impl Toned for NamespaceStatus {
+    fn tone(self) -> Tone {
+        match self {
+            NamespaceStatus::Running => Tone::Good,
+            NamespaceStatus::Starting | NamespaceStatus::Stopping | NamespaceStatus::Stopped => {
+                Tone::Moving
+            }
+            NamespaceStatus::Error | NamespaceStatus::Warning => Tone::Bad,
+        }
+    }
+}
+
+impl Toned for RevisionState {
+    fn tone(self) -> Tone {
+        match self {
+            RevisionState::Succeeded => Tone::Good,
+            RevisionState::Queued | RevisionState::Applying | RevisionState::Superseded => {
+                Tone::Moving
+            }
+            RevisionState::Failed | RevisionState::Invalid => Tone::Bad,
+        }
     }
 }
 
 /// Colours a status word on a terminal: green settled, yellow progressing, red failures.
-fn paint_status(status: &str) -> String {
+fn paint(status: impl Toned) -> String {
     if !std::io::stdout().is_terminal() {
-        return status.to_owned();
+        return status.to_string();
     }
-    let colour = match status {
-        "running" | "completed" | "succeeded" | "healthy" => "32",
-        "pending" | "creating" | "queued" | "applying" | "starting" | "stopping" | "deleted"
-        | "stopped" | "superseded" => "33",
-        _ => "31",
+    let colour = match status.tone() {
+        Tone::Good => "32",
+        Tone::Moving => "33",
+        Tone::Bad => "31",
     };
     format!("\x1b[{colour}m{status}\x1b[0m")
 }
-
 /// "3m", "2h", "5d" since an RFC 3339 instant.
 fn age(rfc3339: &str) -> String {
     let Some(then) = crate::model::time::parse_rfc3339(rfc3339) else {

@@ -338,3 +338,77 @@ fn probe_result(report: &ProbeReport) -> (DeploymentId, ProbeResult) {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::model::memory::Memory;
+    use crate::model::plan::StatusChange;
+    use crate::model::status::DeploymentStatus;
+    use crate::model::time::Timestamp;
+
+    /// A log sink the test can read.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn outcome(change: Option<(DeploymentStatus, DeploymentStatus)>) -> Outcome {
+        Outcome {
+            memory: Memory::fresh(DeploymentStatus::Running, Timestamp(0), 0, Timestamp(0)),
+            status_change: change.map(|(from, to)| StatusChange {
+                from,
+                to,
+                reason: "ready",
+                message: "1 instances ready".into(),
+            }),
+            events: Vec::new(),
+            health: None,
+            ready: 1,
+            desired: 1,
+            waiting_on: None,
+            instances: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_status_change_is_one_info_line_and_nothing_else_is_logged() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let persist = vec![
+            (
+                DeploymentId::new("demo", "web"),
+                outcome(Some((
+                    DeploymentStatus::Creating,
+                    DeploymentStatus::Running,
+                ))),
+            ),
+            (DeploymentId::new("demo", "api"), outcome(None)),
+        ];
+        tracing::subscriber::with_default(subscriber, || log_status_changes(&persist));
+        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(lines[0].contains("INFO"), "{log}");
+        assert!(
+            lines[0].contains("demo/web: creating → running (1 instances ready)"),
+            "{log}"
+        );
+    }
+}
