@@ -280,10 +280,7 @@ impl StoreReader {
 
     /// The instances of a deployment as last recorded.
     pub fn instances(&self, id: &DeploymentId) -> Result<Vec<StoredInstance>, StoreError> {
-        match deployments::get(&self.conn, id)? {
-            Some(row) => instances::list(&self.conn, &row.uuid),
-            None => Ok(Vec::new()),
-        }
+        self.rows_of(id, instances::list)
     }
 
     /// The newest health-check runs of a deployment, newest first.
@@ -292,10 +289,7 @@ impl StoreReader {
         id: &DeploymentId,
         limit: u32,
     ) -> Result<Vec<ProbeResult>, StoreError> {
-        match deployments::get(&self.conn, id)? {
-            Some(row) => probes::recent(&self.conn, &row.uuid, limit),
-            None => Ok(Vec::new()),
-        }
+        self.rows_of(id, |conn, uuid| probes::recent(conn, uuid, limit))
     }
 
     /// A deployment's restart history, newest first: (time, generation, reason).
@@ -304,8 +298,17 @@ impl StoreReader {
         id: &DeploymentId,
         limit: u32,
     ) -> Result<Vec<(Timestamp, u64, String)>, StoreError> {
+        self.rows_of(id, |conn, uuid| instances::restarts(conn, uuid, limit))
+    }
+
+    /// Rows kept per deployment (by its row id); none for a deployment the store does not know.
+    fn rows_of<T>(
+        &self,
+        id: &DeploymentId,
+        read: impl FnOnce(&Connection, &str) -> Result<Vec<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         match deployments::get(&self.conn, id)? {
-            Some(row) => instances::restarts(&self.conn, &row.uuid, limit),
+            Some(row) => read(&self.conn, &row.uuid),
             None => Ok(Vec::new()),
         }
     }
