@@ -50,13 +50,19 @@ pub async fn run(
         tick: settings.tick,
         ..ControllerConfig::default()
     };
+    let access = Access {
+        tokens: settings.config.api.tokens.clone(),
+        public_metrics: settings.config.api.public_metrics,
+    };
+    let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
     let controller = Controller::new(
         store.clone(),
         vec![docker],
         controller_config,
         clock::system(),
     )?
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_runtime_board(api_state.runtimes.clone());
     let ingest = Ingest {
         store: store.clone(),
         status: status.clone(),
@@ -81,11 +87,6 @@ pub async fn run(
         fetch: fetch_now.clone(),
         clock: clock::system(),
     });
-    let access = Access {
-        tokens: settings.config.api.tokens.clone(),
-        public_metrics: settings.config.api.public_metrics,
-    };
-    let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
     let app = api::router(api_state).merge(api::hooks::router(hooks));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -44,6 +44,7 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("/v1/revisions", "/v1/revisions"),
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
         ("/v1/source", "/v1/source"),
+        ("/v1/runtimes", "/v1/runtimes"),
     ]
 }
 
@@ -489,4 +490,14 @@ async fn a_namespace_tearing_down_a_deployment_is_stopping_until_its_instances_a
     }
     let after = namespace_status(json(&fetch(&s, "/v1/namespaces").await));
     assert_eq!(after, "running", "nothing of web is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_show_whether_each_runtime_can_be_listed() {
+    let s = server(Access::default()).await;
+    let runtimes = json(&fetch(&s, "/v1/runtimes").await);
+    assert_eq!(runtimes.as_array().unwrap().len(), 1, "{runtimes}");
+    assert_eq!(runtimes[0]["runtime"], "docker");
+    assert_eq!(runtimes[0]["available"], true);
+    assert_eq!(runtimes[0]["reason"], Value::Null);
 }

@@ -486,3 +486,59 @@ async fn an_orphan_is_removed_by_the_runtime_that_listed_it_and_no_other() {
         "web runs on the first runtime"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_outage_stops_instances_without_counting_crashes() {
+    let rig = rig();
+    let web = deployment("demo", "web", "    replicas: 3\n");
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &web)]),
+        clock::now(),
+    )
+    .unwrap();
+    let board = keel::reconcile::controller::RuntimeBoard::default();
+    let mut controller = rig.controller().with_runtime_board(board.clone());
+    rig.until(&mut controller, 10, "web running", |r| {
+        r.status("web") == DeploymentStatus::Running
+    })
+    .await;
+    // The runtime goes away (listing fails), stopping every instance; then it is back.
+    rig.fake.set_unavailable(Some("daemon restarting"));
+    rig.fake.outage();
+    for _ in 0..5 {
+        controller.pass().await.unwrap();
+    }
+    let down = board.read().unwrap()[&RuntimeKind::Docker].clone();
+    assert!(!down.available);
+    assert_eq!(
+        down.reason.as_deref(),
+        Some("the runtime is unavailable: daemon restarting")
+    );
+    rig.fake.set_unavailable(None);
+    rig.until(&mut controller, 10, "web running again", |r| {
+        r.status("web") == DeploymentStatus::Running
+            && r.fake.instance_names().len() == 3
+            && r.reader.instances(&id("web")).unwrap().len() == 3
+    })
+    .await;
+    let row = rig.reader.stored_state().unwrap().deployments[&id("web")].clone();
+    assert_eq!(row.restart_count, 0, "an outage is not a crash");
+    let events: Vec<EventKind> = rig
+        .reader
+        .events(&id("web"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(!events.contains(&EventKind::InstanceDied), "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|k| **k == EventKind::InstanceInterrupted)
+            .count(),
+        3
+    );
+    assert!(board.read().unwrap()[&RuntimeKind::Docker].available);
+}

@@ -323,6 +323,18 @@ async fn a_host_port_taken_by_another_agent_is_a_create_container_error() {
             a.status("b") == Some(S::CreateContainerError)
         })
         .await;
+    assert_eq!(
+        second.ns.containers(),
+        Vec::<String>::new(),
+        "a container that could not start is removed, not left `created`"
+    );
+    let instances = second.reader.instances(&second.id("b")).unwrap();
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.state != keel::model::status::InstanceState::Starting),
+        "nothing claims to be starting: {instances:?}"
+    );
 }
 
 const LATE_HTTPD: &str = "    command: [sh, -c, \"sleep 3; mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n";

@@ -1,5 +1,6 @@
 //! Restarting the Docker daemon under a running agent: keel holds while the daemon is gone,
-//! reconnects (listing and events) when it is back, and the worker ends up `running` again.
+//! reconnects (listing and events) when it is back, and its workers (one plain, one behind a
+//! readiness gate) end up `running` again — with no restart counted and no duplicate.
 //!
 //! This test stops and starts `dockerd` itself, which would break every other Docker test
 //! running beside it, so it is `#[ignore]`d in the default run and `.ci/run` runs it on its own
@@ -66,18 +67,25 @@ fn restart_dockerd() {
 #[ignore = "restarts dockerd; .ci/run runs it alone with --ignored"]
 async fn a_worker_survives_a_daemon_restart() {
     let agent = Agent::new();
+    let gated = "    command: [sh, -c, \"mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    replicas: 2\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 1s}\n";
     agent.apply(
         "r1",
-        &[(
-            "web.yaml",
-            &agent.deployment("web", "    command: [sleep, \"3600\"]\n"),
-        )],
+        &[
+            (
+                "web.yaml",
+                &agent.deployment("web", "    command: [sleep, \"3600\"]\n"),
+            ),
+            ("api.yaml", &agent.deployment("api", gated)),
+        ],
     );
     let mut controller = agent.controller();
+    let all_running = |a: &Agent| {
+        a.status("web") == Some(S::Running)
+            && a.status("api") == Some(S::Running)
+            && a.ns.containers().len() == 3
+    };
     agent
-        .until(&mut controller, 60, "web to run", |a| {
-            a.status("web") == Some(S::Running)
-        })
+        .until(&mut controller, 60, "web and api to run", all_running)
         .await;
 
     let restart = tokio::task::spawn_blocking(restart_dockerd);
@@ -91,8 +99,16 @@ async fn a_worker_survives_a_daemon_restart() {
         .until(
             &mut controller,
             120,
-            "web to run again after the restart",
-            |a| a.status("web") == Some(S::Running) && a.ns.containers().len() == 1,
+            "web and api to run again after the restart, without duplicates",
+            all_running,
         )
         .await;
+    let state = agent.reader.stored_state().unwrap();
+    for name in ["web", "api"] {
+        assert_eq!(
+            state.deployments[&agent.id(name)].restart_count,
+            0,
+            "{name}: a daemon restart is not a crash"
+        );
+    }
 }

@@ -181,6 +181,22 @@ pub struct SourceDto {
     pub fetch_errors: u64,
 }
 
+/// `GET /v1/runtimes`: one runtime as the reconciler last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RuntimeDto {
+    /// `docker` or `cloud-hypervisor`.
+    pub runtime: String,
+    /// Whether it could be listed; while it cannot, its deployments hold (nothing is created
+    /// or removed on it).
+    pub available: bool,
+    /// Why it could not be listed.
+    pub reason: Option<String>,
+    /// Since when it has been (un)available.
+    pub since: String,
+    /// When it was last listed (or tried).
+    pub checked_at: String,
+}
+
 /// An RFC 9457 problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Problem {

@@ -1,5 +1,5 @@
 //! The read-only status API (axum): deployments, events, namespaces, revisions, the source,
-//! health, Prometheus metrics and the OpenAPI document. It reads the store through a small
+//! the runtimes, health, Prometheus metrics and the OpenAPI document. It reads the store through a small
 //! pool of read-only connections on blocking threads, so slow queries never stall the runtime.
 //! Errors are RFC 9457 `application/problem+json` with stable `type`s. With tokens configured,
 //! every `/v1/*` route (and `/metrics`, unless made public) needs `Authorization: Bearer`.
@@ -46,6 +46,8 @@ pub struct ApiState {
     access: Access,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub source: SourceStatus,
+    /// Each runtime's availability, published by the controller (`with_runtime_board`).
+    pub runtimes: crate::reconcile::controller::RuntimeBoard,
 }
 
 impl ApiState {
@@ -55,12 +57,24 @@ impl ApiState {
         metrics: Arc<crate::metrics::Metrics>,
         source: SourceStatus,
     ) -> Arc<Self> {
+        Self::with_runtimes(db, access, metrics, source, Default::default())
+    }
+
+    /// Like `new`, showing the runtimes' availability the controller publishes in `runtimes`.
+    pub fn with_runtimes(
+        db: PathBuf,
+        access: Access,
+        metrics: Arc<crate::metrics::Metrics>,
+        source: SourceStatus,
+        runtimes: crate::reconcile::controller::RuntimeBoard,
+    ) -> Arc<Self> {
         Arc::new(Self {
             db,
             readers: Mutex::new(Vec::new()),
             access,
             metrics,
             source,
+            runtimes,
         })
     }
 
@@ -102,6 +116,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{id}", get(revision))
         .route("/v1/source", get(source))
+        .route("/v1/runtimes", get(runtimes))
         .route("/openapi.json", get(openapi_document))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -124,6 +139,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/revisions",
     "/v1/revisions/{id}",
     "/v1/source",
+    "/v1/runtimes",
 ];
 
 async fn authorize(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
@@ -442,6 +458,21 @@ async fn source(State(state): State<Arc<ApiState>>) -> Json<SourceDto> {
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
     )
+}
+
+async fn runtimes(State(state): State<Arc<ApiState>>) -> Json<Vec<RuntimeDto>> {
+    let board = state.runtimes.read().unwrap_or_else(|p| p.into_inner());
+    let list = board
+        .iter()
+        .map(|(kind, s)| RuntimeDto {
+            runtime: kind.as_str().to_owned(),
+            available: s.available,
+            reason: s.reason.clone(),
+            since: s.since.to_rfc3339(),
+            checked_at: s.checked_at.to_rfc3339(),
+        })
+        .collect();
+    Json(list)
 }
 
 async fn openapi_document() -> Json<serde_json::Value> {

@@ -38,6 +38,7 @@ pub fn document() -> Value {
         generator.subschema_for::<RevisionDetail>(),
     );
     add("Source", generator.subschema_for::<SourceDto>());
+    add("RuntimeList", generator.subschema_for::<Vec<RuntimeDto>>());
     add("Problem", generator.subschema_for::<Problem>());
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     let body = |name: &str| refs.get(name).cloned().unwrap_or(Value::Null);
@@ -56,7 +57,7 @@ pub fn document() -> Value {
     let query = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "keel status API", "version": env!("CARGO_PKG_VERSION"), "description": "Read-only view of a keel agent: deployments, events, namespaces, revisions and the source."},
+        "info": {"title": "keel status API", "version": env!("CARGO_PKG_VERSION"), "description": "Read-only view of a keel agent: deployments, events, namespaces, revisions, the source and the runtimes."},
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -98,7 +99,8 @@ pub fn document() -> Value {
                 "parameters": [path_param("id")],
                 "responses": with_errors(ok("RevisionDetail"), &[("404", "No such revision"), auth[0]])
             }},
-            "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}}
+            "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}},
+            "/v1/runtimes": {"get": {"summary": "Whether each runtime can be listed (while one cannot, its deployments hold)", "responses": with_errors(ok("RuntimeList"), &auth)}}
         }
     })
 }

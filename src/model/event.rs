@@ -21,6 +21,9 @@ string_enum! {
         StatusChanged = "status_changed",
         /// An instance died without keel asking it to.
         InstanceDied = "instance_died",
+        /// An instance stopped because its runtime went away or restarted; it is replaced
+        /// without counting a crash.
+        InstanceInterrupted = "instance_interrupted",
         /// A runtime action (create, start, pull) failed.
         ActionFailed = "action_failed",
         /// A liveness check reached its threshold and fired its `on_failure`.

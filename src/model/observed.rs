@@ -35,6 +35,9 @@ pub struct ObservedInstance {
     /// Where probes reach it.
     pub ip: Option<IpAddr>,
     pub started_at: Option<Timestamp>,
+    /// It exited while its runtime was going away or restarting (the runtime stopped it, it
+    /// did not die by itself). Only meaningful for an exited instance.
+    pub interrupted: bool,
 }
 
 /// One runtime's listing, or why there is none. Unknown is not absent: a runtime that could
@@ -43,6 +46,41 @@ pub struct ObservedInstance {
 pub enum RuntimeObservation {
     Listed(Vec<ObservedInstance>),
     Unavailable { reason: String },
+}
+
+/// Whether a runtime could be listed, as the controller last saw it (shown by the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeState {
+    pub available: bool,
+    /// Why it could not be listed.
+    pub reason: Option<String>,
+    /// Since when it has been (un)available.
+    pub since: Timestamp,
+    /// When it was last listed (or tried).
+    pub checked_at: Timestamp,
+}
+
+impl RuntimeState {
+    /// The state after observing `observation` at `now`, from the previous one.
+    pub fn after(
+        previous: Option<&RuntimeState>,
+        observation: &RuntimeObservation,
+        now: Timestamp,
+    ) -> Self {
+        let (available, reason) = match observation {
+            RuntimeObservation::Listed(_) => (true, None),
+            RuntimeObservation::Unavailable { reason } => (false, Some(reason.clone())),
+        };
+        let since = previous
+            .filter(|p| p.available == available)
+            .map_or(now, |p| p.since);
+        Self {
+            available,
+            reason,
+            since,
+            checked_at: now,
+        }
+    }
 }
 
 /// The recent history of one health check on one instance, folded by `reconcile::readiness`.

@@ -100,6 +100,9 @@ pub enum WaitingOn {
     RuntimeUnavailable { reason: String },
     /// A rolling update is replacing the previous generation.
     Rollout { ready: u32, total: u32 },
+    /// Running instances whose readiness checks have not reported yet (as right after an
+    /// agent restart): health is unknown until they do.
+    FirstProbe { instances: u32 },
 }
 
 /// An event the store records (and maybe notifies).

@@ -103,7 +103,10 @@ string_enum! {
         Ready = "ready",
         /// Exited or failed, with the runtime's reason.
         Error = "error",
-        /// Stopped on purpose.
+        /// Still running, but keel is stopping it (draining, then a graceful stop): no
+        /// longer counted as serving.
+        Stopping = "stopping",
+        /// Stopped on purpose (or by its runtime going away), no longer running.
         Stopped = "stopped",
     }
 }

@@ -8,13 +8,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::sync::RwLock;
+
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::clock::Clock;
 use crate::model::desired::DeploymentId;
-use crate::model::observed::{CheckState, RuntimeObservation};
+use crate::model::manifest::RuntimeKind;
+use crate::model::observed::{CheckState, RuntimeObservation, RuntimeState};
 use crate::model::plan::{Action, Outcome};
 use crate::model::stored::ProbeResult;
+use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 use crate::probe::runner::{ProbeJob, ProbeReport, Runner};
 use crate::runtime::Runtime;
@@ -24,6 +28,9 @@ use super::decide::{decide, DecideInput, Decision, ProbeTarget};
 use super::executor::{Executor, Limits, Runtimes};
 use super::plan::{Observed, Policy};
 use super::readiness;
+
+/// What the controller last saw of each runtime, shared with the API.
+pub type RuntimeBoard = Arc<RwLock<BTreeMap<RuntimeKind, RuntimeState>>>;
 
 /// Why the loop could not run a pass.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +82,7 @@ pub struct Controller {
     wake: Arc<Notify>,
     last: BTreeMap<DeploymentId, Outcome>,
     metrics: Arc<crate::metrics::Metrics>,
+    board: RuntimeBoard,
 }
 
 impl Controller {
@@ -109,12 +117,19 @@ impl Controller {
             wake,
             last: BTreeMap::new(),
             metrics: Arc::default(),
+            board: RuntimeBoard::default(),
         })
     }
 
     /// Records pass durations and probe outcomes into `metrics` (shared with the API).
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Publishes each runtime's availability into `board` (shared with the API).
+    pub fn with_runtime_board(mut self, board: RuntimeBoard) -> Self {
+        self.board = board;
         self
     }
 
@@ -184,6 +199,7 @@ impl Controller {
         // start from passes), so its observation is consistent; one with a job is held.
         let busy = self.executor.busy();
         let observed = self.observe().await;
+        self.track_runtimes(&observed, now);
         let decision = decide(&DecideInput {
             stored: &stored,
             memory: &memory,
@@ -266,6 +282,29 @@ impl Controller {
         Observed {
             runtimes,
             checks: self.checks.clone(),
+        }
+    }
+
+    /// Records each runtime's availability; an outage is logged once when it starts and once
+    /// when it ends, never per pass.
+    fn track_runtimes(&self, observed: &Observed, now: Timestamp) {
+        let mut board = self.board.write().unwrap_or_else(|p| p.into_inner());
+        for (kind, observation) in &observed.runtimes {
+            let previous = board.get(kind);
+            let next = RuntimeState::after(previous, observation, now);
+            let was_available = previous.is_none_or(|p| p.available);
+            match (was_available, next.available) {
+                (true, false) => {
+                    let reason = next.reason.as_deref().unwrap_or_default();
+                    tracing::warn!(runtime = %kind, reason, "runtime unavailable; its deployments hold until it answers");
+                }
+                (false, true) => {
+                    let away = previous.map_or(0, |p| now.0.saturating_sub(p.since.0) / 1000);
+                    tracing::info!(runtime = %kind, away_secs = away, "runtime available again");
+                }
+                (true, true) | (false, false) => {}
+            }
+            board.insert(*kind, next);
         }
     }
 

@@ -386,6 +386,7 @@ mod tests {
             phase,
             ip: None,
             started_at: None,
+            interrupted: false,
         }
     }
 

@@ -140,9 +140,18 @@ impl Executor {
         }
     }
 
+    /// Create and start, as one step: an instance that was created but cannot start (its
+    /// port is taken, say) is removed again, so the next attempt starts from nothing and no
+    /// `created` leftover lingers.
     async fn create(&self, runtime: &dyn Runtime, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let runtime_id = self.call("create", runtime.create(spec)).await?;
-        self.call("start", runtime.start(&runtime_id)).await
+        let Err(error) = self.call("start", runtime.start(&runtime_id)).await else {
+            return Ok(());
+        };
+        if let Err(cleanup) = self.call("remove", runtime.remove(&runtime_id)).await {
+            tracing::warn!(deployment = %spec.deployment, instance = %runtime_id, error = %cleanup, "cannot remove an instance that failed to start; the next pass retries");
+        }
+        Err(error)
     }
 
     async fn remove(

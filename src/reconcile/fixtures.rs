@@ -138,6 +138,7 @@ impl World {
             phase,
             ip: None,
             started_at: Some(self.now),
+            interrupted: false,
         });
     }
 

@@ -9,9 +9,12 @@
 //! same input always gives the same plan.
 //!
 //! Invariants: a runtime that could not be listed gets no create and no remove; an instance
-//! keel stopped on purpose is never counted as a crash, and no death is counted twice; during a
-//! rolling update at most `replicas + 1` instances live and an old instance is stopped only
-//! when enough new ones are ready to keep `replicas` ready.
+//! keel stopped on purpose, or that its runtime stopped while going away, is never counted as a
+//! crash; no death is counted twice, and deaths seen in one pass are one incident for the
+//! restart budget; an instance keel began to stop is stopped again until it is gone (a stop
+//! survives an agent killed before it happened); during a rolling update at most
+//! `replicas + 1` instances live and an old instance is stopped only when enough new ones are
+//! ready to keep `replicas` ready.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -169,6 +172,7 @@ fn plan_deployment<'a>(
         events: Vec::new(),
         reason: None,
         waiting_on: None,
+        incident_counted: false,
     };
     match input.observed.runtimes.get(&target.spec.runtime) {
         Some(RuntimeObservation::Listed(_)) => pass.run(),
@@ -195,6 +199,8 @@ struct Pass<'a> {
     events: Vec<PlannedEvent>,
     reason: Option<(&'static str, String)>,
     waiting_on: Option<WaitingOn>,
+    /// A death or liveness replacement was already counted this pass (one incident).
+    incident_counted: bool,
 }
 
 /// Where a deployment is headed this pass.
@@ -226,6 +232,29 @@ impl<'a> Pass<'a> {
                     self.tear_down();
                 }
             }
+        }
+        // Last, so that an ordinal an unfinished stop still holds is not handed out again.
+        self.resume_stops();
+    }
+
+    /// Instances keel began to stop in an earlier pass that still run — say the agent was
+    /// killed between persisting the stop and doing it — are stopped and removed again.
+    /// Removing is idempotent, so doing it twice is harmless; not doing it leaks them.
+    fn resume_stops(&mut self) {
+        let unfinished: Vec<&ObservedInstance> = self
+            .instances
+            .iter()
+            .copied()
+            .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
+            .filter(|i| {
+                self.mem
+                    .instances
+                    .get(&i.runtime_id)
+                    .is_some_and(|m| m.stopping)
+            })
+            .collect();
+        for instance in unfinished {
+            self.remove(instance, true);
         }
     }
 
@@ -325,9 +354,13 @@ impl<'a> Pass<'a> {
             let reason = exit_reason(exit_code, oom_killed);
             let stopping = self.instance_mem(&instance.runtime_id).stopping;
             let is_job = self.spec().kind == WorkloadKind::Job && self.is_current(instance);
+            let succeeded = exit_code == 0 && !oom_killed;
             if stopping {
                 let m = self.instance_mem(&instance.runtime_id);
                 m.state = InstanceState::Stopped;
+                self.remove(instance, false);
+            } else if instance.interrupted && !(is_job && succeeded) {
+                self.interrupted(instance, reason);
                 self.remove(instance, false);
             } else if is_job {
                 self.job_exit(instance, exit_code, oom_killed, reason);
@@ -361,6 +394,23 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// An instance its runtime stopped while going away (a daemon stop or restart): not a
+    /// crash, replaced without backoff.
+    fn interrupted(&mut self, instance: &ObservedInstance, reason: String) {
+        let m = self.instance_mem(&instance.runtime_id);
+        let first_time = !m.counted;
+        m.counted = true;
+        m.state = InstanceState::Stopped;
+        m.reason = Some(format!("stopped by its runtime going away ({reason})"));
+        if first_time {
+            let message = format!(
+                "instance {} {reason} when its runtime went away; replacing it (not a crash)",
+                instance.runtime_id
+            );
+            self.event(EventKind::InstanceInterrupted, message, None);
+        }
+    }
+
     fn unexpected_death(&mut self, instance: &ObservedInstance, reason: String) {
         let m = self.instance_mem(&instance.runtime_id);
         if m.counted {
@@ -369,17 +419,25 @@ impl<'a> Pass<'a> {
         m.counted = true;
         m.state = InstanceState::Error;
         m.reason = Some(reason.clone());
+        let what = format!("instance {} {reason}", instance.runtime_id);
+        let counted = self.count_restart(&what);
+        self.event(EventKind::InstanceDied, format!("{what} ({counted})"), None);
+    }
+
+    /// Counts one incident toward the restart budget — at most one per pass, however many
+    /// instances died in it — backs off the replacement and applies the limit. Says how it
+    /// was counted, for the event.
+    fn count_restart(&mut self, what: &str) -> String {
+        let max = self.policy.max_restart_count;
+        if self.incident_counted {
+            return format!(
+                "same incident as restart {} of {max}",
+                self.mem.restart_count
+            );
+        }
+        self.incident_counted = true;
         self.mem.restart_count = self.mem.restart_count.saturating_add(1);
         let count = self.mem.restart_count;
-        let max = self.policy.max_restart_count;
-        self.event(
-            EventKind::InstanceDied,
-            format!(
-                "instance {} {reason} (restart {count} of {max})",
-                instance.runtime_id
-            ),
-            None,
-        );
         self.mem.retry = Some(Retry {
             attempts: count,
             next_at: backoff::next_attempt(
@@ -389,7 +447,8 @@ impl<'a> Pass<'a> {
                 self.policy.backoff_max,
             ),
         });
-        self.check_restart_limit(format!("instance {} {reason}", instance.runtime_id));
+        self.check_restart_limit(what.to_owned());
+        format!("restart {count} of {max}")
     }
 
     /// At `max_restart_count`: workers → `crash_loop_back_off`, jobs → `failed`.
@@ -774,12 +833,15 @@ impl<'a> Pass<'a> {
         let notify = Some(NotificationKind::DeploymentHealthCheckFailed);
         match action {
             OnFailure::Restart => {
+                // A replacement keel forces counts like a crash: a worker that never stays
+                // live reaches `crash_loop_back_off` instead of cycling forever.
+                self.remove(instance, true);
+                let counted = self.count_restart(&what);
                 self.event(
                     EventKind::HealthCheckFailed,
-                    format!("{what}: restarting the instance"),
+                    format!("{what}: restarting the instance ({counted})"),
                     notify,
                 );
-                self.remove(instance, true);
             }
             OnFailure::Stop => {
                 self.event(
@@ -952,7 +1014,16 @@ impl<'a> Pass<'a> {
         } else {
             self.replicas()
         };
-        let health = views::health(self.spec().kind, self.mem.status, ready, desired);
+        let unprobed = self.unprobed();
+        let health = match unprobed {
+            0 => views::health(self.spec().kind, self.mem.status, ready, desired),
+            _ => {
+                self.waiting_on.get_or_insert(WaitingOn::FirstProbe {
+                    instances: unprobed,
+                });
+                None
+            }
+        };
         let status_change = self.reason.take().map(|(reason, message)| StatusChange {
             from: self.before,
             to: self.mem.status,
@@ -978,8 +1049,12 @@ impl<'a> Pass<'a> {
         let remembered = self.mem.instances.get(&instance.runtime_id);
         if remembered.is_some_and(|m| m.stopping) && !matches!(instance.phase, Phase::Exited { .. })
         {
-            // Being stopped: no longer counted as serving, even before the stop happens.
-            return InstanceState::Stopped;
+            // Still running, but keel is stopping it: no longer counted as serving, even
+            // before the stop happens — and not called stopped until the runtime says so.
+            return InstanceState::Stopping;
+        }
+        if instance.phase == Phase::Running && self.liveness_failing(instance) {
+            return InstanceState::Started;
         }
         match instance.phase {
             Phase::Exited { .. } => remembered.map_or(InstanceState::Stopped, |m| m.state),
@@ -998,6 +1073,46 @@ impl<'a> Pass<'a> {
             Phase::Running if self.is_ready(instance) => InstanceState::Ready,
             Phase::Running => InstanceState::Started,
         }
+    }
+}
+
+impl Pass<'_> {
+    /// Whether one of the instance's liveness checks is failing (at its threshold): such an
+    /// instance runs but is not counted ready, so the deployment is not `healthy`.
+    fn liveness_failing(&self, instance: &ObservedInstance) -> bool {
+        self.spec()
+            .health_checks
+            .iter()
+            .enumerate()
+            .filter(|(_, check)| !check.readiness)
+            .any(|(index, check)| {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                self.checks
+                    .get(&(instance.runtime_id.clone(), index))
+                    .is_some_and(|state| readiness::failing(state, check))
+            })
+    }
+
+    /// Running, current instances with a readiness check that has not reported yet (as after
+    /// an agent restart): until it does, whether they serve is unknown, not "no".
+    fn unprobed(&self) -> u32 {
+        let unprobed = self
+            .live()
+            .into_iter()
+            .filter(|i| i.phase == Phase::Running && self.is_current(i))
+            .filter(|i| {
+                self.spec()
+                    .health_checks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, check)| check.readiness)
+                    .any(|(index, _)| {
+                        let index = u32::try_from(index).unwrap_or(u32::MAX);
+                        !self.checks.contains_key(&(i.runtime_id.clone(), index))
+                    })
+            })
+            .count();
+        u32::try_from(unprobed).unwrap_or(u32::MAX)
     }
 }
 

@@ -268,8 +268,24 @@ fn running_worker_with_an_unready_instance_stays_running_but_degraded() {
 fn no_ready_instance_is_unhealthy() {
     let w = World::worker(json!({"health_checks": http_readiness("5s")}))
         .status(S::Creating)
-        .instance(0, RUNNING);
+        .instance(0, RUNNING)
+        .failing(&id(1, 0), 0, 1);
     assert_eq!(w.pass().1.health, Some(Health::Unhealthy));
+}
+
+#[test]
+fn health_is_unknown_until_the_first_probe_reports() {
+    // As right after an agent restart: everything runs, nothing was probed yet.
+    let w = World::worker(json!({"replicas": 2, "health_checks": http_readiness("5s")}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .instance(1, RUNNING)
+        .green(&id(1, 0), 0, -60);
+    let (actions, out) = w.pass();
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(out.memory.status, S::Running, "no status moves on unknown");
+    assert_eq!(out.health, None, "unknown, not unhealthy");
+    assert_eq!(out.waiting_on, Some(WaitingOn::FirstProbe { instances: 1 }));
 }
 
 #[test]
@@ -702,10 +718,13 @@ fn liveness_below_threshold_does_nothing() {
 }
 
 #[test]
-fn liveness_restart_replaces_the_instance_without_counting_a_crash() {
+fn liveness_restart_replaces_the_instance_and_counts_toward_the_budget() {
     let (actions, out) = live_worker("restart", 3).pass();
     assert_eq!(actions.removes(), [(id(1, 0), true)]);
-    assert_eq!(out.memory.restart_count, 0);
+    assert_eq!(
+        out.memory.restart_count, 1,
+        "a forced replacement is a restart"
+    );
     assert_eq!(
         out.memory.status,
         S::Running,
@@ -715,8 +734,8 @@ fn liveness_restart_replaces_the_instance_without_counting_a_crash() {
     assert!(out.memory.instances[&id(1, 0)].stopping);
     assert_eq!(
         out.instances[0].state,
-        InstanceState::Stopped,
-        "no longer counted as serving"
+        InstanceState::Stopping,
+        "no longer counted as serving, but still running"
     );
 }
 
@@ -1139,4 +1158,114 @@ fn a_pass_lists_removes_then_starts_then_creates() {
         !actions.creates().is_empty() && !actions.removes().is_empty(),
         "{actions:?}"
     );
+}
+
+// ---- never leak, never lie ----------------------------------------------------------------
+
+#[test]
+fn a_stop_left_unfinished_by_a_killed_agent_is_done_again() {
+    // Generation 1 was being replaced; the agent died after persisting the stop and before
+    // doing it. The new agent sees it still running.
+    let w = World::worker(json!({}))
+        .status(S::Running)
+        .new_spec(json!({"image": "busybox:1.37"}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .old_instance(1, 0, RUNNING)
+        .remember(&id(1, 0), |m| m.stopping = true);
+    let (actions, out) = w.pass();
+    assert_eq!(actions.removes(), [(id(1, 0), true)], "{actions:?}");
+    let old = out
+        .instances
+        .iter()
+        .find(|i| i.runtime_id == id(1, 0))
+        .unwrap();
+    assert_eq!(old.state, InstanceState::Stopping, "it runs: not `stopped`");
+}
+
+#[test]
+fn an_unfinished_stop_is_resumed_even_for_a_deleted_deployment() {
+    let w = World::worker(json!({}))
+        .status(S::Deleted)
+        .pruned()
+        .instance(0, RUNNING)
+        .remember(&id(1, 0), |m| m.stopping = true);
+    let (actions, _) = w.pass();
+    assert_eq!(actions.removes(), [(id(1, 0), true)]);
+}
+
+#[test]
+fn deaths_in_one_pass_are_one_incident_for_the_budget() {
+    let w = World::worker(json!({"replicas": 5}))
+        .status(S::Running)
+        .instance(0, exited(137))
+        .instance(1, exited(137))
+        .instance(2, exited(137))
+        .instance(3, exited(137))
+        .instance(4, exited(137));
+    let (actions, out) = w.pass();
+    assert_eq!(out.memory.restart_count, 1, "five deaths, one incident");
+    assert_eq!(out.memory.status, S::Running, "not crash_loop_back_off");
+    assert_eq!(events(&out), [EventKind::InstanceDied; 5]);
+    assert_eq!(actions.removes().len(), 5);
+}
+
+#[test]
+fn instances_stopped_by_their_runtime_going_away_are_replaced_without_counting() {
+    let mut w = World::worker(json!({"replicas": 2}))
+        .status(S::Running)
+        .restarts(4)
+        .instance(0, exited(143))
+        .instance(1, exited(143));
+    for instance in &mut w.instances {
+        instance.interrupted = true;
+    }
+    let (actions, out) = w.pass();
+    assert_eq!(out.memory.restart_count, 4, "not crashes");
+    assert_eq!(out.memory.retry, None, "no backoff");
+    assert_eq!(events(&out), [EventKind::InstanceInterrupted; 2]);
+    assert_eq!(actions.removes().len(), 2);
+    assert_eq!(actions.creates().len(), 2, "replaced at once");
+}
+
+#[test]
+fn a_job_that_completed_before_an_outage_still_completed() {
+    let mut w = World::job(json!({}))
+        .status(S::Running)
+        .instance(0, exited(0));
+    w.instances[0].interrupted = true;
+    let (_, out) = w.pass();
+    assert_eq!(out.memory.status, S::Completed);
+}
+
+#[test]
+fn a_liveness_check_that_never_passes_ends_in_crash_loop_back_off() {
+    let mut w = live_worker("restart", 3);
+    let mut last = S::Running;
+    for _ in 0..20 {
+        let (_, out) = w.step(120);
+        last = out.memory.status;
+        if last == S::CrashLoopBackOff {
+            break;
+        }
+        // Every replacement fails its liveness check too.
+        let ids: Vec<String> = w.instances.iter().map(|i| i.runtime_id.clone()).collect();
+        for runtime_id in ids {
+            w = w.failing(&runtime_id, 0, 3);
+        }
+    }
+    assert_eq!(last, S::CrashLoopBackOff);
+    assert_eq!(w.memory.restart_count, 5);
+}
+
+#[test]
+fn a_worker_failing_its_liveness_check_is_not_healthy() {
+    let w = World::worker(json!({"health_checks": tcp_liveness("alert")}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .failing(&id(1, 0), 0, 3);
+    let (_, out) = w.pass();
+    assert_eq!(out.health, Some(Health::Unhealthy));
+    assert_eq!(out.ready, 0);
+    assert_eq!(out.instances[0].state, InstanceState::Started);
 }

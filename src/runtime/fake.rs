@@ -65,7 +65,11 @@ pub enum Call {
 enum State {
     Created,
     Running,
-    Exited { exit_code: i64 },
+    /// `interrupted`: stopped by a simulated outage of the runtime, not by itself.
+    Exited {
+        exit_code: i64,
+        interrupted: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -136,7 +140,22 @@ impl FakeRuntime {
 
     /// Kills an instance as if it crashed.
     pub fn crash(&self, runtime_id: &str, exit_code: i64) {
-        exit(&self.inner, &self.events, runtime_id, exit_code);
+        exit(&self.inner, &self.events, runtime_id, exit_code, false);
+    }
+
+    /// Stops every running instance the way a runtime going away does (a daemon restart):
+    /// exit code 143, reported as interrupted.
+    pub fn outage(&self) {
+        let running: Vec<String> = self
+            .lock()
+            .instances
+            .iter()
+            .filter(|(_, i)| matches!(i.state, State::Running))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in running {
+            exit(&self.inner, &self.events, &id, 143, true);
+        }
     }
 
     fn behaviour(inner: &Inner, deployment: &DeploymentId) -> Behaviour {
@@ -178,7 +197,7 @@ impl FakeRuntime {
             );
             instance.tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(after.to_std()).await;
-                exit(&inner, &events, &id, code);
+                exit(&inner, &events, &id, code, false);
             }));
         }
         Ok(())
@@ -191,11 +210,15 @@ fn exit(
     events: &broadcast::Sender<RuntimeEvent>,
     runtime_id: &str,
     exit_code: i64,
+    interrupted: bool,
 ) {
     let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(instance) = inner.instances.get_mut(runtime_id) {
         if matches!(instance.state, State::Running) {
-            instance.state = State::Exited { exit_code };
+            instance.state = State::Exited {
+                exit_code,
+                interrupted,
+            };
             instance.port = None;
             // Aborting the task that runs this (an `exit_after` timer) is harmless: it is
             // about to finish anyway.
@@ -264,13 +287,20 @@ impl Runtime for FakeRuntime {
                     phase: match i.state {
                         State::Created => Phase::Created,
                         State::Running => Phase::Running,
-                        State::Exited { exit_code } => Phase::Exited {
+                        State::Exited { exit_code, .. } => Phase::Exited {
                             exit_code,
                             oom_killed: false,
                         },
                     },
                     ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     started_at: i.started_at,
+                    interrupted: matches!(
+                        i.state,
+                        State::Exited {
+                            interrupted: true,
+                            ..
+                        }
+                    ),
                 })
                 .collect();
             Ok(listed)
@@ -323,7 +353,7 @@ impl Runtime for FakeRuntime {
     fn stop<'a>(&'a self, runtime_id: &'a str, _grace: Duration) -> RuntimeFuture<'a, ()> {
         Box::pin(async move {
             self.lock().calls.push(Call::Stop(runtime_id.to_owned()));
-            exit(&self.inner, &self.events, runtime_id, 143);
+            exit(&self.inner, &self.events, runtime_id, 143, false);
             Ok(())
         })
     }

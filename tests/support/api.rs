@@ -67,8 +67,11 @@ pub async fn server(access: Access) -> Server {
     config.policy.backoff_base = keel::model::units::Duration::from_millis(5);
     config.policy.backoff_max = keel::model::units::Duration::from_millis(10);
     let runtime: Arc<dyn Runtime> = Arc::new(fake);
+    let board = keel::reconcile::controller::RuntimeBoard::default();
     let mut controller =
-        Controller::new(store.clone(), vec![runtime], config, keel::clock::system()).unwrap();
+        Controller::new(store.clone(), vec![runtime], config, keel::clock::system())
+            .unwrap()
+            .with_runtime_board(board.clone());
     let reader = store.reader().unwrap();
     for _ in 0..200 {
         controller.pass().await.unwrap();
@@ -103,7 +106,7 @@ pub async fn server(access: Access) -> Server {
         source: Some("file:///repo".into()),
         ..SourceDto::default()
     }));
-    let state = ApiState::new(db, access, Arc::default(), source);
+    let state = ApiState::with_runtimes(db, access, Arc::default(), source, board);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });

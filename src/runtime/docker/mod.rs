@@ -10,6 +10,7 @@ mod events;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
@@ -55,6 +56,8 @@ pub struct DockerRuntime {
     networks: tokio::sync::RwLock<()>,
     /// Docker does not refuse a second network of the same name: creation is serialized.
     network_create: tokio::sync::Mutex<()>,
+    /// The daemon's recent outages, kept by the event follower.
+    outages: Arc<Mutex<events::Outages>>,
 }
 
 impl DockerRuntime {
@@ -69,13 +72,20 @@ impl DockerRuntime {
         }
         .map_err(|e| errors::unreachable(&e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
-        events::follow(docker.clone(), events.clone(), settings.owner.clone());
+        let outages = Arc::new(Mutex::new(events::Outages::default()));
+        events::follow(
+            docker.clone(),
+            events.clone(),
+            settings.owner.clone(),
+            outages.clone(),
+        );
         Ok(Self {
             docker,
             settings,
             events,
             networks: tokio::sync::RwLock::new(()),
             network_create: tokio::sync::Mutex::new(()),
+            outages,
         })
     }
 
@@ -243,7 +253,7 @@ impl DockerRuntime {
         }
     }
 
-    /// Phase, IP (127.0.0.1 with host networking) and start time.
+    /// Phase, IP (127.0.0.1 with host networking), start and finish times.
     async fn inspect(&self, id: &str) -> Result<Inspection, RuntimeError> {
         let response = self
             .docker
@@ -259,6 +269,11 @@ impl DockerRuntime {
         let started_at = state
             .started_at
             .as_deref()
+            .and_then(crate::model::time::parse_rfc3339);
+        let finished_at = state
+            .finished_at
+            .as_deref()
+            .filter(|f| !f.starts_with("0001-"))
             .and_then(crate::model::time::parse_rfc3339);
         let phase = if state.running.unwrap_or(false) {
             Phase::Running
@@ -287,6 +302,7 @@ impl DockerRuntime {
             phase,
             ip,
             started_at,
+            finished_at,
         })
     }
 }
@@ -297,17 +313,20 @@ struct Inspection {
     phase: Phase,
     ip: Option<std::net::IpAddr>,
     started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
 }
 
 /// PURE: one listed container and its inspection → the observed instance. Unknown is not
 /// absent: a container that vanished between the listing and its inspection (`NotFound`) is
 /// gone, but any other inspection failure fails the whole listing, so the planner holds
 /// instead of forgetting an instance that may still run. A container without keel's complete
-/// labels is not an instance (`None`).
+/// labels is not an instance (`None`). An exited container that finished during one of the
+/// daemon's `outages` was stopped by the daemon (`interrupted`), not by itself.
 fn observed(
     id: &str,
     label: &HashMap<String, String>,
     inspected: Result<Inspection, RuntimeError>,
+    outages: &events::Outages,
 ) -> Result<Option<ObservedInstance>, RuntimeError> {
     let inspection = match inspected {
         Ok(inspection) => inspection,
@@ -335,6 +354,8 @@ fn observed(
         phase: inspection.phase,
         ip: inspection.ip,
         started_at: inspection.started_at,
+        interrupted: matches!(inspection.phase, Phase::Exited { .. })
+            && inspection.finished_at.is_some_and(|f| outages.covers(f)),
     }))
 }
 
@@ -362,7 +383,8 @@ impl Runtime for DockerRuntime {
                     continue;
                 };
                 let inspected = self.inspect(&id).await;
-                if let Some(instance) = observed(&id, &label, inspected)? {
+                let outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(instance) = observed(&id, &label, inspected, &outages)? {
                     out.push(instance);
                 }
             }
@@ -542,12 +564,41 @@ mod tests {
             phase: Phase::Running,
             ip: None,
             started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn exited_at(secs: i64) -> Inspection {
+        Inspection {
+            phase: Phase::Exited {
+                exit_code: 143,
+                oom_killed: false,
+            },
+            ip: None,
+            started_at: None,
+            finished_at: Some(Timestamp(secs * 1000)),
         }
     }
 
     #[test]
+    fn a_container_that_finished_during_a_daemon_outage_was_interrupted() {
+        let mut outages = events::Outages::default();
+        outages.went_down(Timestamp(100_000));
+        outages.came_back(Timestamp(130_000));
+        let interrupted = |inspection| {
+            observed("c1", &keel_labels(), Ok(inspection), &outages)
+                .unwrap()
+                .unwrap()
+                .interrupted
+        };
+        assert!(interrupted(exited_at(110)));
+        assert!(!interrupted(exited_at(200)), "a later death is its own");
+        assert!(!interrupted(running()));
+    }
+
+    #[test]
     fn an_inspected_container_is_an_instance_of_the_docker_runtime() {
-        let instance = observed("c1", &keel_labels(), Ok(running()))
+        let instance = observed("c1", &keel_labels(), Ok(running()), &Default::default())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -564,7 +615,10 @@ mod tests {
     #[test]
     fn a_container_gone_before_its_inspection_is_absent() {
         let gone = Err(RuntimeError::NotFound("no such container: c1".into()));
-        assert_eq!(observed("c1", &keel_labels(), gone).unwrap(), None);
+        assert_eq!(
+            observed("c1", &keel_labels(), gone, &Default::default()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -578,7 +632,12 @@ mod tests {
             },
         ] {
             assert_eq!(
-                observed("c1", &keel_labels(), Err(error.clone())),
+                observed(
+                    "c1",
+                    &keel_labels(),
+                    Err(error.clone()),
+                    &Default::default()
+                ),
                 Err(error),
                 "an instance that may still run must not be forgotten"
             );
@@ -589,6 +648,9 @@ mod tests {
     fn a_container_without_complete_labels_is_not_an_instance() {
         let mut partial = keel_labels();
         partial.remove(labels::ORDINAL);
-        assert_eq!(observed("c1", &partial, Ok(running())).unwrap(), None);
+        assert_eq!(
+            observed("c1", &partial, Ok(running()), &Default::default()).unwrap(),
+            None
+        );
     }
 }
