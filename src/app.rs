@@ -14,7 +14,7 @@ use crate::api::dto::SourceDto;
 use crate::api::hooks::{HookSecrets, Hooks};
 use crate::api::{self, Access, ApiState, SourceStatus};
 use crate::clock;
-use crate::config::{AgentConfig, AgentSettings, GitReference, SourceKind};
+use crate::config::{AgentConfig, AgentSettings, GitReference, ManifestsConfig, SourceKind};
 use crate::ingest::Ingest;
 use crate::manifest::Limits;
 use crate::metrics::Metrics;
@@ -68,7 +68,7 @@ pub async fn run(
         status: status.clone(),
         metrics: metrics.clone(),
         wake: controller.waker(),
-        limits: Limits::default(),
+        limits: manifest_limits(&settings.config.manifests),
         clock: clock::system(),
     };
 
@@ -198,6 +198,18 @@ fn hook_secrets(settings: &AgentSettings) -> HookSecrets {
         gitea: h.gitea.clone(),
         generic: h.generic.clone(),
     }
+}
+
+/// The loader's limits: keel's defaults, overridden by `[manifests]`.
+fn manifest_limits(config: &ManifestsConfig) -> Limits {
+    let mut limits = Limits::default();
+    let size = &mut limits.size;
+    size.max_file_bytes = config.max_file_bytes.unwrap_or(size.max_file_bytes);
+    size.max_revision_bytes = config.max_revision_bytes.unwrap_or(size.max_revision_bytes);
+    let yaml = &mut limits.yaml;
+    yaml.max_document_nodes = config.max_document_nodes.unwrap_or(yaml.max_document_nodes);
+    yaml.max_alias_nodes = config.max_alias_nodes.unwrap_or(yaml.max_alias_nodes);
+    limits
 }
 
 /// The Docker adapter's settings, from the agent's.

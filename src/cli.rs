@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::manifest::{self, Limits, Loaded};
+use crate::manifest::{self, Limits, Loaded, YamlLimits};
 use crate::model::desired::DesiredState;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::manifest::WorkloadKind;
@@ -119,6 +119,12 @@ pub struct LimitArgs {
     /// Largest total size of a revision's manifests, in bytes.
     #[arg(long, default_value_t = SizeLimits::default().max_revision_bytes, value_name = "BYTES")]
     pub max_revision_size: u64,
+    /// Most YAML nodes one document may hold, as written.
+    #[arg(long, default_value_t = YamlLimits::default().max_document_nodes, value_name = "NODES")]
+    pub max_document_nodes: u64,
+    /// Most nodes aliases may add to one document when expanded (alias bombs stop here).
+    #[arg(long, default_value_t = YamlLimits::default().max_alias_nodes, value_name = "NODES")]
+    pub max_alias_nodes: u64,
 }
 
 impl LimitArgs {
@@ -128,7 +134,11 @@ impl LimitArgs {
                 max_file_bytes: self.max_file_size,
                 max_revision_bytes: self.max_revision_size,
             },
-            ..Limits::default()
+            yaml: YamlLimits {
+                max_document_nodes: self.max_document_nodes,
+                max_alias_nodes: self.max_alias_nodes,
+                ..YamlLimits::default()
+            },
         }
     }
 }
@@ -155,8 +165,9 @@ pub enum Format {
 /// stderr is a terminal, so a redirected log holds no escape codes).
 pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let directives = log_directives(filter.unwrap_or(default));
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(default)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -166,6 +177,28 @@ pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// The verbosity a bare level asks for: more verbose than `warn` applies to keel only.
+/// Third-party libraries log request and response bodies at `debug` and `trace` (the Docker
+/// client logs every container's environment, secrets included), so they stay at `warn` unless
+/// named: `--log debug` is `warn,keel=debug`; `--log debug,bollard=debug` opts bollard in.
+fn log_directives(filter: &str) -> String {
+    const VERBOSE: [&str; 3] = ["info", "debug", "trace"];
+    let directives: Vec<String> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .flat_map(|d| {
+            let level = d.to_ascii_lowercase();
+            if VERBOSE.contains(&level.as_str()) {
+                vec!["warn".to_owned(), format!("keel={level}")]
+            } else {
+                vec![d.to_owned()]
+            }
+        })
+        .collect();
+    directives.join(",")
 }
 
 /// Runs a parsed command line.
@@ -390,4 +423,26 @@ fn agent(args: AgentArgs, log: Option<&str>) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(crate::app::run(settings, crate::app::signals()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn verbose_levels_apply_to_keel_and_third_parties_are_opted_in_by_name() {
+        let cases = [
+            ("trace", "warn,keel=trace"),
+            ("debug", "warn,keel=debug"),
+            ("INFO", "warn,keel=info"),
+            ("warn", "warn"),
+            ("error", "error"),
+            ("debug,bollard=debug", "warn,keel=debug,bollard=debug"),
+            ("keel::reconcile=trace", "keel::reconcile=trace"),
+            (" debug , hyper=info ", "warn,keel=debug,hyper=info"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(log_directives(given), expected, "{given}");
+        }
+    }
 }

@@ -51,6 +51,22 @@ pub struct AgentConfig {
     pub git: GitConfig,
     #[serde(default)]
     pub hooks: HooksConfig,
+    #[serde(default)]
+    pub manifests: ManifestsConfig,
+}
+
+/// `[manifests]`: how much one revision may ask of the loader (unset: keel's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestsConfig {
+    /// Largest manifest file, in bytes (default 1 MiB).
+    pub max_file_bytes: Option<u64>,
+    /// Largest total size of a revision's manifests, in bytes (default 64 MiB).
+    pub max_revision_bytes: Option<u64>,
+    /// Most YAML nodes one document may hold, as written (default 2,000,000).
+    pub max_document_nodes: Option<u64>,
+    /// Most nodes aliases may add to one document when expanded (default 100,000).
+    pub max_alias_nodes: Option<u64>,
 }
 
 /// `[git]`: credentials for the source repository.
@@ -174,6 +190,7 @@ impl Default for AgentConfig {
             tick: None,
             git: GitConfig::default(),
             hooks: HooksConfig::default(),
+            manifests: ManifestsConfig::default(),
         }
     }
 }

@@ -501,3 +501,99 @@ async fn runtimes_show_whether_each_runtime_can_be_listed() {
     assert_eq!(runtimes[0]["available"], true);
     assert_eq!(runtimes[0]["reason"], Value::Null);
 }
+
+/// POSTs `body` to `path` over a plain HTTP/1.1 connection: (status, content type, body).
+async fn post(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) before reading everything: a failed write is fine.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_refusals_are_problems_that_name_their_cause() {
+    use keel::api::hooks::{router, HookSecrets, Hooks, MAX_BODY};
+    use std::sync::{Arc, RwLock};
+    let hooks = Arc::new(Hooks {
+        secrets: HookSecrets {
+            github: Some("hook-secret".into()),
+            ..HookSecrets::default()
+        },
+        branch: Arc::new(RwLock::new(Some("main".into()))),
+        fetch: Arc::default(),
+        clock: keel::clock::system(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(hooks)).await.unwrap() });
+
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let (status, content_type, text) = post(
+        &base,
+        "/v1/hooks/github",
+        &[
+            ("X-Hub-Signature-256", "sha256=00"),
+            ("X-GitHub-Event", "push"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signature mismatch"),
+        "{problem}"
+    );
+    assert!(!text.contains("bearer"), "not a token problem: {text}");
+
+    let (status, content_type, text) =
+        post(&base, "/v1/hooks/github", &[], &vec![b'x'; MAX_BODY + 1]).await;
+    assert_eq!(status, 413);
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(problem["status"], 413);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("larger"),
+        "{problem}"
+    );
+}

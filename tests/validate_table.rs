@@ -223,7 +223,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:10:17: deployments.web.resources.requests.memory: the memory request is larger than its limit",
         ]),
         one("billion_laughs_fails_fast", billion_laughs(), vec![
-            "app.yaml:6:11: aliases expand to more than 100000 nodes (an alias bomb such as \"billion laughs\"?); write the values out or use fewer aliases",
+            "app.yaml:6:12: aliases expand to more than 100000 nodes (max_alias_nodes; an alias bomb such as \"billion laughs\"?); write the values out or use fewer aliases",
         ]),
         one("excessive_nesting_is_rejected", format!("deployments: {}{}\n", "[".repeat(100), "]".repeat(100)), vec![
             "app.yaml:1:77: nesting deeper than 64 levels",
@@ -341,4 +341,28 @@ fn every_rule_reports_its_exact_location_and_message() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn ten_thousand_deployments_in_one_document_are_no_alias_bomb() {
+    let mut text = String::from("deployments:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "  w{i}:\n    name: w{i}\n    namespace: big\n    image: busybox:1.36\n    replicas: 0\n    environment:\n      INDEX: \"{i}\"\n"
+        ));
+    }
+    let entries = vec![keel::model::snapshot::SnapshotEntry::File {
+        path: "big.yaml".into(),
+        bytes: text.into_bytes(),
+    }];
+    let limits = keel::manifest::Limits {
+        size: keel::model::snapshot::SizeLimits {
+            max_file_bytes: 64 << 20,
+            max_revision_bytes: 64 << 20,
+        },
+        ..keel::manifest::Limits::default()
+    };
+    let loaded = keel::manifest::load(&entries, &limits)
+        .unwrap_or_else(|d| panic!("{:?}", &d[..d.len().min(3)]));
+    assert_eq!(loaded.state.deployments.len(), 10_000);
 }

@@ -7,6 +7,7 @@
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,8 +90,15 @@ async fn receive(
     State(hooks): State<Arc<Hooks>>,
     Path(forge): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::TooLarge { limit: MAX_BODY }.into_response();
+        }
+        Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
+    };
     let Some(forge) = Forge::parse(&forge) else {
         return ApiError::NotFound(format!(
             "no receiver for {forge:?}; use github, gitlab, gitea or generic"
@@ -110,7 +118,7 @@ async fn receive(
     let now_secs = (hooks.clock)().millis() / 1000;
     if let Err(why) = verify(forge, secret, &headers, &body, now_secs) {
         tracing::warn!(?forge, why, "push hook rejected");
-        return ApiError::Unauthorized.into_response();
+        return ApiError::BadSignature(why).into_response();
     }
     let followed = hooks
         .branch

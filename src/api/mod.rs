@@ -179,7 +179,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub enum ApiError {
     BadRequest(String),
     NotFound(String),
+    /// No (or no valid) bearer token.
     Unauthorized,
+    /// A push receiver's signature check failed, and why.
+    BadSignature(&'static str),
+    /// A request body over the limit.
+    TooLarge {
+        limit: usize,
+    },
     Internal(String),
 }
 
@@ -199,6 +206,18 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "Unauthorized",
                 "this API needs a bearer token (Authorization: Bearer …)".to_owned(),
+            ),
+            ApiError::BadSignature(why) => (
+                StatusCode::UNAUTHORIZED,
+                "bad-signature",
+                "Signature rejected",
+                format!("the push was not signed with this receiver's secret: {why}"),
+            ),
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                format!("the body is larger than this receiver accepts ({limit} bytes)"),
             ),
             ApiError::Internal(d) => {
                 tracing::error!(error = %d, "API request failed");

@@ -112,20 +112,26 @@ impl Document {
     }
 }
 
-/// Bounds on what one file may ask of the parser.
+/// Bounds on what one file may ask of the parser. Size and aliases are counted apart: a large
+/// document without aliases is only large, and an alias bomb is refused however small its
+/// text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct YamlLimits {
     /// Deepest nesting of collections.
     pub max_depth: usize,
-    /// Most nodes one document may stand for with its aliases expanded.
-    pub max_expanded_nodes: u64,
+    /// Most nodes (scalars, sequences, maps) one document may hold, as written
+    /// (`max_document_nodes`).
+    pub max_document_nodes: u64,
+    /// Most nodes aliases may add to one document when expanded (`max_alias_nodes`).
+    pub max_alias_nodes: u64,
 }
 
 impl Default for YamlLimits {
     fn default() -> Self {
         Self {
             max_depth: 64,
-            max_expanded_nodes: 100_000,
+            max_document_nodes: 2_000_000,
+            max_alias_nodes: 100_000,
         }
     }
 }
@@ -137,8 +143,10 @@ pub enum YamlError {
     Syntax { mark: Mark, message: String },
     #[error("nesting deeper than {limit} levels")]
     TooDeep { mark: Mark, limit: usize },
-    #[error("aliases expand to more than {limit} nodes (an alias bomb such as \"billion laughs\"?); write the values out or use fewer aliases")]
+    #[error("aliases expand to more than {limit} nodes (max_alias_nodes; an alias bomb such as \"billion laughs\"?); write the values out or use fewer aliases")]
     AliasExpansion { mark: Mark, limit: u64 },
+    #[error("the document has more than {limit} nodes (max_document_nodes); split it into several files")]
+    TooManyNodes { mark: Mark, limit: u64 },
     #[error("alias to an unknown or enclosing anchor")]
     BadAlias { mark: Mark },
     #[error("duplicate key {key:?} (first at line {first_line})")]
@@ -155,6 +163,7 @@ impl YamlError {
             YamlError::Syntax { mark, .. }
             | YamlError::TooDeep { mark, .. }
             | YamlError::AliasExpansion { mark, .. }
+            | YamlError::TooManyNodes { mark, .. }
             | YamlError::BadAlias { mark }
             | YamlError::DuplicateKey { mark, .. } => *mark,
         }
@@ -178,6 +187,8 @@ enum Open {
 
 struct Builder {
     limits: YamlLimits,
+    /// Nodes aliases added to the current document so far.
+    aliased: u64,
     nodes: Vec<Node>,
     anchors: Vec<(usize, NodeId)>,
     stack: Vec<Open>,
@@ -189,6 +200,7 @@ pub fn parse(text: &str, limits: YamlLimits) -> Result<Vec<Document>, YamlError>
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         limits,
+        aliased: 0,
         nodes: Vec::new(),
         anchors: Vec::new(),
         stack: Vec::new(),
@@ -295,7 +307,14 @@ impl Builder {
             .find(|(a, _)| *a == anchor)
             .map(|(_, id)| *id)
             .ok_or(YamlError::BadAlias { mark })?;
-        self.attach(target, mark)
+        self.aliased = self.aliased.saturating_add(self.nodes[target.0].expanded);
+        if self.aliased > self.limits.max_alias_nodes {
+            return Err(YamlError::AliasExpansion {
+                mark,
+                limit: self.limits.max_alias_nodes,
+            });
+        }
+        self.attach(target)
     }
 
     fn finish(&mut self, kind: NodeKind, mark: Mark, anchor: usize) -> Result<(), YamlError> {
@@ -310,6 +329,12 @@ impl Builder {
             }),
         };
         let id = NodeId(self.nodes.len());
+        if self.nodes.len() as u64 >= self.limits.max_document_nodes {
+            return Err(YamlError::TooManyNodes {
+                mark,
+                limit: self.limits.max_document_nodes,
+            });
+        }
         self.nodes.push(Node {
             kind,
             mark,
@@ -318,20 +343,14 @@ impl Builder {
         if anchor != 0 {
             self.anchors.push((anchor, id));
         }
-        self.attach(id, mark)
+        self.attach(id)
     }
 
     /// Adds a finished node (or an alias to one) to the open collection, or ends the document.
-    fn attach(&mut self, id: NodeId, mark: Mark) -> Result<(), YamlError> {
-        let expanded = self.nodes[id.0].expanded;
-        if expanded > self.limits.max_expanded_nodes {
-            return Err(YamlError::AliasExpansion {
-                mark,
-                limit: self.limits.max_expanded_nodes,
-            });
-        }
+    fn attach(&mut self, id: NodeId) -> Result<(), YamlError> {
         match self.stack.last_mut() {
             None => {
+                self.aliased = 0;
                 self.docs.push(Document {
                     nodes: std::mem::take(&mut self.nodes),
                     root: id,
@@ -505,6 +524,47 @@ mod tests {
         }
         let err = parse(&text, YamlLimits::default()).unwrap_err();
         assert!(matches!(err, YamlError::AliasExpansion { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_large_document_without_aliases_is_no_alias_bomb() {
+        let text: String = (0..60_000).map(|i| format!("k{i}: [a, b]\n")).collect();
+        let docs = parse(&text, YamlLimits::default()).unwrap();
+        assert!(docs[0].node(docs[0].root()).expanded > 100_000);
+    }
+
+    #[test]
+    fn document_size_and_alias_expansion_have_their_own_limits() {
+        let limits = YamlLimits {
+            max_document_nodes: 10,
+            ..YamlLimits::default()
+        };
+        let err = parse("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n", limits).unwrap_err();
+        assert!(
+            matches!(err, YamlError::TooManyNodes { limit: 10, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("max_document_nodes"), "{err}");
+        let limits = YamlLimits {
+            max_alias_nodes: 5,
+            ..YamlLimits::default()
+        };
+        let err = parse("a: &a [1, 2, 3]\nb: *a\nc: *a\n", limits).unwrap_err();
+        assert!(
+            matches!(err, YamlError::AliasExpansion { limit: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("max_alias_nodes"), "{err}");
+        assert!(
+            parse("a: &a [1, 2, 3]\nb: *a\n", limits).is_ok(),
+            "4 aliased nodes fit"
+        );
+        // The count starts again with each document.
+        assert!(parse(
+            "a: &a [1, 2, 3]\nb: *a\n---\na: &a [1, 2, 3]\nb: *a\n",
+            limits
+        )
+        .is_ok());
     }
 
     #[test]
