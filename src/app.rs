@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::api::dto::SourceDto;
 use crate::api::hooks::{HookSecrets, Hooks};
+use crate::api::serve::ServeLimits;
 use crate::api::{self, Access, ApiState, SourceStatus};
 use crate::clock;
 use crate::config::{AgentConfig, AgentSettings, GitReference, ManifestsConfig, SourceKind};
@@ -132,11 +133,12 @@ pub async fn run(
         }
     };
     let ingest_task = tokio::spawn(ingest.run(received));
-    let mut api_stopped = stopped.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = api_stopped.changed().await;
-    });
-    let server_task = tokio::spawn(async move { server.await });
+    let server_task = tokio::spawn(api::serve::serve(
+        listener,
+        app,
+        ServeLimits::default(),
+        stopped.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: no new revisions; containers keep running and are adopted on the next start");
@@ -147,7 +149,7 @@ pub async fn run(
     controller_task
         .await
         .context("the controller task failed")??;
-    server_task.await.context("the API task failed")??;
+    server_task.await.context("the API task failed")?;
     Ok(())
 }
 

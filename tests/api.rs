@@ -597,3 +597,75 @@ async fn receiver_refusals_are_problems_that_name_their_cause() {
         "{problem}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_slow_clients_leave_the_api_answering_and_are_cut_off() {
+    use keel::api::serve::{serve, ServeLimits};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server(Access::default()).await;
+    let state = keel::api::ApiState::new(
+        s.dir.path().join("keel.db"),
+        Access::default(),
+        std::sync::Arc::default(),
+        std::sync::Arc::default(),
+    );
+    let limits = ServeLimits {
+        max_connections: 1100,
+        header_read_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(3),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(serve(listener, keel::api::router(state), limits, stopped));
+
+    // 1,000 clients that start a request and never finish its head.
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /v1/deployments HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // Meanwhile every real request is answered, promptly.
+    let base = format!("http://{address}");
+    let started = Instant::now();
+    for _ in 0..20 {
+        let reply = get(&base, "/v1/deployments", None).await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The slow ones are cut off at the header timeout: the server closes them.
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 1000, "every slow client was disconnected");
+
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let waited = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(15), idle.read(&mut buf))
+        .await
+        .expect("the idle connection is closed");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    assert!(waited.elapsed() >= Duration::from_secs(1));
+}

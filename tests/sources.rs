@@ -244,3 +244,62 @@ async fn each_directory_change_is_one_revision_within_a_second() {
         .expect("the directory source stops on shutdown")
         .unwrap();
 }
+
+/// The next snapshot (skipping failures and `Unchanged`), within `secs`; the failures seen.
+async fn next_snapshot(
+    events: &mut tokio::sync::mpsc::Receiver<SourceEvent>,
+    secs: u64,
+) -> (keel::source::Snapshot, usize) {
+    let mut failures = 0;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(SourceEvent::Snapshot(snapshot))) => return (snapshot, failures),
+            Ok(Some(SourceEvent::Failed(_))) => failures += 1,
+            Ok(Some(SourceEvent::Unchanged)) => {}
+            Ok(None) => panic!("the source ended"),
+            Err(_) => panic!("no snapshot within {secs}s ({failures} failures)"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_cannot_be_read_is_retried_until_it_can() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("repo");
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let source = keel::source::dir::DirSource {
+        root: root.clone(),
+        limits: SizeLimits::default(),
+        label: "dir".into(),
+        quiet: Duration::from_millis(150),
+    };
+    tokio::spawn(source.run(tx, shutdown));
+    // Missing at start: reported, then retried — no change under a watch will say it appeared.
+    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        Ok(Some(SourceEvent::Failed(_))) => {}
+        other => panic!("expected a failure first, got {other:?}"),
+    }
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("web.yaml"), WEB).unwrap();
+    let (first, _) = next_snapshot(&mut events, 10).await;
+    assert_eq!(paths(&first.entries), ["web.yaml"]);
+
+    // Removed and made again: the old watch died with the directory; a new one follows it.
+    std::fs::remove_dir_all(&root).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("api.yaml"), WEB.replace("web", "api")).unwrap();
+    let (second, failures) = next_snapshot(&mut events, 10).await;
+    assert!(failures >= 1, "the missing directory was reported");
+    assert_eq!(paths(&second.entries), ["api.yaml"]);
+    std::fs::write(root.join("web.yaml"), WEB).unwrap();
+    let (third, _) = next_snapshot(&mut events, 5).await;
+    assert_eq!(
+        paths(&third.entries),
+        ["api.yaml", "web.yaml"],
+        "watched again"
+    );
+}

@@ -9,6 +9,7 @@ pub mod dto;
 pub mod hooks;
 mod metrics;
 pub mod openapi;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

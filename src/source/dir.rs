@@ -234,20 +234,43 @@ pub struct DirSource {
 
 impl DirSource {
     /// Sends a snapshot now and after every change below `root` (debounced by `quiet`),
-    /// skipping changes that leave the selected content as it was. Ends on `shutdown` or when
-    /// the receiver is dropped; a watch that cannot be set up is reported as `Failed`.
+    /// skipping changes that leave the selected content as it was. A root that cannot be
+    /// watched or read (missing, out of file descriptors, …) is reported as `Failed` and tried
+    /// again with backoff (1 s doubling to 30 s) until a snapshot succeeds — never left until
+    /// the next change, which may not come. Ends on `shutdown` or when the receiver is dropped.
     pub async fn run(self, tx: super::Events, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        tokio::select! {
-            result = self.watch(&tx) => {
-                if let Err(error) = result {
-                    let _ = tx.send(super::SourceEvent::Failed(error)).await;
-                }
+        let mut last = None;
+        let mut failures = 0u32;
+        loop {
+            let error = tokio::select! {
+                result = self.watch(&tx, &mut last, &mut failures) => match result {
+                    Ok(()) => return,
+                    Err(error) => error,
+                },
+                _ = super::stopped(&mut shutdown) => return,
+            };
+            failures = failures.saturating_add(1);
+            last = None;
+            if tx.send(super::SourceEvent::Failed(error)).await.is_err() {
+                return;
             }
-            _ = super::stopped(&mut shutdown) => {}
+            let wait = crate::model::backoff::delay(failures, RETRY_BASE, RETRY_MAX);
+            tokio::select! {
+                _ = tokio::time::sleep(wait.to_std()) => {}
+                _ = super::stopped(&mut shutdown) => return,
+            }
         }
     }
 
-    async fn watch(&self, tx: &super::Events) -> Result<(), SourceError> {
+    /// Watches and reads until the receiver goes away (`Ok`) or the root cannot be watched or
+    /// read (`Err`: the caller backs off and starts over with a new watch, so a root that was
+    /// removed and made again is followed too).
+    async fn watch(
+        &self,
+        tx: &super::Events,
+        last: &mut Option<String>,
+        failures: &mut u32,
+    ) -> Result<(), SourceError> {
         use notify::Watcher;
         let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
         let watch_error = |source| SourceError::Watch {
@@ -262,17 +285,12 @@ impl DirSource {
         watcher
             .watch(&self.root, notify::RecursiveMode::Recursive)
             .map_err(watch_error)?;
-        let mut last = None;
         loop {
-            let snap = snapshot(&self.root, self.limits, &self.label);
-            let id = snap.as_ref().ok().map(|s| s.revision.id.clone());
-            if id.is_none() || id != last {
-                last = id;
-                let event = match snap {
-                    Ok(snapshot) => super::SourceEvent::Snapshot(snapshot),
-                    Err(error) => super::SourceEvent::Failed(error),
-                };
-                if tx.send(event).await.is_err() {
+            let snap = snapshot(&self.root, self.limits, &self.label)?;
+            *failures = 0;
+            if last.as_deref() != Some(snap.revision.id.as_str()) {
+                *last = Some(snap.revision.id.clone());
+                if tx.send(super::SourceEvent::Snapshot(snap)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -284,3 +302,7 @@ impl DirSource {
         }
     }
 }
+
+/// The first wait after a failed read, doubling up to `RETRY_MAX`.
+const RETRY_BASE: crate::model::units::Duration = crate::model::units::Duration::from_secs(1);
+const RETRY_MAX: crate::model::units::Duration = crate::model::units::Duration::from_secs(30);
