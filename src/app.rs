@@ -21,7 +21,8 @@ use crate::manifest::Limits;
 use crate::metrics::Metrics;
 use crate::reconcile::controller::{Config as ControllerConfig, Controller};
 use crate::runtime::docker::{DockerRuntime, Settings as DockerSettings};
-use crate::runtime::Runtime;
+use crate::runtime::lease::Holder;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::source::dir::DirSource;
 use crate::source::git::{Credentials, GitRef, GitSource, GitSpec};
 use crate::source::SourceEvent;
@@ -47,6 +48,15 @@ pub async fn run(
     }));
     let docker: Arc<dyn Runtime> =
         Arc::new(DockerRuntime::connect(docker_settings(&settings.config))?);
+    let runtimes = vec![docker];
+    // One agent per node name and runtime: everything is owned by that name. Another live
+    // holder stops the start here; a runtime that does not answer yet is claimed in the
+    // background, before the first pass.
+    let holder = Holder::current(clock::now());
+    let pending = claim(&runtimes, &holder, &settings.config.node).await?;
+    if let Some(error) = &pending {
+        tracing::warn!(%error, "cannot take the node name yet; reconciling starts once the runtime answers");
+    }
     let controller_config = ControllerConfig {
         tick: settings.tick,
         ..ControllerConfig::default()
@@ -58,7 +68,7 @@ pub async fn run(
     let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
     let controller = Controller::new(
         store.clone(),
-        vec![docker],
+        runtimes.clone(),
         controller_config,
         clock::system(),
     )?
@@ -94,7 +104,22 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, db = %settings.db.display(), source = %source_label(&settings), "keel agent started");
 
-    let controller_task = tokio::spawn(controller.run(stopped.clone()));
+    let mut controller_task = {
+        let (runtimes, holder, node) = (
+            runtimes.clone(),
+            holder.clone(),
+            settings.config.node.clone(),
+        );
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            if pending.is_some()
+                && !claim_when_available(&runtimes, &holder, &node, stopped.clone()).await?
+            {
+                return Ok(());
+            }
+            controller.run(stopped).await.map_err(anyhow::Error::from)
+        })
+    };
     let (events, received) = mpsc::channel(4);
     let source_task = match settings.source.clone() {
         SourceKind::Directory(dir) => {
@@ -140,7 +165,21 @@ pub async fn run(
         stopped.clone(),
     ));
 
-    shutdown.await;
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        ended = &mut controller_task => Some(ended),
+    };
+    if let Some(ended) = failed {
+        let error = match ended {
+            Ok(Err(error)) => error,
+            Ok(Ok(())) => anyhow::anyhow!("the controller stopped"),
+            Err(join) => anyhow::Error::from(join).context("the controller task failed"),
+        };
+        source_task.abort();
+        let _ = stop.send(true);
+        let _ = server_task.await;
+        return Err(error);
+    }
     tracing::info!("shutting down: no new revisions; containers keep running and are adopted on the next start");
     // A Git poll in flight is abandoned; the ingest finishes what it holds and ends with it.
     source_task.abort();
@@ -150,6 +189,11 @@ pub async fn run(
         .await
         .context("the controller task failed")??;
     server_task.await.context("the API task failed")?;
+    for runtime in &runtimes {
+        if let Err(error) = runtime.release(&holder).await {
+            tracing::warn!(runtime = %runtime.kind(), %error, "cannot give the node name back; the next agent on this host takes it over");
+        }
+    }
     Ok(())
 }
 
@@ -199,6 +243,49 @@ fn hook_secrets(settings: &AgentSettings) -> HookSecrets {
         gitlab: h.gitlab.clone(),
         gitea: h.gitea.clone(),
         generic: h.generic.clone(),
+    }
+}
+
+/// Claims the node name on every runtime: `Some(error)` when one does not answer yet, an
+/// error when another agent that may be alive holds it.
+async fn claim(
+    runtimes: &[Arc<dyn Runtime>],
+    holder: &Holder,
+    node: &str,
+) -> anyhow::Result<Option<RuntimeError>> {
+    for runtime in runtimes {
+        match runtime.claim(holder).await {
+            Ok(()) => {}
+            Err(error @ RuntimeError::Held { .. }) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "cannot start: the node name {node:?} is taken on the {} runtime",
+                        runtime.kind()
+                    )
+                })
+            }
+            Err(error) => return Ok(Some(error)),
+        }
+    }
+    Ok(None)
+}
+
+/// Retries `claim` every 2 s until every runtime answers (`true`) or the agent stops.
+async fn claim_when_available(
+    runtimes: &[Arc<dyn Runtime>],
+    holder: &Holder,
+    node: &str,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    loop {
+        if claim(runtimes, holder, node).await?.is_none() {
+            tracing::info!("took the node name; reconciling starts");
+            return Ok(true);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = stopped.changed() => return Ok(false),
+        }
     }
 }
 

@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
+use support::binary::{free_port, get_json, request, wait_for};
 use support::docker::{ensure_image, Namespace, IMAGE};
 use support::git::Repo;
 
@@ -28,14 +27,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn manifest(ns: &str, image: &str, extra: &str) -> String {
@@ -82,45 +73,6 @@ fn start(repo: &Repo, ns: &Namespace) -> Agent {
     }
 }
 
-fn request(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let address = base.trim_start_matches("http://");
-    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
-        return (0, String::new());
-    };
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get_json(base: &str, path: &str) -> Option<Value> {
-    let (status, body) = request(base, "GET", path, &[], b"");
-    (status == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
-}
-
 fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
     let body = format!("{{\"ref\":\"refs/heads/{branch}\"}}");
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -141,14 +93,6 @@ fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
         ],
         body.as_bytes(),
     )
-}
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -7,6 +7,14 @@ use keel::model::snapshot::SnapshotEntry;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+/// 300 per property in the default run; `KEEL_FUZZ_CASES` for a long campaign.
+fn cases() -> u32 {
+    std::env::var("KEEL_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(300)
+}
+
 fn check(path: &str, bytes: Vec<u8>) -> Result<(), TestCaseError> {
     let entries = [SnapshotEntry::File {
         path: path.to_owned(),
@@ -161,7 +169,7 @@ fn nested(v: &Value, indent: usize, out: &mut String) {
 const VALID: &str = include_str!("../examples-repo/apps/web.yaml");
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {

@@ -219,7 +219,8 @@ fn standard_webhooks(
     let sent: i64 = timestamp
         .parse()
         .map_err(|_| "malformed webhook-timestamp")?;
-    if (now_secs - sent).abs() > TOLERANCE_SECS {
+    // abs_diff: a timestamp near i64::MIN must not overflow into "within the tolerance".
+    if now_secs.abs_diff(sent) > TOLERANCE_SECS.unsigned_abs() {
         return Err("webhook-timestamp outside the tolerance");
     }
     let expected = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
@@ -267,6 +268,23 @@ mod tests {
             ("webhook-timestamp", ts.to_string()),
             ("webhook-signature", format!("v1,bad v1,{sig}")),
         ])
+    }
+
+    #[test]
+    fn a_timestamp_at_the_edge_of_i64_is_outside_the_tolerance_not_an_overflow() {
+        let key = b"0123456789abcdef";
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        for ts in [i64::MIN, i64::MAX] {
+            let signed = standard(key, "msg_1", ts, BODY);
+            assert_eq!(
+                verify(Forge::Generic, &secret, &signed, BODY, NOW),
+                Err("webhook-timestamp outside the tolerance"),
+                "{ts}"
+            );
+        }
     }
 
     /// (behaviour, forge, configured secret, request headers, body, verdict)

@@ -18,6 +18,7 @@ use crate::model::observed::{ObservedInstance, Phase};
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 
+use super::lease::{self, Decision, Holder, Liveness};
 use super::{ExecOutput, InstanceSpec, Runtime, RuntimeError, RuntimeEvent, RuntimeFuture};
 
 /// How instances of one deployment behave.
@@ -86,6 +87,8 @@ struct Inner {
     next_id: u64,
     instances: BTreeMap<String, Instance>,
     behaviours: BTreeMap<DeploymentId, Behaviour>,
+    /// Who holds the node name (`claim`).
+    lease: Option<Holder>,
     calls: Vec<Call>,
     unavailable: Option<String>,
 }
@@ -396,6 +399,35 @@ impl Runtime for FakeRuntime {
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
+    }
+
+    fn claim<'a>(&'a self, holder: &'a Holder) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let found = inner.lease.clone().or_else(|| Some(holder.clone()));
+            let liveness = found.as_ref().map_or(Liveness::Unknown, Holder::liveness);
+            match lease::decide(found, holder, liveness) {
+                Decision::Held | Decision::TakeOver(_) => {
+                    inner.lease = Some(holder.clone());
+                    Ok(())
+                }
+                Decision::Refuse(other) => Err(RuntimeError::Held {
+                    node: "fake".into(),
+                    holder: other.describe(),
+                    remedy: "stop the other agent".into(),
+                }),
+            }
+        })
+    }
+
+    fn release<'a>(&'a self, holder: &'a Holder) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner.lease.as_ref().is_some_and(|h| h.id == holder.id) {
+                inner.lease = None;
+            }
+            Ok(())
+        })
     }
 
     fn endpoint(&self, instance: &ObservedInstance, _port: u16) -> Option<SocketAddr> {

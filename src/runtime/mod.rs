@@ -9,6 +9,7 @@
 pub mod docker;
 pub mod fake;
 pub mod labels;
+pub mod lease;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,6 +63,11 @@ pub trait Runtime: Send + Sync {
     ) -> RuntimeFuture<'a, ExecOutput>;
     /// Wake-ups.
     fn events(&self) -> broadcast::Receiver<RuntimeEvent>;
+    /// Takes this agent's node name on the runtime for `holder`, exclusively (see `lease`):
+    /// `Held` when another agent that may be alive has it.
+    fn claim<'a>(&'a self, holder: &'a lease::Holder) -> RuntimeFuture<'a, ()>;
+    /// Gives the node name back (on a clean shutdown), if `holder` still has it.
+    fn release<'a>(&'a self, holder: &'a lease::Holder) -> RuntimeFuture<'a, ()>;
     /// Where a probe reaches `port` of an instance (its IP and that port, unless the runtime
     /// maps ports elsewhere).
     fn endpoint(&self, instance: &ObservedInstance, port: u16) -> Option<SocketAddr> {
@@ -93,6 +99,12 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("the runtime is unavailable: {0}")]
     Unavailable(String),
+    #[error("node {node:?} is already held on this runtime by {holder}; {remedy}")]
+    Held {
+        node: String,
+        holder: String,
+        remedy: String,
+    },
     #[error("{operation} timed out after {after}")]
     Timeout {
         operation: &'static str,
@@ -115,6 +127,7 @@ impl RuntimeError {
             RuntimeError::NotEnabled(_)
             | RuntimeError::NotFound(_)
             | RuntimeError::Unavailable(_)
+            | RuntimeError::Held { .. }
             | RuntimeError::Timeout { .. }
             | RuntimeError::Other(_) => DeploymentStatus::Error,
         }

@@ -43,6 +43,7 @@ pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + seconds * 1000)
 }
 pub mod api;
+pub mod binary;
 pub mod docker;
 pub mod git;
 pub mod schema;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -26,6 +26,7 @@ use crate::model::observed::{ObservedInstance, Phase};
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 
+use super::lease::{self, Decision, Holder, Liveness};
 use super::{labels, ExecOutput, InstanceSpec, Runtime, RuntimeError, RuntimeEvent, RuntimeFuture};
 use errors::Operation;
 
@@ -543,6 +544,114 @@ impl Runtime for DockerRuntime {
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
+
+    fn claim<'a>(&'a self, holder: &'a Holder) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            // Two rounds: a lease left by a dead agent is removed, then claimed again.
+            for _ in 0..2 {
+                let found = self.create_lease(holder).await?;
+                let liveness = found.as_ref().map_or(Liveness::Unknown, Holder::liveness);
+                match lease::decide(found, holder, liveness) {
+                    Decision::Held => return Ok(()),
+                    Decision::TakeOver(gone) => {
+                        tracing::warn!(node = %self.settings.owner, previous = %gone.describe(), "taking over the node lease of an agent that is gone");
+                        self.docker
+                            .remove_volume(&self.lease_name(), None::<RemoveVolumeOptions>)
+                            .await
+                            .map_err(Self::fail(Operation::Other, ""))?;
+                    }
+                    Decision::Refuse(other) => return Err(self.held_by(&other)),
+                }
+            }
+            Err(RuntimeError::Held {
+                node: self.settings.owner.clone(),
+                holder: "another agent starting at the same time".to_owned(),
+                remedy: "start one agent per node name".to_owned(),
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, holder: &'a Holder) -> RuntimeFuture<'a, ()> {
+        Box::pin(async move {
+            let name = self.lease_name();
+            let volume = match self.docker.inspect_volume(&name).await {
+                Ok(volume) => volume,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) => return Err(Self::fail(Operation::Other, "")(e)),
+            };
+            if Holder::from_labels(&volume.labels).is_some_and(|h| h.id == holder.id) {
+                self.docker
+                    .remove_volume(&name, None::<RemoveVolumeOptions>)
+                    .await
+                    .map_err(Self::fail(Operation::Other, ""))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl DockerRuntime {
+    /// The lease volume of this agent's node name.
+    fn lease_name(&self) -> String {
+        lease_volume(&self.settings.owner)
+    }
+
+    /// Creates the lease volume with `holder`'s labels. Creation is idempotent and keeps the
+    /// first creator's labels, so what comes back names whoever holds it now.
+    async fn create_lease(&self, holder: &Holder) -> Result<Option<Holder>, RuntimeError> {
+        let mut labels = holder.to_labels();
+        labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
+        labels.insert(labels::OWNER.to_owned(), self.settings.owner.clone());
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(self.lease_name()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let volume = self
+            .docker
+            .create_volume(request)
+            .await
+            .map_err(Self::fail(Operation::Other, ""))?;
+        Ok(Holder::from_labels(&volume.labels))
+    }
+
+    fn held_by(&self, other: &Holder) -> RuntimeError {
+        RuntimeError::Held {
+            node: self.settings.owner.clone(),
+            holder: other.describe(),
+            remedy: format!(
+                "stop that agent, or give this one another `node` in keel.toml; if that agent is gone for good, remove its lease: docker volume rm {}",
+                self.lease_name()
+            ),
+        }
+    }
+}
+
+/// `keel-lease-<node>`, with characters a volume name cannot hold replaced (and a short hash
+/// then added, so two node names never share a lease).
+fn lease_volume(node: &str) -> String {
+    let clean: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean == node {
+        return format!("keel-lease-{node}");
+    }
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(node.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("keel-lease-{clean}-{hash}")
 }
 
 #[cfg(test)]

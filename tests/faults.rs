@@ -1,0 +1,483 @@
+//! The fault suite: the real `keel` binary on the real Docker daemon through an operator's bad
+//! day. SIGKILL during convergence and rolling updates, a second agent with the same node
+//! name, a secret at `--log trace`, and fifty alternating good and broken revisions. Each test
+//! has its own namespace, node name, state directory and port, and removes what it created.
+//! (The daemon-restart fault lives in `docker_daemon.rs`, run alone by `.ci/run`.)
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::binary::{wait_for, AgentProcess};
+use support::docker::{ensure_image, Namespace, IMAGE};
+
+/// One host: a namespace on the daemon, a manifest directory, and the agent's files.
+struct Host {
+    ns: Namespace,
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        ensure_image();
+        let host = Self {
+            ns: Namespace::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir(host.repo()).unwrap();
+        std::fs::create_dir(host.secrets()).unwrap();
+        host
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn secrets(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    fn node(&self) -> String {
+        format!("faults-{}", self.ns.0)
+    }
+
+    /// A `keel.toml` for an agent called `node`, with its own state below `name`.
+    fn config(&self, name: &str, node: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\ntick = \"300ms\"\n",
+                self.dir.path().join(format!("{name}-state")),
+                self.secrets()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn db(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.db"))
+    }
+
+    /// Starts the agent `name` (node `node`) on the manifest directory.
+    fn start_as(&self, name: &str, node: &str, log_level: &str) -> AgentProcess {
+        let (repo, db) = (self.repo(), self.db(name));
+        let args = [
+            "--source",
+            repo.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        let log = self.dir.path().join(format!("{name}.log"));
+        AgentProcess::start(&args, &self.config(name, node), log, log_level)
+    }
+
+    fn start(&self) -> AgentProcess {
+        self.start_as("agent", &self.node(), "info")
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.repo().join(file), text).unwrap();
+    }
+
+    fn deployment(&self, name: &str, extra: &str) -> String {
+        format!(
+            "  {name}:\n    name: {name}\n    namespace: {}\n    image: {IMAGE}\n{extra}",
+            self.ns.0
+        )
+    }
+
+    /// `(deployment, generation)` of every container of the namespace, sorted.
+    fn containers(&self) -> Vec<(String, u64)> {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=keel.namespace={}", self.ns.0),
+                "--format",
+                "{{.Label \"keel.name\"}} {{.Label \"keel.generation\"}}",
+            ])
+            .output()
+            .unwrap();
+        let mut list: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, generation) = l.split_once(' ')?;
+                Some((name.to_owned(), generation.parse().ok()?))
+            })
+            .collect();
+        list.sort();
+        list
+    }
+}
+
+fn deployments(agent: &AgentProcess, ns: &str) -> Vec<Value> {
+    agent
+        .get(&format!("/v1/deployments?namespace={ns}"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+// ---- kill -9 during convergence and rolling updates ----------------------------------------
+
+const WORKERS: usize = 10;
+
+/// Exits at once on SIGTERM, so stops take no grace period.
+const PLAIN: &str = "    command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n";
+const GATED: &str = "    command: [sh, -c, \"mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 500ms}\n";
+
+fn replicas(worker: usize) -> u32 {
+    if worker % 3 == 0 {
+        2
+    } else {
+        1
+    }
+}
+
+/// The repository at `versions`: worker i plain or readiness-gated, 1 or 2 replicas.
+fn ten_workers(host: &Host, versions: &[u32]) -> String {
+    let mut text = String::from("deployments:\n");
+    for (i, version) in versions.iter().enumerate() {
+        let body = if i % 2 == 0 { PLAIN } else { GATED };
+        let extra = format!(
+            "{body}    replicas: {}\n    environment:\n      VERSION: \"{version}\"\n",
+            replicas(i)
+        );
+        text.push_str(&host.deployment(&format!("w{i}"), &extra));
+    }
+    text
+}
+
+#[test]
+fn kill_nine_during_rollouts_leaves_exactly_the_desired_containers() {
+    let host = Host::new();
+    let mut versions = vec![0u32; WORKERS];
+    for round in 0..20u32 {
+        // A third of the workers change in each round: a rolling update for each of them.
+        for (i, version) in versions.iter_mut().enumerate() {
+            if (i as u32 + round) % 3 == 0 {
+                *version = round + 1;
+            }
+        }
+        host.write("workers.yaml", &ten_workers(&host, &versions));
+        let agent = host.start();
+        let delay = 300 + u64::from(round * 373 % 2200);
+        std::thread::sleep(Duration::from_millis(delay));
+        agent.kill9();
+    }
+
+    let agent = host.start();
+    let desired: u32 = (0..WORKERS).map(replicas).sum();
+    wait_for("every worker running, nothing else", 180, || {
+        let list = deployments(&agent, &host.ns.0);
+        list.len() == WORKERS
+            && list.iter().all(|d| d["status"] == "running")
+            && host.containers().len() == desired as usize
+    });
+    wait_for("the last revision to succeed", 60, || {
+        agent
+            .get("/v1/revisions?limit=1")
+            .is_some_and(|r| r[0]["state"] == "succeeded")
+    });
+    let list = deployments(&agent, &host.ns.0);
+    let mut expected: Vec<(String, u64)> = Vec::new();
+    for d in &list {
+        assert_eq!(d["restart_count"], 0, "a killed agent is not a crash: {d}");
+        let name = d["name"].as_str().unwrap().to_owned();
+        let generation = d["generation"].as_u64().unwrap();
+        let worker: usize = name[1..].parse().unwrap();
+        for _ in 0..replicas(worker) {
+            expected.push((name.clone(), generation));
+        }
+    }
+    expected.sort();
+    assert_eq!(
+        host.containers(),
+        expected,
+        "exactly the desired containers: none orphaned, none duplicated, no old generation"
+    );
+    assert!(agent.terminate().success());
+    let conn = rusqlite::Connection::open(host.db("agent")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+// ---- two agents, one node name ------------------------------------------------------------
+
+#[test]
+fn a_second_agent_with_the_same_node_name_refuses_and_removes_nothing() {
+    let host = Host::new();
+    host.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", PLAIN)),
+    );
+    let first = host.start();
+    wait_for("web to run", 90, || {
+        first
+            .get(&format!("/v1/deployments/{}/web", host.ns.0))
+            .is_some_and(|d| d["status"] == "running")
+    });
+    let before = host.containers();
+
+    // Another agent, with another database (it knows nothing), on the same node name.
+    let mut second = host.start_as("second", &host.node(), "info");
+    let mut status = None;
+    wait_for("the second agent to refuse", 30, || {
+        status = second.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(!status.unwrap().success());
+    let log = second.log_text();
+    assert!(log.contains("is already held"), "{log}");
+    assert!(
+        log.contains(&format!("pid {}", first.child.id())),
+        "the message names the holder: {log}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(host.containers(), before, "nothing was removed");
+    assert!(first
+        .get(&format!("/v1/deployments/{}/web", host.ns.0))
+        .is_some_and(|d| d["status"] == "running"));
+
+    // Once the first one is gone (SIGTERM gives the name back), the second one starts.
+    assert!(first.terminate().success());
+    let second = host.start_as("second", &host.node(), "info");
+    wait_for("the second agent to adopt web", 90, || {
+        second
+            .get(&format!("/v1/deployments/{}/web", host.ns.0))
+            .is_some_and(|d| d["status"] == "running")
+            && host.containers().len() == 1
+    });
+}
+
+#[test]
+fn the_lease_of_a_killed_agent_is_taken_over_on_this_host() {
+    let host = Host::new();
+    host.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", PLAIN)),
+    );
+    let first = host.start();
+    wait_for("web to run", 90, || {
+        first
+            .get(&format!("/v1/deployments/{}/web", host.ns.0))
+            .is_some_and(|d| d["status"] == "running")
+    });
+    first.kill9();
+    let second = host.start_as("second", &host.node(), "info");
+    wait_for("the next agent to take over", 90, || {
+        second
+            .get(&format!("/v1/deployments/{}/web", host.ns.0))
+            .is_some_and(|d| d["status"] == "running")
+    });
+    assert!(second.log_text().contains("taking over the node lease"));
+}
+
+// ---- secrets --------------------------------------------------------------------------------
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn read_if_exists(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+#[test]
+fn a_secret_never_reaches_the_log_at_trace_the_database_or_the_api() {
+    let host = Host::new();
+    let marker = format!("secret-marker-{}", host.ns.0);
+    std::fs::write(host.secrets().join("api-token"), &marker).unwrap();
+    let extra = format!(
+        "{PLAIN}    environment:\n      TOKEN: {{secretRef: api-token}}\n      PLAIN: visible\n"
+    );
+    host.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", &extra)),
+    );
+    let agent = host.start_as("agent", &host.node(), "trace");
+    let web = format!("/v1/deployments/{}/web", host.ns.0);
+    wait_for("web to run", 90, || {
+        agent.get(&web).is_some_and(|d| d["status"] == "running")
+    });
+    // The secret did reach the container (so the test would see a leak).
+    let env = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=keel.namespace={}", host.ns.0),
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&env.stdout).trim().to_owned();
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", "{{json .Config.Env}}", &id])
+        .output()
+        .unwrap();
+    assert!(contains(&inspect.stdout, &marker), "the container got it");
+
+    for path in [
+        "/v1/deployments",
+        web.as_str(),
+        &format!("{web}/events"),
+        "/v1/namespaces",
+        "/v1/revisions",
+        "/v1/source",
+        "/v1/runtimes",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        let (_, body) = support::binary::request(&agent.base, "GET", path, &[], b"");
+        assert!(!body.contains(&marker), "{path} shows the secret");
+    }
+    let log_path = agent.log.clone();
+    assert!(agent.terminate().success());
+    let log = read_if_exists(&log_path);
+    assert!(
+        contains(&log, "keel agent started"),
+        "the log was written: {}",
+        String::from_utf8_lossy(&log)
+    );
+    assert!(
+        !contains(&log, &marker),
+        "the log at trace holds the secret"
+    );
+    let db = host.db("agent");
+    assert!(!contains(&read_if_exists(&db), &marker), "keel.db holds it");
+    let wal = db.with_extension("db-wal");
+    assert!(
+        !contains(&read_if_exists(&wal), &marker),
+        "the WAL holds it"
+    );
+}
+
+// ---- fifty alternating revisions ------------------------------------------------------------
+
+fn billion_laughs() -> String {
+    let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    text
+}
+
+/// The broken file of invalid revision `k` (as `(name, content)`; a symlink for `escape`).
+fn broken(host: &Host, k: usize) -> (&'static str, Option<Vec<u8>>) {
+    match k % 8 {
+        0 => ("syntax.yaml", Some(b"deployments: [unclosed\n".to_vec())),
+        1 => (
+            "typo.yaml",
+            Some(
+                format!(
+                    "deployments:\n{}",
+                    host.deployment("typo", "    replica: 2\n")
+                )
+                .into_bytes(),
+            ),
+        ),
+        2 => ("bomb.yaml", Some(billion_laughs().into_bytes())),
+        3 => ("huge.yaml", Some(vec![b'#'; 2 << 20])),
+        4 => ("escape.yaml", None),
+        5 => {
+            let mut text = String::from("deployments:\n");
+            for i in 0..10_000 {
+                text.push_str(&format!(
+                    "  b{i}: {{name: b{i}, namespace: {}, image: busybox:1.36, replicas: 0}}\n",
+                    host.ns.0
+                ));
+            }
+            text.push_str(&format!(
+                "  last: {{name: last, namespace: {}, image: busybox:1.36, replica: 0}}\n",
+                host.ns.0
+            ));
+            ("big.yaml", Some(text.into_bytes()))
+        }
+        6 => (
+            "garbage.yaml",
+            Some((0..4096u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        ),
+        _ => (
+            "deep.yaml",
+            Some(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes()),
+        ),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn fifty_alternating_revisions_apply_the_good_and_nothing_of_the_bad() {
+    let host = Host::new();
+    let app = |version: usize| {
+        format!(
+            "deployments:\n{}",
+            host.deployment(
+                "web",
+                &format!("    replicas: 0\n    environment:\n      VERSION: \"{version}\"\n")
+            )
+        )
+    };
+    host.write("app.yaml", &app(0));
+    let agent = host.start();
+    let web = format!("/v1/deployments/{}/web", host.ns.0);
+    let generation = || agent.get(&web).and_then(|d| d["generation"].as_u64());
+    wait_for("the first revision", 60, || generation() == Some(1));
+    let mut max_rss = rss_kib(agent.child.id());
+    let mut expected_generation = 1;
+    for k in 0..50 {
+        if k % 2 == 0 {
+            let (name, content) = broken(&host, k / 2);
+            let path = host.repo().join(name);
+            match content {
+                Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+                None => std::os::unix::fs::symlink("/etc/passwd", &path).unwrap(),
+            }
+            wait_for(&format!("revision {k} ({name}) to be invalid"), 60, || {
+                agent.get("/v1/revisions?limit=1").is_some_and(|r| {
+                    r[0]["state"] == "invalid"
+                        && r[0]["diagnostics"]
+                            .as_array()
+                            .is_some_and(|d| d.iter().any(|d| d["file"] == name))
+                })
+            });
+            assert_eq!(generation(), Some(expected_generation), "{name} applied");
+            assert_eq!(deployments(&agent, &host.ns.0).len(), 1, "{name} applied");
+            std::fs::remove_file(&path).unwrap();
+        } else {
+            expected_generation += 1;
+            host.write("app.yaml", &app(k));
+            wait_for(&format!("revision {k} to apply"), 60, || {
+                generation() == Some(expected_generation)
+                    && agent
+                        .get("/v1/revisions?limit=1")
+                        .is_some_and(|r| r[0]["state"] == "succeeded")
+            });
+        }
+        max_rss = max_rss.max(rss_kib(agent.child.id()));
+    }
+    println!("fifty revisions: agent RSS at most {} MiB", max_rss / 1024);
+    assert!(max_rss < 512 * 1024, "RSS {} KiB", max_rss);
+    assert!(host.containers().is_empty());
+}
