@@ -285,27 +285,10 @@ impl Controller {
         }
     }
 
-    /// Records each runtime's availability; an outage is logged once when it starts and once
-    /// when it ends, never per pass.
+    /// Publishes each runtime's availability (see the free `track_runtimes`).
     fn track_runtimes(&self, observed: &Observed, now: Timestamp) {
         let mut board = self.board.write().unwrap_or_else(|p| p.into_inner());
-        for (kind, observation) in &observed.runtimes {
-            let previous = board.get(kind);
-            let next = RuntimeState::after(previous, observation, now);
-            let was_available = previous.is_none_or(|p| p.available);
-            match (was_available, next.available) {
-                (true, false) => {
-                    let reason = next.reason.as_deref().unwrap_or_default();
-                    tracing::warn!(runtime = %kind, reason, "runtime unavailable; its deployments hold until it answers");
-                }
-                (false, true) => {
-                    let away = previous.map_or(0, |p| now.0.saturating_sub(p.since.0) / 1000);
-                    tracing::info!(runtime = %kind, away_secs = away, "runtime available again");
-                }
-                (true, true) | (false, false) => {}
-            }
-            board.insert(*kind, next);
-        }
+        track_runtimes(&mut board, observed, now);
     }
 
     /// Hands each deployment's actions, in their planned order, to the executor.
@@ -337,6 +320,32 @@ impl Controller {
             })
             .collect();
         self.probes.sync(jobs);
+    }
+}
+
+/// Records each runtime's availability in `board`; an outage is logged once when it starts and
+/// once when it ends, never per pass.
+fn track_runtimes(
+    board: &mut BTreeMap<RuntimeKind, RuntimeState>,
+    observed: &Observed,
+    now: Timestamp,
+) {
+    for (kind, observation) in &observed.runtimes {
+        let previous = board.get(kind);
+        let next = RuntimeState::after(previous, observation, now);
+        let was_available = previous.is_none_or(|p| p.available);
+        match (was_available, next.available) {
+            (true, false) => {
+                let reason = next.reason.as_deref().unwrap_or_default();
+                tracing::warn!(runtime = %kind, reason, "runtime unavailable; its deployments hold until it answers");
+            }
+            (false, true) => {
+                let away = previous.map_or(0, |p| now.0.saturating_sub(p.since.0) / 1000);
+                tracing::info!(runtime = %kind, away_secs = away, "runtime available again");
+            }
+            (true, true) | (false, false) => {}
+        }
+        board.insert(*kind, next);
     }
 }
 
@@ -419,6 +428,51 @@ mod tests {
             waiting_on: None,
             instances: Vec::new(),
         }
+    }
+
+    fn capture(f: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_runtime_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
+        let listed = RuntimeObservation::Listed(Vec::new());
+        let down = RuntimeObservation::Unavailable {
+            reason: "connection refused".into(),
+        };
+        let passes = [&listed, &down, &down, &down, &listed, &listed];
+        let mut board = BTreeMap::new();
+        let log = capture(|| {
+            for (i, observation) in passes.into_iter().enumerate() {
+                let observed = Observed {
+                    runtimes: BTreeMap::from([(RuntimeKind::Docker, observation.clone())]),
+                    checks: BTreeMap::new(),
+                };
+                track_runtimes(&mut board, &observed, Timestamp(i as i64 * 1000));
+            }
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("connection refused"),
+            "{log}"
+        );
+        assert!(
+            lines[1].contains("available again") && lines[1].contains("away_secs=3"),
+            "{log}"
+        );
+        let state = &board[&RuntimeKind::Docker];
+        assert!(state.available);
+        assert_eq!(state.since, Timestamp(4000), "available since it came back");
     }
 
     #[test]
