@@ -36,6 +36,7 @@ pub mod ingest;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod notifier;
 pub mod probe;
 pub mod reconcile;
 pub mod runtime;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::desired::DeploymentId;
-use super::status::DeploymentStatus;
+use super::status::{DeploymentStatus, Health, RevisionState};
 use super::time::Timestamp;
 
 string_enum! {
@@ -63,23 +63,80 @@ string_enum! {
 }
 
 /// The `data` of a `deployment.status_changed` notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusChanged {
     pub namespace: String,
     pub name: String,
+    /// `worker` or `job`.
+    pub kind: String,
+    /// `docker` or `cloud-hypervisor`.
+    pub runtime: String,
+    /// `null` when the deployment was just created.
     pub old_status: Option<DeploymentStatus>,
     pub new_status: DeploymentStatus,
+    /// A short machine-readable cause, e.g. `ready`, `max_restart_count`, `revision_applied`.
+    pub reason: String,
+    /// What happened, in words.
+    #[serde(default)]
+    pub message: String,
     pub restart_count: u32,
     pub generation: u64,
+    /// The revision that last changed the deployment.
     pub revision: Option<String>,
+    /// `healthy`, `degraded` or `unhealthy`; `null` for jobs, deleted deployments, and while
+    /// unknown.
+    pub health: Option<Health>,
+    pub ready: u32,
+    pub desired: u32,
+}
+
+/// The `data` of `deployment.health_check_failed` and `deployment.rolling_update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeploymentNotice {
+    pub namespace: String,
+    pub name: String,
+    pub message: String,
+    pub generation: u64,
+    pub revision: String,
+}
+
+/// One deployment of a revision, as its revision's notification summarizes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeploymentOutcome {
+    pub namespace: String,
+    pub name: String,
+    pub status: DeploymentStatus,
+    pub restart_count: u32,
+    /// Whether the revision declares it (`false`: the revision removes it).
+    pub declared: bool,
+    /// The message of its last status change.
+    pub message: Option<String>,
 }
 
 /// The `data` of a `revision.status_changed` notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevisionChanged {
+    /// Where it came from: a Git URL (with what it follows) or a directory.
     pub source: String,
+    /// The commit SHA, or a directory snapshot's content hash.
     pub revision: String,
-    pub old_state: Option<super::status::RevisionState>,
-    pub new_state: super::status::RevisionState,
+    pub old_state: Option<RevisionState>,
+    pub new_state: RevisionState,
     pub superseded_by: Option<String>,
+    /// Its deployments and how each is doing (empty for an invalid revision).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentOutcome>,
+    /// An invalid revision's first problems (at most 5).
+    #[serde(default)]
+    pub diagnostics: Vec<super::diagnostic::Diagnostic>,
+}
+
+/// The body of every webhook: `{"type", "timestamp", "data"}` (Standard Webhooks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: NotificationKind,
+    /// When the change happened (RFC 3339, UTC).
+    pub timestamp: String,
+    pub data: serde_json::Value,
 }

@@ -47,6 +47,7 @@ macro_rules! string_enum {
 }
 
 pub mod backoff;
+pub mod delivery;
 pub mod desired;
 pub mod diagnostic;
 pub mod diff;

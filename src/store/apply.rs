@@ -14,7 +14,9 @@ use rusqlite::Connection;
 use crate::model::desired::{DesiredDeployment, DesiredState};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::diff::{Action, Plan, PlanItem};
-use crate::model::event::{Event, EventKind, NotificationKind, RevisionChanged, StatusChanged};
+use crate::model::event::{
+    DeploymentOutcome, Event, EventKind, NotificationKind, RevisionChanged, StatusChanged,
+};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{NewRevision, RevisionRecord, StoredDeployment};
 use crate::model::time::Timestamp;
@@ -50,7 +52,9 @@ pub fn apply_revision(
     }
     supersede_open(tx, &rev.id, now)?;
     let revision = revisions::insert(tx, rev, RevisionState::Applying, &[], now)?;
-    notify_revision(tx, &revision, None, now)?;
+    // First in the outbox (the revision comes before what it changes), but written after the
+    // changes, so that its summary shows the deployments as this revision left them.
+    let announced = outbox::reserve(tx, NotificationKind::RevisionStatusChanged, now)?;
     for item in &plan.items {
         if item.action == Action::Unchanged {
             continue;
@@ -59,6 +63,7 @@ pub fn apply_revision(
         let have = deployments::get(tx, &item.id)?;
         apply_item(tx, item, want, have.as_ref(), &rev.id, now)?;
     }
+    outbox::fill(tx, &announced, &revision_changed(tx, &revision, None)?)?;
     Ok(Applied {
         revision,
         plan,
@@ -87,20 +92,63 @@ fn supersede_open(tx: &Connection, newer: &str, now: Timestamp) -> Result<(), St
     Ok(())
 }
 
-fn notify_revision(
+/// Queues `revision.status_changed` for `record`, with its deployments' outcomes (none for an
+/// invalid revision, which changed nothing) or its first diagnostics.
+pub fn notify_revision(
     tx: &Connection,
     record: &RevisionRecord,
     old_state: Option<RevisionState>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let data = revision_changed(tx, record, old_state)?;
+    outbox::enqueue(tx, NotificationKind::RevisionStatusChanged, &data, now)
+}
+
+/// The `revision.status_changed` data of `record`.
+fn revision_changed(
+    tx: &Connection,
+    record: &RevisionRecord,
+    old_state: Option<RevisionState>,
+) -> Result<RevisionChanged, StoreError> {
+    let deployments = match record.state {
+        RevisionState::Invalid => Vec::new(),
+        RevisionState::Queued
+        | RevisionState::Applying
+        | RevisionState::Succeeded
+        | RevisionState::Failed
+        | RevisionState::Superseded => outcomes(tx, &record.id)?,
+    };
     let data = RevisionChanged {
         source: record.source.clone(),
         revision: record.id.clone(),
         old_state,
         new_state: record.state,
         superseded_by: record.superseded_by.clone(),
+        deployments,
+        diagnostics: record.diagnostics.iter().take(5).cloned().collect(),
     };
-    outbox::enqueue(tx, NotificationKind::RevisionStatusChanged, &data, now)
+    Ok(data)
+}
+
+/// The deployments revision `id` is made of — those the latest revision declares, and those
+/// `id` changed — with their status and the message of their last status change.
+fn outcomes(tx: &Connection, id: &str) -> Result<Vec<DeploymentOutcome>, StoreError> {
+    let state = deployments::load_all(tx)?;
+    state
+        .deployments
+        .values()
+        .filter(|d| d.in_revision || d.revision == id)
+        .map(|d| {
+            Ok(DeploymentOutcome {
+                namespace: d.id.namespace.clone(),
+                name: d.id.name.clone(),
+                status: d.status,
+                restart_count: d.restart_count,
+                declared: d.in_revision,
+                message: events::last_status_message(tx, &d.uuid)?,
+            })
+        })
+        .collect()
 }
 
 fn apply_item(
@@ -253,7 +301,7 @@ fn record_change(
         time: now,
         kind: change.kind,
         reason: change.reason.to_owned(),
-        message: change.message,
+        message: change.message.clone(),
         revision: Some(revision.to_owned()),
     };
     events::insert(tx, &change.uuid, &event)?;
@@ -263,11 +311,18 @@ fn record_change(
         let data = StatusChanged {
             namespace: item.id.namespace.clone(),
             name: item.id.name.clone(),
+            kind: row.spec.kind.as_str().to_owned(),
+            runtime: row.spec.runtime.as_str().to_owned(),
             old_status: change.old_status,
             new_status: row.status,
+            reason: change.reason.to_owned(),
+            message: change.message,
             restart_count: row.restart_count,
             generation: row.generation,
             revision: Some(revision.to_owned()),
+            health: row.health,
+            ready: row.ready,
+            desired: row.desired,
         };
         outbox::enqueue(tx, NotificationKind::DeploymentStatusChanged, &data, now)?;
     }

@@ -18,6 +18,19 @@ pub fn insert(conn: &Connection, uuid: &str, event: &Event) -> Result<(), StoreE
     Ok(())
 }
 
+/// The message of the last status change of the deployment with row id `uuid`.
+pub fn last_status_message(conn: &Connection, uuid: &str) -> Result<Option<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message FROM events WHERE deployment = ?1 AND kind = 'status_changed'
+         ORDER BY seq DESC LIMIT 1",
+    )?;
+    let mut rows = stmt.query([uuid])?;
+    Ok(match rows.next()? {
+        Some(row) => Some(row.get(0)?),
+        None => None,
+    })
+}
+
 /// A deployment's events, newest first.
 pub fn list(conn: &Connection, id: &DeploymentId, limit: u32) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare(

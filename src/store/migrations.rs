@@ -29,6 +29,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V2,
         backfill: Some(backfill_template_hashes),
     },
+    Migration {
+        sql: V3,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -149,6 +153,47 @@ ALTER TABLE deployments ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
 UPDATE deployments SET live = (
     SELECT count(*) FROM instances i WHERE i.deployment = deployments.uuid AND i.exit_code IS NULL
 );
+";
+
+/// Deliveries: one row per (notification, endpoint), in the order the notifications were
+/// written; endpoints the notifier disabled (410 Gone); commit statuses posted, per (sha,
+/// context), so a status is posted only when it changes. An outbox row's `delivered_at` is
+/// when it was fanned out into deliveries.
+const V3: &str = "
+CREATE TABLE deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT    NOT NULL UNIQUE,
+    notification    TEXT    NOT NULL,
+    endpoint        TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    finished_at     INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX deliveries_pending ON deliveries (endpoint, seq) WHERE state = 'pending';
+CREATE INDEX deliveries_by_state ON deliveries (state, seq);
+
+CREATE TABLE endpoints (
+    endpoint    TEXT    PRIMARY KEY,
+    disabled_at INTEGER NOT NULL,
+    reason      TEXT    NOT NULL
+);
+
+CREATE TABLE commit_statuses (
+    sha         TEXT    NOT NULL,
+    context     TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    description TEXT    NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (sha, context)
+);
+
+CREATE INDEX outbox_undistributed ON outbox (created_at) WHERE delivered_at IS NULL;
 ";
 
 fn backfill_template_hashes(conn: &Connection) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //! - Everything returned is a domain type from `model`, never a row.
 
 mod apply;
+mod deliveries;
 mod deployments;
 mod events;
 mod instances;
@@ -25,11 +26,12 @@ mod probes;
 mod revisions;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::model::delivery::{Attempt, CommitStatus, Delivery, NewDelivery};
 use crate::model::desired::{DeploymentId, DesiredState};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::diff::Plan;
@@ -43,6 +45,7 @@ use crate::model::stored::{
 use crate::model::time::Timestamp;
 
 pub use apply::Applied;
+pub use deliveries::Filter as DeliveryFilter;
 pub use migrations::CURRENT_VERSION as SCHEMA_VERSION;
 /// Results kept per (instance, check); older ones are deleted as new ones arrive.
 pub use probes::RETAINED as PROBE_RESULTS_RETAINED;
@@ -97,6 +100,9 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct Store {
     jobs: mpsc::Sender<Job>,
     path: PathBuf,
+    /// Notified after every commit that may have queued notifications (the notifier waits on
+    /// it: no polling delay between a change and its first delivery attempt).
+    outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -122,7 +128,28 @@ impl Store {
         Ok(Self {
             jobs,
             path: path.to_owned(),
+            outbox_signal: Arc::default(),
         })
+    }
+
+    /// Notified after each commit that may have queued notifications.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
+    }
+
+    /// Runs `f` in one transaction on the writer and wakes the notifier afterwards.
+    fn call_notifying<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let result = self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let result = f(&tx)?;
+            tx.commit()?;
+            Ok(result)
+        })?;
+        self.outbox_signal.notify_one();
+        Ok(result)
     }
 
     /// Runs `f` on the writer thread and waits for its result.
@@ -149,12 +176,7 @@ impl Store {
         plan: Plan,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let applied = apply::apply_revision(&tx, &revision, &desired, plan, now)?;
-            tx.commit()?;
-            Ok(applied)
-        })
+        self.call_notifying(move |tx| apply::apply_revision(tx, &revision, &desired, plan, now))
     }
 
     /// Records a revision rejected by validation; no deployment changes.
@@ -164,12 +186,7 @@ impl Store {
         diagnostics: Vec<Diagnostic>,
         now: Timestamp,
     ) -> Result<RevisionRecord, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let record = apply::record_invalid(&tx, &revision, &diagnostics, now)?;
-            tx.commit()?;
-            Ok(record)
-        })
+        self.call_notifying(move |tx| apply::record_invalid(tx, &revision, &diagnostics, now))
     }
 
     /// Persists one reconciler pass (see `pass::record`) and, when given, the state of the open
@@ -180,14 +197,12 @@ impl Store {
         revision: Option<(i64, RevisionState)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
+        self.call_notifying(move |tx| {
             let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
-            pass::record(&tx, &refs, now)?;
+            pass::record(tx, &refs, now)?;
             if let Some((seq, state)) = revision {
-                pass::settle_revision(&tx, seq, state, now)?;
+                pass::settle_revision(tx, seq, state, now)?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -211,6 +226,58 @@ impl Store {
             }
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    /// Fans notifications out into deliveries and the commit statuses they post (see
+    /// `deliveries::distribute`), in one transaction.
+    pub fn distribute(
+        &self,
+        notifications: Vec<String>,
+        deliveries: Vec<NewDelivery>,
+        statuses: Vec<CommitStatus>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            deliveries::distribute(&tx, &notifications, &deliveries, &statuses, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Records one attempt of a delivery.
+    pub fn record_attempt(
+        &self,
+        id: String,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| deliveries::record_attempt(conn, &id, &attempt, now))
+    }
+
+    /// Disables an endpoint (410 Gone) and dead-letters its pending deliveries.
+    pub fn disable_endpoint(
+        &self,
+        endpoint: String,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            deliveries::disable(&tx, &endpoint, &reason, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Forgets finished deliveries older than `before`; how many.
+    pub fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let pruned = deliveries::prune(&tx, before)?;
+            tx.commit()?;
+            Ok(pruned)
         })
     }
 
@@ -336,6 +403,42 @@ impl StoreReader {
             |r| r.get(0),
         )?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Notifications not fanned out into deliveries yet, oldest first.
+    pub fn undistributed(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        deliveries::undistributed(&self.conn, limit)
+    }
+
+    /// The last commit status queued for `(sha, context)`: (state, description).
+    pub fn commit_status(
+        &self,
+        sha: &str,
+        context: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        deliveries::commit_status(&self.conn, sha, context)
+    }
+
+    /// The oldest pending delivery of `endpoint`.
+    pub fn next_delivery(&self, endpoint: &str) -> Result<Option<Delivery>, StoreError> {
+        deliveries::next_pending(&self.conn, endpoint)
+    }
+
+    /// Disabled endpoints: when, and why.
+    pub fn disabled_endpoints(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, (Timestamp, String)>, StoreError> {
+        deliveries::disabled(&self.conn)
+    }
+
+    /// Deliveries, newest first.
+    pub fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        deliveries::list(&self.conn, filter)
+    }
+
+    /// Pending deliveries, and when the oldest of them was created.
+    pub fn delivery_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+        deliveries::backlog(&self.conn)
     }
 
     /// Every outbox row, oldest first.

@@ -28,13 +28,55 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Takes a notification's place in the outbox now, to be `fill`ed later in the same
+/// transaction (when its content depends on what is written after it).
+pub fn reserve(
+    conn: &Connection,
+    kind: NotificationKind,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO outbox (id, kind, payload, target, created_at, next_attempt_at) VALUES (?1, ?2, 'null', NULL, ?3, ?3)",
+        params![id, kind.as_str(), now.0],
+    )?;
+    Ok(id)
+}
+
+/// Writes the payload of a `reserve`d notification.
+pub fn fill(
+    conn: &Connection,
+    id: &str,
+    payload: &impl serde::Serialize,
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(payload).map_err(|e| StoreError::BadValue {
+        column: "outbox.payload",
+        value: id.to_owned(),
+        source: Box::new(e),
+    })?;
+    conn.execute(
+        "UPDATE outbox SET payload = ?2 WHERE id = ?1",
+        params![id, payload],
+    )?;
+    Ok(())
+}
+
 /// Every row, oldest first.
 pub fn list(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    select(conn, "1", u32::MAX)
+}
+
+/// Rows not fanned out into deliveries yet, oldest first.
+pub fn pending(conn: &Connection, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+    select(conn, "delivered_at IS NULL", limit)
+}
+
+fn select(conn: &Connection, filter: &str, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
         "SELECT id, kind, payload, target, attempts, created_at, next_attempt_at, delivered_at, dead_at, last_error
-         FROM outbox ORDER BY created_at, rowid",
-    )?;
-    let rows = stmt.query_map([], |row| {
+         FROM outbox WHERE {filter} ORDER BY created_at, rowid LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], |row| {
         Ok((
             (
                 row.get::<_, String>(0)?,

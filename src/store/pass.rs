@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 use crate::model::desired::DeploymentId;
-use crate::model::event::{Event, EventKind, RevisionChanged};
+use crate::model::event::{DeploymentNotice, Event, EventKind};
 use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::time::Timestamp;
@@ -22,6 +22,8 @@ pub fn record(
         let Some(row) = deployments::get(tx, id)? else {
             continue;
         };
+        // Health and counts first, so that the status change's notification carries them.
+        memory::save(tx, &row.uuid, outcome, now)?;
         if let Some(change) = &outcome.status_change {
             apply::change_status(
                 tx,
@@ -32,7 +34,6 @@ pub fn record(
                 now,
             )?;
         }
-        memory::save(tx, &row.uuid, outcome, now)?;
         for planned in &outcome.events {
             let event = Event {
                 deployment: (*id).clone(),
@@ -53,13 +54,13 @@ pub fn record(
                 )?;
             }
             if let Some(kind) = planned.notify {
-                let data = serde_json::json!({
-                    "namespace": id.namespace,
-                    "name": id.name,
-                    "message": planned.message,
-                    "generation": row.generation,
-                    "revision": row.revision,
-                });
+                let data = DeploymentNotice {
+                    namespace: id.namespace.clone(),
+                    name: id.name.clone(),
+                    message: planned.message.clone(),
+                    generation: row.generation,
+                    revision: row.revision.clone(),
+                };
                 outbox::enqueue(tx, kind, &data, now)?;
             }
         }
@@ -79,17 +80,6 @@ pub fn settle_revision(
         return Ok(());
     }
     revisions::set_state(tx, seq, state, None, now)?;
-    let data = RevisionChanged {
-        source: before.source,
-        revision: before.id,
-        old_state: Some(before.state),
-        new_state: state,
-        superseded_by: None,
-    };
-    outbox::enqueue(
-        tx,
-        crate::model::event::NotificationKind::RevisionStatusChanged,
-        &data,
-        now,
-    )
+    let after = revisions::get(tx, seq)?;
+    apply::notify_revision(tx, &after, Some(before.state), now)
 }
