@@ -15,7 +15,14 @@ use crate::api::hooks::{HookSecrets, Hooks};
 use crate::api::serve::ServeLimits;
 use crate::api::{self, Access, ApiState, SourceStatus};
 use crate::clock;
-use crate::config::{AgentConfig, AgentSettings, GitReference, ManifestsConfig, SourceKind};
+use crate::config::{
+    AgentConfig, AgentSettings, ForgeChoice, GitReference, ManifestsConfig, SourceKind,
+};
+use crate::notifier::worker::Notifier;
+use crate::notifier::{
+    ForgeKind, ForgeSettings as NotifierForge, RetryPolicy, Settings as NotifierSettings,
+    WebhookEndpoint,
+};
 use crate::ingest::Ingest;
 use crate::manifest::Limits;
 use crate::metrics::Metrics;
@@ -158,6 +165,13 @@ pub async fn run(
         }
     };
     let ingest_task = tokio::spawn(ingest.run(received));
+    let notifier = Notifier::new(
+        store.clone(),
+        notifier_settings(&settings),
+        clock::system(),
+        metrics.clone(),
+    )?;
+    let notifier_task = tokio::spawn(notifier.run(stopped.clone()));
     let server_task = tokio::spawn(api::serve::serve(
         listener,
         app,
@@ -189,6 +203,7 @@ pub async fn run(
         .await
         .context("the controller task failed")??;
     server_task.await.context("the API task failed")?;
+    let _ = notifier_task.await;
     for runtime in &runtimes {
         if let Err(error) = runtime.release(&holder).await {
             tracing::warn!(runtime = %runtime.kind(), %error, "cannot give the node name back; the next agent on this host takes it over");
@@ -286,6 +301,52 @@ async fn claim_when_available(
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             _ = stopped.changed() => return Ok(false),
         }
+    }
+}
+
+/// The notifier's settings. A directory source has no commits: forge settings are then
+/// ignored, with one warning.
+fn notifier_settings(settings: &AgentSettings) -> NotifierSettings {
+    let forge = match (&settings.source, &settings.forge) {
+        (SourceKind::Directory(_), Some(_)) => {
+            tracing::warn!("[forge] is ignored: a directory source has no commits to post statuses on");
+            None
+        }
+        (SourceKind::Directory(_), None) | (SourceKind::Git { .. }, None) => None,
+        (SourceKind::Git { .. }, Some(forge)) => Some(NotifierForge {
+            kind: match forge.kind {
+                ForgeChoice::Github => ForgeKind::Github,
+                ForgeChoice::Gitea => ForgeKind::Gitea,
+                ForgeChoice::Gitlab => ForgeKind::Gitlab,
+            },
+            api_url: forge.api_url.clone(),
+            repository: forge.repository.clone(),
+            token: forge.token.clone(),
+            per_deployment_contexts: forge.per_deployment_contexts,
+        }),
+    };
+    let delivery = &settings.delivery;
+    NotifierSettings {
+        node: settings.config.node.clone(),
+        public_url: settings.config.public_url.clone(),
+        webhooks: settings
+            .webhooks
+            .iter()
+            .map(|w| WebhookEndpoint {
+                url: w.url.clone(),
+                secret: w.secret.clone(),
+                events: w.events.as_ref().map(|e| e.iter().copied().collect()),
+                headers: w.headers.clone(),
+            })
+            .collect(),
+        forge,
+        retry: RetryPolicy {
+            schedule: delivery.retry_schedule.clone(),
+            every: delivery.retry_every,
+            give_up_after: delivery.give_up_after,
+        },
+        retention: delivery.retention,
+        attempt_timeout: delivery.attempt_timeout,
     }
 }
 

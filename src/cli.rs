@@ -1,6 +1,7 @@
 //! The command line: `keel agent` (hands over to `app`), the offline checks `keel validate`,
 //! `keel plan` and `keel schema`, and the views of a running agent read from its API
-//! (`deployments`, `deployment`, `events`, `revisions`, `status`, `wait`; see `views`). Parses
+//! (`deployments`, `deployment`, `events`, `revisions`, `status`, `wait`, `deliveries`; see
+//! `views`). Parses
 //! arguments with clap, calls the library, prints for humans or as JSON, and maps outcomes to
 //! exit codes. `anyhow` is allowed here.
 
@@ -93,6 +94,10 @@ pub enum Command {
     ///
     /// Example: keel wait "$(git rev-parse HEAD)" --timeout 10m
     Wait(views::WaitArgs),
+    /// List webhook and commit-status deliveries, newest first: state, attempts, last error.
+    ///
+    /// Example: keel deliveries --state dead
+    Deliveries(views::DeliveriesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revisions(args) => views::revisions(&api, &args),
         Command::Status(args) => views::status(&api, &args),
         Command::Wait(args) => views::wait(&api, &args),
+        Command::Deliveries(args) => views::deliveries(&api, &args),
     }
 }
 

@@ -53,6 +53,141 @@ pub struct AgentConfig {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub manifests: ManifestsConfig,
+    /// Where this agent's API is reachable from outside (for commit-status links).
+    pub public_url: Option<String>,
+    /// `[[webhooks]]`: endpoints that receive signed notifications.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[forge]`: where commit statuses are posted (Git sources only).
+    pub forge: Option<ForgeConfig>,
+    #[serde(default)]
+    pub notifier: NotifierConfig,
+}
+
+/// One `[[webhooks]]` endpoint.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// `whsec_<base64>` (or `secret_file`).
+    pub secret: Option<String>,
+    /// A file holding the secret.
+    pub secret_file: Option<PathBuf>,
+    /// Notification types to send (default: all).
+    pub events: Option<Vec<String>>,
+    /// Extra headers sent with every delivery.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[forge]`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeConfig {
+    /// `github`, `gitea` or `gitlab`.
+    pub kind: String,
+    /// e.g. `https://api.github.com`, `https://gitea.example/api/v1`, `https://gitlab.example/api/v4`.
+    pub api_url: String,
+    /// `owner/name` (GitLab: or the numeric project id).
+    pub repository: String,
+    /// A file holding the token (or `token_env`).
+    pub token_file: Option<PathBuf>,
+    /// The environment variable holding the token.
+    pub token_env: Option<String>,
+    /// Also one commit status per deployment, `keel/<node>/<namespace>/<name>`.
+    #[serde(default)]
+    pub per_deployment_contexts: bool,
+}
+
+impl std::fmt::Debug for ForgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeConfig")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("repository", &self.repository)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[notifier]`: delivery retries and retention.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Waits after the first failures (default `["5s", "30s", "2m", "10m", "30m", "1h"]`).
+    pub retry_schedule: Option<Vec<String>>,
+    /// The wait after every later failure (default `2h`).
+    pub retry_every: Option<String>,
+    /// Dead-letter a delivery this long after it was created (default `24h`).
+    pub give_up_after: Option<String>,
+    /// Keep delivered and dead deliveries this long (default `168h`, 7 days).
+    pub retention: Option<String>,
+    /// The timeout of one attempt (default `10s`).
+    pub attempt_timeout: Option<String>,
+}
+
+/// A webhook endpoint with its secret read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: String,
+    pub events: Option<Vec<crate::model::event::NotificationKind>>,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The forge with its token read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ForgeSettings {
+    pub kind: ForgeChoice,
+    pub api_url: String,
+    pub repository: String,
+    pub token: String,
+    pub per_deployment_contexts: bool,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    // The secret never reaches a log or an error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ForgeSettings {
+    // The token never reaches a log or an error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeSettings")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("repository", &self.repository)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The forges `[forge] kind` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeChoice {
+    Github,
+    Gitea,
+    Gitlab,
+}
+
+/// Retries and retention, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    pub retry_schedule: Vec<crate::model::units::Duration>,
+    pub retry_every: crate::model::units::Duration,
+    pub give_up_after: crate::model::units::Duration,
+    pub retention: crate::model::units::Duration,
+    pub attempt_timeout: crate::model::units::Duration,
 }
 
 /// `[manifests]`: how much one revision may ask of the loader (unset: keel's defaults).
@@ -191,6 +326,10 @@ impl Default for AgentConfig {
             git: GitConfig::default(),
             hooks: HooksConfig::default(),
             manifests: ManifestsConfig::default(),
+            public_url: None,
+            webhooks: Vec::new(),
+            forge: None,
+            notifier: NotifierConfig::default(),
         }
     }
 }
@@ -293,6 +432,9 @@ pub struct AgentSettings {
     pub poll_interval: crate::model::units::Duration,
     pub tick: crate::model::units::Duration,
     pub git_token: Option<String>,
+    pub webhooks: Vec<WebhookSettings>,
+    pub forge: Option<ForgeSettings>,
+    pub delivery: DeliverySettings,
 }
 
 /// Reads the `KEEL_*` variables of the agent.
@@ -402,7 +544,23 @@ impl AgentSettings {
             .db
             .clone()
             .unwrap_or_else(|| config.state_dir.join("keel.db"));
+        let webhooks = config
+            .webhooks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| webhook(i, w, problems))
+            .collect();
+        let forge = config.forge.as_ref().and_then(|f| forge(f, problems));
+        let delivery = delivery(&config.notifier, problems);
+        if let Some(url) = &config.public_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                problems.push(format!("public_url: {url:?} is not an http(s) URL"));
+            }
+        }
         Some(Self {
+            webhooks,
+            forge,
+            delivery: delivery?,
             source: source?,
             source_path: config.path.clone(),
             db,
@@ -414,6 +572,130 @@ impl AgentSettings {
             config,
         })
     }
+}
+
+/// `[[webhooks]]` number `index`, with its secret read.
+fn webhook(index: usize, w: &WebhookConfig, problems: &mut Vec<String>) -> Option<WebhookSettings> {
+    let at = format!("webhooks[{index}]");
+    if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
+        problems.push(format!("{at}.url: not an http(s) URL"));
+    }
+    let secret = match (&w.secret, &w.secret_file) {
+        (Some(secret), None) => Some(secret.trim().to_owned()),
+        (None, Some(file)) => read_secret(&format!("{at}.secret_file"), file, problems),
+        (Some(_), Some(_)) => {
+            problems.push(format!("{at}: set secret or secret_file, not both"));
+            None
+        }
+        (None, None) => {
+            problems.push(format!("{at}: a secret (whsec_<base64>) is required: secret or secret_file"));
+            None
+        }
+    };
+    if let Some(secret) = &secret {
+        if !secret.starts_with("whsec_") {
+            problems.push(format!("{at}: the secret must look like whsec_<base64>"));
+        }
+    }
+    let events = w.events.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|name| {
+                name.parse()
+                    .map_err(|e| problems.push(format!("{at}.events: {e}")))
+                    .ok()
+            })
+            .collect()
+    });
+    Some(WebhookSettings {
+        url: w.url.clone(),
+        secret: secret?,
+        events,
+        headers: w.headers.clone(),
+    })
+}
+
+/// `[forge]`, with its token read.
+fn forge(f: &ForgeConfig, problems: &mut Vec<String>) -> Option<ForgeSettings> {
+    let kind = match f.kind.as_str() {
+        "github" => Some(ForgeChoice::Github),
+        "gitea" | "forgejo" => Some(ForgeChoice::Gitea),
+        "gitlab" => Some(ForgeChoice::Gitlab),
+        other => {
+            problems.push(format!(
+                "forge.kind: {other:?} is not one of github, gitea, gitlab"
+            ));
+            None
+        }
+    };
+    if !f.api_url.starts_with("http://") && !f.api_url.starts_with("https://") {
+        problems.push("forge.api_url: not an http(s) URL".to_owned());
+    }
+    if f.repository.is_empty() {
+        problems.push("forge.repository: owner/name is required".to_owned());
+    }
+    let token = match (&f.token_file, &f.token_env) {
+        (Some(file), None) => read_secret("forge.token_file", file, problems),
+        (None, Some(name)) => {
+            let token = std::env::var(name).ok().filter(|t| !t.is_empty());
+            if token.is_none() {
+                problems.push(format!("forge.token_env: {name} is not set"));
+            }
+            token
+        }
+        (Some(_), Some(_)) => {
+            problems.push("forge: set token_file or token_env, not both".to_owned());
+            None
+        }
+        (None, None) => {
+            problems.push("forge: a token is required: token_file or token_env".to_owned());
+            None
+        }
+    };
+    Some(ForgeSettings {
+        kind: kind?,
+        api_url: f.api_url.clone(),
+        repository: f.repository.clone(),
+        token: token?,
+        per_deployment_contexts: f.per_deployment_contexts,
+    })
+}
+
+fn read_secret(key: &str, file: &Path, problems: &mut Vec<String>) -> Option<String> {
+    std::fs::read_to_string(file)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| problems.push(format!("{key}: cannot read {}: {}", file.display(), e.kind())))
+        .ok()
+}
+
+/// `[notifier]`, parsed, with keel's defaults.
+fn delivery(n: &NotifierConfig, problems: &mut Vec<String>) -> Option<DeliverySettings> {
+    let mut parse = |key: &str, value: Option<&str>, default: &str| {
+        value
+            .unwrap_or(default)
+            .parse::<crate::model::units::Duration>()
+            .map_err(|e| problems.push(format!("notifier.{key}: {e}")))
+            .ok()
+    };
+    let retry_every = parse("retry_every", n.retry_every.as_deref(), "2h");
+    let give_up_after = parse("give_up_after", n.give_up_after.as_deref(), "24h");
+    let retention = parse("retention", n.retention.as_deref(), "168h");
+    let attempt_timeout = parse("attempt_timeout", n.attempt_timeout.as_deref(), "10s");
+    let defaults = ["5s", "30s", "2m", "10m", "30m", "1h"].map(str::to_owned).to_vec();
+    let schedule: Vec<_> = n
+        .retry_schedule
+        .as_ref()
+        .unwrap_or(&defaults)
+        .iter()
+        .map(|step| parse("retry_schedule", Some(step), ""))
+        .collect();
+    Some(DeliverySettings {
+        retry_schedule: schedule.into_iter().collect::<Option<_>>()?,
+        retry_every: retry_every?,
+        give_up_after: give_up_after?,
+        retention: retention?,
+        attempt_timeout: attempt_timeout?,
+    })
 }
 
 fn source_kind(

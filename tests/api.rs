@@ -45,6 +45,7 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
         ("/v1/source", "/v1/source"),
         ("/v1/runtimes", "/v1/runtimes"),
+        ("/v1/deliveries", "/v1/deliveries"),
     ]
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::delivery::{Delivery, DeliveryState};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::event::Event;
 use crate::model::status::{
@@ -195,6 +196,63 @@ pub struct RuntimeDto {
     pub since: String,
     /// When it was last listed (or tried).
     pub checked_at: String,
+}
+
+/// One delivery of a notification to an endpoint (a webhook, or a commit status on the forge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryDto {
+    /// The cursor: pass it as `before` to get older deliveries.
+    pub seq: i64,
+    /// A webhook's `webhook-id` (the same on every retry).
+    pub id: String,
+    /// `webhook:<url without credentials or query>`, or `forge`.
+    pub endpoint: String,
+    /// The notification type, or `commit_status`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: String,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// When it was delivered or given up.
+    pub finished_at: Option<String>,
+    /// The HTTP status of the last answer.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryDto {
+    fn from(d: &Delivery) -> Self {
+        let kind = serde_json::from_str::<serde_json::Value>(&d.body)
+            .ok()
+            .and_then(|body| body.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "commit_status".to_owned());
+        Self {
+            seq: d.seq,
+            id: d.id.clone(),
+            endpoint: d.endpoint.clone(),
+            kind,
+            state: d.state,
+            attempts: d.attempts,
+            created_at: d.created_at.to_rfc3339(),
+            next_attempt_at: (d.state == DeliveryState::Pending)
+                .then(|| d.next_attempt_at.to_rfc3339()),
+            last_attempt_at: d.last_attempt_at.map(|t| t.to_rfc3339()),
+            finished_at: d.finished_at.map(|t| t.to_rfc3339()),
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+        }
+    }
+}
+
+/// `GET /v1/deliveries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryDto>,
+    /// The `before` of the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
 }
 
 /// An RFC 9457 problem.

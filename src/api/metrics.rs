@@ -15,7 +15,7 @@ use crate::model::status::{DeploymentStatus, InstanceState};
 use super::{ApiError, ApiState};
 
 pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
-    let (all, instances, latest, depth) = state
+    let (all, instances, latest, depth, backlog) = state
         .read(|r| {
             let all = r.stored_state()?;
             let mut instances: BTreeMap<InstanceState, u64> = BTreeMap::new();
@@ -24,7 +24,14 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
                     *instances.entry(i.state).or_default() += 1;
                 }
             }
-            Ok((all, instances, r.revisions(1)?.pop(), r.outbox_depth()?))
+            let backlog = r.delivery_backlog()?;
+            Ok((
+                all,
+                instances,
+                r.revisions(1)?.pop(),
+                r.outbox_depth()?,
+                backlog,
+            ))
         })
         .await?;
     let mut out = String::new();
@@ -66,9 +73,18 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
         &mut out,
         "keel_outbox_depth",
         "gauge",
-        "Notifications waiting for delivery.",
+        "Notifications and deliveries not delivered yet.",
     );
-    let _ = writeln!(out, "keel_outbox_depth {depth}");
+    let (pending, oldest) = backlog;
+    let _ = writeln!(out, "keel_outbox_depth {}", depth + pending);
+    family(
+        &mut out,
+        "keel_outbox_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest delivery still pending (0 when none is).",
+    );
+    let age = oldest.map_or(0, |t| (crate::clock::now().millis() - t.millis()).max(0) / 1000);
+    let _ = writeln!(out, "keel_outbox_oldest_pending_seconds {age}");
     process_metrics(&mut out, &state.metrics);
     Ok((
         [(
@@ -167,7 +183,7 @@ fn process_metrics(out: &mut String, m: &Metrics) {
         out,
         "keel_outbox_deliveries_total",
         "counter",
-        "Notification deliveries by outcome.",
+        "Delivery attempts by outcome (failed: will be retried; dead: given up).",
     );
     for (outcome, counter) in [
         ("delivered", &m.deliveries_ok),

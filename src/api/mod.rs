@@ -118,6 +118,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/revisions/{id}", get(revision))
         .route("/v1/source", get(source))
         .route("/v1/runtimes", get(runtimes))
+        .route("/v1/deliveries", get(deliveries))
         .route("/openapi.json", get(openapi_document))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -141,6 +142,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/revisions/{id}",
     "/v1/source",
     "/v1/runtimes",
+    "/v1/deliveries",
 ];
 
 async fn authorize(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
@@ -392,6 +394,44 @@ async fn events(
         .flatten();
     Ok(Json(EventPage {
         events: page.iter().map(|(seq, e)| EventDto::new(*seq, e)).collect(),
+        next_before,
+    }))
+}
+
+async fn deliveries(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
+        single(&pairs, key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
+            })
+        })
+    };
+    let limit = number("limit", 50)?.clamp(1, 500);
+    let before = single(&pairs, "before")
+        .map(|_| number("before", 0))
+        .transpose()?;
+    let state_filter = single(&pairs, "state")
+        .map(|s| {
+            s.parse::<crate::model::delivery::DeliveryState>()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))
+        })
+        .transpose()?;
+    let filter = crate::store::DeliveryFilter {
+        state: state_filter,
+        endpoint: single(&pairs, "endpoint").map(str::to_owned),
+        before,
+        limit: u32::try_from(limit).unwrap_or(50),
+    };
+    let page = state.read(move |r| Ok(r.deliveries(&filter)?)).await?;
+    let next_before = (page.len() as i64 == limit)
+        .then(|| page.last().map(|d| d.seq))
+        .flatten();
+    Ok(Json(DeliveryPage {
+        deliveries: page.iter().map(DeliveryDto::from).collect(),
         next_before,
     }))
 }

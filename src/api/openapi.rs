@@ -7,6 +7,46 @@ use serde_json::{json, Map, Value};
 
 use super::dto::*;
 
+/// The `webhooks` section: one signed POST per notification type (Standard Webhooks headers
+/// `webhook-id`, `webhook-timestamp`, `webhook-signature`), body `{type, timestamp, data}`.
+fn webhooks(body: &dyn Fn(&str) -> Value) -> Value {
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "schema": {"type": "string"}, "description": description});
+    let headers = json!([
+        header("webhook-id", "The delivery's id, the same on every retry: deduplicate on it"),
+        header("webhook-timestamp", "Seconds since the epoch, at this attempt"),
+        header("webhook-signature", "v1,<base64 HMAC-SHA256 of \"id.timestamp.body\">, keyed by the base64 after whsec_")
+    ]);
+    let types = [
+        ("deployment.status_changed", "DeploymentStatusChanged", "A deployment's status moved"),
+        ("deployment.health_check_failed", "DeploymentNotice", "A liveness check reached its threshold and fired"),
+        ("deployment.rolling_update", "DeploymentNotice", "A rolling update stopped an old instance, or failed"),
+        ("revision.status_changed", "RevisionStatusChanged", "A revision moved: applying, succeeded, failed, invalid or superseded"),
+    ];
+    let mut section = Map::new();
+    for (kind, data, summary) in types {
+        let envelope = json!({
+            "type": "object",
+            "required": ["type", "timestamp", "data"],
+            "properties": {
+                "type": {"const": kind},
+                "timestamp": {"type": "string", "description": "When the change happened (RFC 3339, UTC)"},
+                "data": body(data)
+            }
+        });
+        section.insert(kind.to_owned(), json!({"post": {
+            "summary": summary,
+            "parameters": headers,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": envelope}}},
+            "responses": {
+                "2XX": {"description": "Delivered"},
+                "410": {"description": "The endpoint is disabled: no further deliveries"},
+                "429": {"description": "Retried after Retry-After"}
+            }
+        }}));
+    }
+    Value::Object(section)
+}
+
 /// The document served at `/openapi.json`.
 pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
@@ -39,6 +79,20 @@ pub fn document() -> Value {
     );
     add("Source", generator.subschema_for::<SourceDto>());
     add("RuntimeList", generator.subschema_for::<Vec<RuntimeDto>>());
+    add("DeliveryPage", generator.subschema_for::<DeliveryPage>());
+    // The webhooks' data, from the very types the notifier serializes.
+    add(
+        "DeploymentStatusChanged",
+        generator.subschema_for::<crate::model::event::StatusChanged>(),
+    );
+    add(
+        "DeploymentNotice",
+        generator.subschema_for::<crate::model::event::DeploymentNotice>(),
+    );
+    add(
+        "RevisionStatusChanged",
+        generator.subschema_for::<crate::model::event::RevisionChanged>(),
+    );
     add("Problem", generator.subschema_for::<Problem>());
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     let body = |name: &str| refs.get(name).cloned().unwrap_or(Value::Null);
@@ -100,7 +154,18 @@ pub fn document() -> Value {
                 "responses": with_errors(ok("RevisionDetail"), &[("404", "No such revision"), auth[0]])
             }},
             "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}},
-            "/v1/runtimes": {"get": {"summary": "Whether each runtime can be listed (while one cannot, its deployments hold)", "responses": with_errors(ok("RuntimeList"), &auth)}}
-        }
+            "/v1/runtimes": {"get": {"summary": "Whether each runtime can be listed (while one cannot, its deployments hold)", "responses": with_errors(ok("RuntimeList"), &auth)}},
+            "/v1/deliveries": {"get": {
+                "summary": "Webhook and commit-status deliveries, newest first (never a secret, token or signature)",
+                "parameters": [
+                    query("state", json!({"type": "string", "enum": ["pending", "delivered", "dead"]}), "Only deliveries in this state"),
+                    query("endpoint", json!({"type": "string"}), "Only this endpoint (`webhook:<url>` or `forge`)"),
+                    query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "How many (default 50)"),
+                    query("before", json!({"type": "integer"}), "Only deliveries older than this cursor (`next_before`)")
+                ],
+                "responses": with_errors(ok("DeliveryPage"), &[("400", "An unknown state or a malformed number"), auth[0]])
+            }}
+        },
+        "webhooks": webhooks(&body)
     })
 }

@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use crate::api::client;
 use crate::api::dto::{
-    DeploymentDetail, DeploymentSummary, EventDto, EventPage, NamespaceDto, RevisionDetail,
-    RevisionDto, SourceDto,
+    DeliveryPage, DeploymentDetail, DeploymentSummary, EventDto, EventPage, NamespaceDto,
+    RevisionDetail, RevisionDto, SourceDto,
 };
+use crate::model::delivery::DeliveryState;
 use crate::model::status::{DeploymentStatus, Health, NamespaceStatus, RevisionState};
 
 /// Where the agent's API is.
@@ -75,6 +76,21 @@ pub struct EventsArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only deliveries in this state: pending, delivered or dead.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this endpoint (`webhook:<url>` or `forge`).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// How many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -315,6 +331,45 @@ pub fn status(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
     table(&["NAMESPACE", "STATUS", "DEPLOYMENTS"], rows.collect())
 }
 
+pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![format!("limit={}", args.limit.clamp(1, 500))];
+    query.extend(args.state.iter().map(|s| format!("state={s}")));
+    query.extend(args.endpoint.iter().map(|e| format!("endpoint={}", percent_encode(e))));
+    let path = format!("/v1/deliveries?{}", query.join("&"));
+    let (raw, page) = block_on(fetch::<DeliveryPage>(api, &path))?;
+    if args.output == Output::Json {
+        return print_json(&raw);
+    }
+    let rows = page.deliveries.iter().map(|d| {
+        vec![
+            d.id.clone(),
+            d.endpoint.clone(),
+            d.kind.clone(),
+            paint(d.state),
+            d.attempts.to_string(),
+            age(&d.created_at),
+            optional(d.last_error.clone()),
+        ]
+    });
+    table(
+        &["ID", "ENDPOINT", "TYPE", "STATE", "ATTEMPTS", "AGE", "LAST ERROR"],
+        rows.collect(),
+    )
+}
+
+/// Escapes what a query value cannot hold as is.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Exit 0 when the revision succeeded; 1 when it failed, is invalid or superseded, or on timeout.
 pub fn wait(api: &ApiArgs, args: &WaitArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
@@ -423,6 +478,16 @@ impl Toned for NamespaceStatus {
                 Tone::Moving
             }
             NamespaceStatus::Error | NamespaceStatus::Warning => Tone::Bad,
+        }
+    }
+}
+
+impl Toned for DeliveryState {
+    fn tone(self) -> Tone {
+        match self {
+            DeliveryState::Delivered => Tone::Good,
+            DeliveryState::Pending => Tone::Moving,
+            DeliveryState::Dead => Tone::Bad,
         }
     }
 }
