@@ -18,14 +18,14 @@ use crate::clock;
 use crate::config::{
     AgentConfig, AgentSettings, ForgeChoice, GitReference, ManifestsConfig, SourceKind,
 };
+use crate::ingest::Ingest;
+use crate::manifest::Limits;
+use crate::metrics::Metrics;
 use crate::notifier::worker::Notifier;
 use crate::notifier::{
     ForgeKind, ForgeSettings as NotifierForge, RetryPolicy, Settings as NotifierSettings,
     WebhookEndpoint,
 };
-use crate::ingest::Ingest;
-use crate::manifest::Limits;
-use crate::metrics::Metrics;
 use crate::reconcile::controller::{Config as ControllerConfig, Controller};
 use crate::runtime::docker::{DockerRuntime, Settings as DockerSettings};
 use crate::runtime::lease::Holder;
@@ -309,7 +309,9 @@ async fn claim_when_available(
 fn notifier_settings(settings: &AgentSettings) -> NotifierSettings {
     let forge = match (&settings.source, &settings.forge) {
         (SourceKind::Directory(_), Some(_)) => {
-            tracing::warn!("[forge] is ignored: a directory source has no commits to post statuses on");
+            tracing::warn!(
+                "[forge] is ignored: a directory source has no commits to post statuses on"
+            );
             None
         }
         (SourceKind::Directory(_), None) | (SourceKind::Git { .. }, None) => None,

@@ -588,7 +588,9 @@ fn webhook(index: usize, w: &WebhookConfig, problems: &mut Vec<String>) -> Optio
             None
         }
         (None, None) => {
-            problems.push(format!("{at}: a secret (whsec_<base64>) is required: secret or secret_file"));
+            problems.push(format!(
+                "{at}: a secret (whsec_<base64>) is required: secret or secret_file"
+            ));
             None
         }
     };
@@ -664,7 +666,13 @@ fn forge(f: &ForgeConfig, problems: &mut Vec<String>) -> Option<ForgeSettings> {
 fn read_secret(key: &str, file: &Path, problems: &mut Vec<String>) -> Option<String> {
     std::fs::read_to_string(file)
         .map(|t| t.trim().to_owned())
-        .map_err(|e| problems.push(format!("{key}: cannot read {}: {}", file.display(), e.kind())))
+        .map_err(|e| {
+            problems.push(format!(
+                "{key}: cannot read {}: {}",
+                file.display(),
+                e.kind()
+            ))
+        })
         .ok()
 }
 
@@ -681,7 +689,9 @@ fn delivery(n: &NotifierConfig, problems: &mut Vec<String>) -> Option<DeliverySe
     let give_up_after = parse("give_up_after", n.give_up_after.as_deref(), "24h");
     let retention = parse("retention", n.retention.as_deref(), "168h");
     let attempt_timeout = parse("attempt_timeout", n.attempt_timeout.as_deref(), "10s");
-    let defaults = ["5s", "30s", "2m", "10m", "30m", "1h"].map(str::to_owned).to_vec();
+    let defaults = ["5s", "30s", "2m", "10m", "30m", "1h"]
+        .map(str::to_owned)
+        .to_vec();
     let schedule: Vec<_> = n
         .retry_schedule
         .as_ref()

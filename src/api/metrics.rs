@@ -83,7 +83,9 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
         "gauge",
         "Age of the oldest delivery still pending (0 when none is).",
     );
-    let age = oldest.map_or(0, |t| (crate::clock::now().millis() - t.millis()).max(0) / 1000);
+    let age = oldest.map_or(0, |t| {
+        (crate::clock::now().millis() - t.millis()).max(0) / 1000
+    });
     let _ = writeln!(out, "keel_outbox_oldest_pending_seconds {age}");
     process_metrics(&mut out, &state.metrics);
     Ok((

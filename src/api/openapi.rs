@@ -12,15 +12,40 @@ use super::dto::*;
 fn webhooks(body: &dyn Fn(&str) -> Value) -> Value {
     let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "schema": {"type": "string"}, "description": description});
     let headers = json!([
-        header("webhook-id", "The delivery's id, the same on every retry: deduplicate on it"),
-        header("webhook-timestamp", "Seconds since the epoch, at this attempt"),
-        header("webhook-signature", "v1,<base64 HMAC-SHA256 of \"id.timestamp.body\">, keyed by the base64 after whsec_")
+        header(
+            "webhook-id",
+            "The delivery's id, the same on every retry: deduplicate on it"
+        ),
+        header(
+            "webhook-timestamp",
+            "Seconds since the epoch, at this attempt"
+        ),
+        header(
+            "webhook-signature",
+            "v1,<base64 HMAC-SHA256 of \"id.timestamp.body\">, keyed by the base64 after whsec_"
+        )
     ]);
     let types = [
-        ("deployment.status_changed", "DeploymentStatusChanged", "A deployment's status moved"),
-        ("deployment.health_check_failed", "DeploymentNotice", "A liveness check reached its threshold and fired"),
-        ("deployment.rolling_update", "DeploymentNotice", "A rolling update stopped an old instance, or failed"),
-        ("revision.status_changed", "RevisionStatusChanged", "A revision moved: applying, succeeded, failed, invalid or superseded"),
+        (
+            "deployment.status_changed",
+            "DeploymentStatusChanged",
+            "A deployment's status moved",
+        ),
+        (
+            "deployment.health_check_failed",
+            "DeploymentNotice",
+            "A liveness check reached its threshold and fired",
+        ),
+        (
+            "deployment.rolling_update",
+            "DeploymentNotice",
+            "A rolling update stopped an old instance, or failed",
+        ),
+        (
+            "revision.status_changed",
+            "RevisionStatusChanged",
+            "A revision moved: applying, succeeded, failed, invalid or superseded",
+        ),
     ];
     let mut section = Map::new();
     for (kind, data, summary) in types {

@@ -334,7 +334,11 @@ pub fn status(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit.clamp(1, 500))];
     query.extend(args.state.iter().map(|s| format!("state={s}")));
-    query.extend(args.endpoint.iter().map(|e| format!("endpoint={}", percent_encode(e))));
+    query.extend(
+        args.endpoint
+            .iter()
+            .map(|e| format!("endpoint={}", percent_encode(e))),
+    );
     let path = format!("/v1/deliveries?{}", query.join("&"));
     let (raw, page) = block_on(fetch::<DeliveryPage>(api, &path))?;
     if args.output == Output::Json {
@@ -352,7 +356,15 @@ pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCo
         ]
     });
     table(
-        &["ID", "ENDPOINT", "TYPE", "STATE", "ATTEMPTS", "AGE", "LAST ERROR"],
+        &[
+            "ID",
+            "ENDPOINT",
+            "TYPE",
+            "STATE",
+            "ATTEMPTS",
+            "AGE",
+            "LAST ERROR",
+        ],
         rows.collect(),
     )
 }

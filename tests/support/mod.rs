@@ -46,4 +46,5 @@ pub mod api;
 pub mod binary;
 pub mod docker;
 pub mod git;
+pub mod receivers;
 pub mod schema;
