@@ -198,10 +198,16 @@ pub struct Posted {
     pub at: Instant,
 }
 
+/// A scripted answer: status, headers, body.
+type Scripted = (u16, Vec<(String, String)>, String);
+
+/// A scripted answer as a test writes it.
+pub type Answer<'a> = (u16, &'a [(&'a str, &'a str)], &'a str);
+
 #[derive(Default)]
 struct ForgeState {
     token: String,
-    script: VecDeque<(u16, Vec<(String, String)>, String)>,
+    script: VecDeque<Scripted>,
     posted: Vec<Posted>,
     rejected: Vec<String>,
     /// Requests answered, scripted ones included.
@@ -254,7 +260,7 @@ impl FakeForge {
     }
 
     /// Answers to give to the next requests (status, headers, body), before accepting.
-    pub fn script(&self, answers: &[(u16, &[(&str, &str)], &str)]) {
+    pub fn script(&self, answers: &[Answer<'_>]) {
         let mut state = self.state.lock().unwrap();
         for (status, headers, body) in answers {
             let headers = headers
