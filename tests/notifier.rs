@@ -309,8 +309,10 @@ async fn a_revisions_whole_life_on(kind: Forge) {
             ..Behaviour::default()
         },
     );
-    let mut config = Config::default();
-    config.tick = Duration::from_millis(50);
+    let mut config = Config {
+        tick: Duration::from_millis(50),
+        ..Config::default()
+    };
     config.policy.backoff_base = Duration::from_millis(5);
     config.policy.backoff_max = Duration::from_millis(10);
     let runtime: Arc<dyn Runtime> = Arc::new(fake);
