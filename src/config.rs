@@ -828,6 +828,62 @@ mod tests {
             .any(|p| p.contains("only applies to a Git source")));
     }
 
+    /// Resolves `keel.toml` text with `--source repo`.
+    fn resolve_toml(text: &str) -> Result<AgentSettings, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.toml");
+        std::fs::write(&path, text).unwrap();
+        let flags = Flags {
+            config: Some(path),
+            source: Some("https://git.example/ops.git".into()),
+            ..Flags::default()
+        };
+        AgentSettings::resolve(flags, Flags::default())
+    }
+
+    #[test]
+    fn webhooks_and_the_forge_read_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("webhook.secret");
+        std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+        let token = dir.path().join("forge.token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let text = format!(
+            "public_url = \"https://keel.example\"\n[[webhooks]]\nurl = \"https://ci.example/hook\"\nsecret_file = {secret:?}\nevents = [\"revision.status_changed\"]\nheaders = {{ \"X-Team\" = \"ops\" }}\n[forge]\nkind = \"gitlab\"\napi_url = \"https://gitlab.example/api/v4\"\nrepository = \"ops/deploy\"\ntoken_file = {token:?}\n[notifier]\nretry_schedule = [\"1s\", \"2s\"]\n"
+        );
+        let s = resolve_toml(&text).unwrap();
+        assert_eq!(s.webhooks.len(), 1);
+        assert_eq!(s.webhooks[0].secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(
+            s.webhooks[0].events,
+            Some(vec![crate::model::event::NotificationKind::RevisionStatusChanged])
+        );
+        let forge = s.forge.clone().unwrap();
+        assert_eq!((forge.kind, forge.token.as_str()), (ForgeChoice::Gitlab, "t0ken"));
+        assert_eq!(s.delivery.retry_schedule.len(), 2);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("whsec_") && !debug.contains("t0ken"), "{debug}");
+    }
+
+    #[test]
+    fn notifier_problems_are_reported_with_the_rest() {
+        let text = "[[webhooks]]\nurl = \"ci.example/hook\"\nevents = [\"deployment.exploded\"]\n[forge]\nkind = \"bitbucket\"\napi_url = \"https://x\"\nrepository = \"a/b\"\ntoken_env = \"KEEL_TEST_NO_SUCH_TOKEN_VAR\"\n[notifier]\nretry_every = \"soon\"\n";
+        let problems = resolve_toml(text).unwrap_err();
+        for expected in [
+            "webhooks[0].url",
+            "webhooks[0]: a secret",
+            "webhooks[0].events",
+            "forge.kind",
+            "forge.token_env",
+            "notifier.retry_every",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected} missing from {problems:#?}"
+            );
+        }
+    }
+
     #[test]
     fn git_urls_choose_what_to_follow() {
         let flags = Flags {

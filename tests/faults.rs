@@ -6,115 +6,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::binary::{wait_for, AgentProcess};
-use support::docker::{ensure_image, Namespace, IMAGE};
-
-/// One host: a namespace on the daemon, a manifest directory, and the agent's files.
-struct Host {
-    ns: Namespace,
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        ensure_image();
-        let host = Self {
-            ns: Namespace::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(host.repo()).unwrap();
-        std::fs::create_dir(host.secrets()).unwrap();
-        host
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn secrets(&self) -> PathBuf {
-        self.dir.path().join("secrets")
-    }
-
-    fn node(&self) -> String {
-        format!("faults-{}", self.ns.0)
-    }
-
-    /// A `keel.toml` for an agent called `node`, with its own state below `name`.
-    fn config(&self, name: &str, node: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\ntick = \"300ms\"\n",
-                self.dir.path().join(format!("{name}-state")),
-                self.secrets()
-            ),
-        )
-        .unwrap();
-        path
-    }
-
-    fn db(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.db"))
-    }
-
-    /// Starts the agent `name` (node `node`) on the manifest directory.
-    fn start_as(&self, name: &str, node: &str, log_level: &str) -> AgentProcess {
-        let (repo, db) = (self.repo(), self.db(name));
-        let args = [
-            "--source",
-            repo.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ];
-        let log = self.dir.path().join(format!("{name}.log"));
-        AgentProcess::start(&args, &self.config(name, node), log, log_level)
-    }
-
-    fn start(&self) -> AgentProcess {
-        self.start_as("agent", &self.node(), "info")
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.repo().join(file), text).unwrap();
-    }
-
-    fn deployment(&self, name: &str, extra: &str) -> String {
-        format!(
-            "  {name}:\n    name: {name}\n    namespace: {}\n    image: {IMAGE}\n{extra}",
-            self.ns.0
-        )
-    }
-
-    /// `(deployment, generation)` of every container of the namespace, sorted.
-    fn containers(&self) -> Vec<(String, u64)> {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "--filter",
-                &format!("label=keel.namespace={}", self.ns.0),
-                "--format",
-                "{{.Label \"keel.name\"}} {{.Label \"keel.generation\"}}",
-            ])
-            .output()
-            .unwrap();
-        let mut list: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let (name, generation) = l.split_once(' ')?;
-                Some((name.to_owned(), generation.parse().ok()?))
-            })
-            .collect();
-        list.sort();
-        list
-    }
-}
+use support::host::Host;
 
 fn deployments(agent: &AgentProcess, ns: &str) -> Vec<Value> {
     agent

@@ -46,5 +46,6 @@ pub mod api;
 pub mod binary;
 pub mod docker;
 pub mod git;
+pub mod host;
 pub mod receivers;
 pub mod schema;

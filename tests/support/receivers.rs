@@ -50,6 +50,13 @@ pub fn verify(
         .ok_or_else(|| "signature mismatch".to_owned())
 }
 
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -196,6 +203,8 @@ pub struct Posted {
     pub description: String,
     pub target_url: Option<String>,
     pub at: Instant,
+    /// The same moment on the wall clock (to compare with the agent's event times).
+    pub wall_ms: i64,
 }
 
 /// A scripted answer: status, headers, body.
@@ -459,6 +468,7 @@ fn accept(
         description: description.to_owned(),
         target_url: parsed["target_url"].as_str().map(str::to_owned),
         at: Instant::now(),
+        wall_ms: now_millis(),
     });
     (StatusCode::CREATED, "{}").into_response()
 }

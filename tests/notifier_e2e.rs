@@ -1,0 +1,227 @@
+//! The notifier in the real binary: a webhook receiver that is down while the agent is
+//! killed with SIGKILL between attempts gets every notification once it is up (at least once,
+//! the same `webhook-id` on a repeat); and, with Docker and a Git repository, a fake GitHub
+//! sees `pending` then `success` only after the readiness-gated worker serves, and `failure`
+//! naming the worker of a commit that crash-loops. No secret, token or signature appears in
+//! the log at `trace`, in the database or in the API.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use support::binary::{request, wait_for};
+use support::git::Repo;
+use support::host::Host;
+use support::receivers::{FakeForge, Forge, Receiver, REPOSITORY};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "forge-token-e2e-8a31";
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Every `/v1/*` answer an operator could read.
+fn api_text(base: &str) -> String {
+    [
+        "/v1/deployments",
+        "/v1/namespaces",
+        "/v1/revisions",
+        "/v1/source",
+        "/v1/runtimes",
+        "/v1/deliveries?limit=500",
+        "/metrics",
+    ]
+    .iter()
+    .map(|path| request(base, "GET", path, &[], b"").1)
+    .collect()
+}
+
+fn deliveries(base: &str, state: &str) -> Vec<Value> {
+    support::binary::get_json(base, &format!("/v1/deliveries?state={state}&limit=500"))
+        .and_then(|page| page["deliveries"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_loses_no_webhook_and_repeats_only_with_the_same_id() {
+    let host = Host::new();
+    let receiver = Receiver::start(SECRET).await;
+    receiver.set_down(true);
+    let extra = format!(
+        "[[webhooks]]\nurl = {:?}\nsecret = {SECRET:?}\n\n[notifier]\nretry_schedule = [\"200ms\"]\nretry_every = \"300ms\"\n",
+        receiver.url
+    );
+    let config = host.config_with("agent", &host.node(), &extra);
+    let manifest = |version: u32| {
+        format!(
+            "deployments:\n{}",
+            host.deployment(
+                "web",
+                &format!("    replicas: 0\n    environment:\n      VERSION: \"{version}\"\n")
+            )
+        )
+    };
+    host.write("app.yaml", &manifest(1));
+    let repo = host.repo();
+    let agent = host.start_on("agent", repo.to_str().unwrap(), &config, "trace");
+    let base = agent.base.clone();
+    wait_for("attempts on the down receiver", 60, || {
+        deliveries(&base, "pending")
+            .iter()
+            .any(|d| d["attempts"].as_u64().unwrap_or(0) >= 1)
+    });
+    agent.kill9();
+
+    // While the agent is away: a new revision, and the receiver comes back.
+    host.write("app.yaml", &manifest(2));
+    receiver.set_down(false);
+    let agent = host.start_on("agent", repo.to_str().unwrap(), &config, "trace");
+    let base = agent.base.clone();
+    wait_for("every delivery delivered", 60, || {
+        let pending = deliveries(&base, "pending");
+        let delivered = deliveries(&base, "delivered");
+        pending.is_empty()
+            && delivered.len() >= 4
+            && agent
+                .get("/v1/revisions?limit=1")
+                .is_some_and(|r| r[0]["state"] == "succeeded")
+    });
+    wait_for("the last notifications to go out", 30, || {
+        deliveries(&base, "pending").is_empty()
+    });
+    let delivered: BTreeSet<String> = deliveries(&base, "delivered")
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    let received = receiver.received();
+    let received_ids: BTreeSet<String> = received.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(received_ids, delivered, "nothing lost, nothing unknown");
+    assert!(deliveries(&base, "dead").is_empty());
+    assert_eq!(receiver.rejected(), Vec::<String>::new());
+    let kinds: Vec<&str> = received.iter().map(|r| r.kind.as_str()).collect();
+    assert!(kinds.contains(&"revision.status_changed"), "{kinds:?}");
+
+    // Nothing secret anywhere an operator (or an attacker with the files) could read.
+    let api = api_text(&base);
+    let log_path = agent.log.clone();
+    assert!(agent.terminate().success());
+    let mut files = vec![std::fs::read(&log_path).unwrap()];
+    let db = host.db("agent");
+    files.push(std::fs::read(&db).unwrap_or_default());
+    files.push(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    files.push(api.into_bytes());
+    let secret_key = SECRET.trim_start_matches("whsec_");
+    for file in &files {
+        assert!(!contains(file, secret_key), "the webhook secret leaked");
+        for r in &received {
+            let signature = r.signature.trim_start_matches("v1,");
+            assert!(!contains(file, signature), "a signature leaked");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_statuses_follow_the_readiness_gate_and_name_a_crash_loop() {
+    let host = Host::new();
+    let forge = FakeForge::start(Forge::Github, TOKEN).await;
+    let token_file = host.dir.path().join("forge.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let extra = format!(
+        "poll_interval = \"1s\"\npublic_url = \"https://keel.example\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n",
+        forge.api_url, token_file
+    );
+    let config = host.config_with("agent", &host.node(), &extra);
+    let gated = "    command: [sh, -c, \"sleep 2; mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 1s}\n";
+    let repo = Repo::new();
+    repo.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", gated)),
+    );
+    let first = repo.commit("a readiness-gated worker");
+    let agent = host.start_on("agent", &repo.url(), &config, "trace");
+    let web = format!("/v1/deployments/{}/web", host.ns.0);
+    let posted = |sha: &str| -> Vec<(String, String)> {
+        forge
+            .posted()
+            .into_iter()
+            .filter(|p| p.sha == sha)
+            .map(|p| (p.state, p.description))
+            .collect()
+    };
+    wait_for("success on the first commit", 120, || {
+        posted(&first).iter().any(|(state, _)| state == "success")
+    });
+    assert_eq!(
+        posted(&first),
+        [
+            (
+                "pending".to_owned(),
+                "applying: 0/1 deployments at their goal".to_owned()
+            ),
+            ("success".to_owned(), "1/1 deployments running".to_owned())
+        ]
+    );
+    // The worker became ready (its `ready` status change) before success was posted.
+    let events = agent.get(&format!("{web}/events?limit=100")).unwrap();
+    let ready_at = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "ready")
+        .and_then(|e| e["time"].as_str())
+        .and_then(keel::model::time::parse_rfc3339)
+        .expect("a ready event");
+    let success = forge
+        .posted()
+        .into_iter()
+        .find(|p| p.sha == first && p.state == "success")
+        .unwrap();
+    assert!(
+        success.wall_ms >= ready_at.millis(),
+        "success before the gate opened"
+    );
+    assert_eq!(success.context, format!("keel/{}", host.node()));
+
+    // A commit whose worker crash-loops: failure, naming it.
+    let crashing = "    command: [sh, -c, \"exit 1\"]\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, readiness: true, min_healthy_time: 1s}\n";
+    repo.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", crashing)),
+    );
+    let second = repo.commit("a worker that crash-loops");
+    wait_for("failure on the second commit", 180, || {
+        posted(&second).iter().any(|(state, _)| state == "failure")
+    });
+    let failure = posted(&second).pop().unwrap();
+    assert_eq!(
+        failure,
+        (
+            "failure".to_owned(),
+            format!("{}/web: crash_loop_back_off after 5 restarts", host.ns.0)
+        )
+    );
+    assert_eq!(forge.rejected(), Vec::<String>::new());
+
+    // The token appears nowhere.
+    let api = api_text(&agent.base);
+    let log_path = agent.log.clone();
+    assert!(agent.terminate().success());
+    assert!(
+        !contains(&std::fs::read(&log_path).unwrap(), TOKEN),
+        "the log holds the token"
+    );
+    let db = host.db("agent");
+    assert!(
+        !contains(&std::fs::read(&db).unwrap(), TOKEN),
+        "the database holds the token"
+    );
+    assert!(!contains(
+        &std::fs::read(db.with_extension("db-wal")).unwrap_or_default(),
+        TOKEN
+    ));
+    assert!(!api.contains(TOKEN), "the API shows the token");
+}
