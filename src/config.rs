@@ -853,16 +853,27 @@ mod tests {
         );
         let s = resolve_toml(&text).unwrap();
         assert_eq!(s.webhooks.len(), 1);
-        assert_eq!(s.webhooks[0].secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(
+            s.webhooks[0].secret,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        );
         assert_eq!(
             s.webhooks[0].events,
-            Some(vec![crate::model::event::NotificationKind::RevisionStatusChanged])
+            Some(vec![
+                crate::model::event::NotificationKind::RevisionStatusChanged
+            ])
         );
         let forge = s.forge.clone().unwrap();
-        assert_eq!((forge.kind, forge.token.as_str()), (ForgeChoice::Gitlab, "t0ken"));
+        assert_eq!(
+            (forge.kind, forge.token.as_str()),
+            (ForgeChoice::Gitlab, "t0ken")
+        );
         assert_eq!(s.delivery.retry_schedule.len(), 2);
         let debug = format!("{s:?}");
-        assert!(!debug.contains("whsec_") && !debug.contains("t0ken"), "{debug}");
+        assert!(
+            !debug.contains("whsec_") && !debug.contains("t0ken"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -670,3 +670,33 @@ async fn a_thousand_slow_clients_leave_the_api_answering_and_are_cut_off() {
     assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
     assert!(waited.elapsed() >= Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_webhook_type_is_described_and_real_payloads_match_their_schema() {
+    let s = server(Access::default()).await;
+    let doc = openapi::document();
+    let described: Vec<&String> = doc["webhooks"].as_object().unwrap().keys().collect();
+    let mut all: Vec<&str> = keel::model::event::NotificationKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    all.sort();
+    assert_eq!(described, all);
+    // The populated store's notifications, as the notifier would send them.
+    let reader = keel::store::StoreReader::open(&s.dir.path().join("keel.db")).unwrap();
+    let rows = reader.outbox().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in rows {
+        let body = serde_json::json!({
+            "type": row.kind.as_str(),
+            "timestamp": row.created_at.to_rfc3339(),
+            "data": row.payload,
+        });
+        let schema = &doc["webhooks"][row.kind.as_str()]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        let errors = schema::check(&doc, schema, &body);
+        assert!(errors.is_empty(), "{}: {errors:?}\n{body}", row.kind);
+        seen.insert(row.kind.as_str());
+    }
+    assert!(seen.contains("deployment.status_changed") && seen.contains("revision.status_changed"));
+}

@@ -219,3 +219,88 @@ async fn wait_exits_0_once_the_revision_succeeds() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("revision good: succeeded"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_list_what_went_out() {
+    use keel::notifier::worker::Notifier;
+    use keel::notifier::{RetryPolicy, Settings, WebhookEndpoint};
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = support::receivers::Receiver::start(SECRET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let settings = Settings {
+        node: "h".into(),
+        public_url: None,
+        webhooks: vec![WebhookEndpoint {
+            url: receiver.url.clone(),
+            secret: SECRET.into(),
+            events: None,
+            headers: Default::default(),
+        }],
+        forge: None,
+        retry: RetryPolicy::default(),
+        retention: keel::model::units::Duration::from_secs(3600),
+        attempt_timeout: keel::model::units::Duration::from_secs(5),
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let notifier = Notifier::new(
+        store.clone(),
+        settings,
+        keel::clock::system(),
+        Arc::default(),
+    )
+    .unwrap();
+    tokio::spawn(notifier.run(stopped));
+    keel::ingest::apply_revision(
+        &store,
+        support::revision("r1"),
+        support::desired(&[("web.yaml", &support::deployment("demo", "web", ""))]),
+        keel::clock::now(),
+    )
+    .unwrap();
+    let expected = store.reader().unwrap().outbox().unwrap().len();
+    for _ in 0..200 {
+        if receiver.received().len() == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), Arc::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, keel::api::router(state))
+            .await
+            .unwrap()
+    });
+
+    let out = keel(args(&base, &["deliveries"]), None).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "ENDPOINT", "TYPE", "STATE", "ATTEMPTS", "AGE", "LAST", "ERROR"]
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" delivered ")).count(),
+        expected,
+        "{text}"
+    );
+    let json = stdout(
+        &keel(
+            args(&base, &["deliveries", "-o", "json", "--state", "dead"]),
+            None,
+        )
+        .await,
+    );
+    let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(page["deliveries"], serde_json::json!([]));
+    assert!(!text.contains(SECRET) && !json.contains(SECRET));
+}
