@@ -445,8 +445,8 @@ async fn a_liveness_failure_with_restart_replaces_only_that_instance() {
     );
     assert_eq!(
         agent.restart_count("web"),
-        0,
-        "a liveness restart is not a crash"
+        1,
+        "a liveness restart counts toward the restart budget, once"
     );
 }
 

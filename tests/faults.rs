@@ -109,19 +109,25 @@ fn kill_nine_during_rollouts_leaves_exactly_the_desired_containers() {
 
 // ---- two agents, one node name ------------------------------------------------------------
 
-#[test]
-fn a_second_agent_with_the_same_node_name_refuses_and_removes_nothing() {
+/// A host whose agent runs one plain worker, `web`.
+fn one_running_worker() -> (Host, AgentProcess) {
     let host = Host::new();
     host.write(
         "web.yaml",
         &format!("deployments:\n{}", host.deployment("web", PLAIN)),
     );
-    let first = host.start();
+    let agent = host.start();
     wait_for("web to run", 90, || {
-        first
+        agent
             .get(&format!("/v1/deployments/{}/web", host.ns.0))
             .is_some_and(|d| d["status"] == "running")
     });
+    (host, agent)
+}
+
+#[test]
+fn a_second_agent_with_the_same_node_name_refuses_and_removes_nothing() {
+    let (host, first) = one_running_worker();
     let before = host.containers();
 
     // Another agent, with another database (it knows nothing), on the same node name.
@@ -157,17 +163,7 @@ fn a_second_agent_with_the_same_node_name_refuses_and_removes_nothing() {
 
 #[test]
 fn the_lease_of_a_killed_agent_is_taken_over_on_this_host() {
-    let host = Host::new();
-    host.write(
-        "web.yaml",
-        &format!("deployments:\n{}", host.deployment("web", PLAIN)),
-    );
-    let first = host.start();
-    wait_for("web to run", 90, || {
-        first
-            .get(&format!("/v1/deployments/{}/web", host.ns.0))
-            .is_some_and(|d| d["status"] == "running")
-    });
+    let (host, first) = one_running_worker();
     first.kill9();
     let second = host.start_as("second", &host.node(), "info");
     wait_for("the next agent to take over", 90, || {

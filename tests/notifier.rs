@@ -500,3 +500,31 @@ async fn a_refused_status_is_recorded_and_not_retried() {
     tokio::time::sleep(StdDuration::from_millis(800)).await;
     assert_eq!(forge.requests(), 1, "a 422 is not retried");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlabs_same_state_refusal_counts_as_done() {
+    let forge = FakeForge::start(Forge::Gitlab, TOKEN).await;
+    forge.script(&[(
+        400,
+        &[],
+        "{\"message\":\"Cannot transition status via :run from :running\"}",
+    )]);
+    let rig = Rig::new();
+    rig.notifier(settings(Vec::new(), Some(forge_settings(&forge))));
+    rig.apply(SHA1, &[("web.yaml", &deployment("demo", "web", ""))]);
+    let delivered = || {
+        rig.reader
+            .deliveries(&keel::store::DeliveryFilter {
+                state: Some(keel::model::delivery::DeliveryState::Delivered),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    until("the status to count as delivered", 10, || {
+        !delivered().is_empty()
+    })
+    .await;
+    assert_eq!(delivered()[0].last_status, Some(400));
+    assert_eq!(forge.requests(), 1, "not retried");
+}

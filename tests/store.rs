@@ -629,11 +629,15 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
             .collect();
     });
     drop(store);
-    // Back to what a v1 keel wrote: no derived columns.
+    // Back to what a v1 keel wrote: no derived columns, no delivery tables.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "ALTER TABLE deployments DROP COLUMN template_hash;
          ALTER TABLE deployments DROP COLUMN live;
+         DROP TABLE deliveries;
+         DROP TABLE endpoints;
+         DROP TABLE commit_statuses;
+         DROP INDEX outbox_undistributed;
          PRAGMA user_version = 1;",
     )
     .unwrap();

@@ -305,6 +305,22 @@ fn status_filter(pairs: &[(String, String)]) -> Result<Vec<DeploymentStatus>, Ap
         .collect()
 }
 
+/// `limit` (1–500, default 50) and the `before` cursor of a paged list.
+fn paging(pairs: &[(String, String)]) -> Result<(i64, Option<i64>), ApiError> {
+    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
+        single(pairs, key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
+            })
+        })
+    };
+    let limit = number("limit", 50)?.clamp(1, 500);
+    let before = single(pairs, "before")
+        .map(|_| number("before", 0))
+        .transpose()?;
+    Ok((limit, before))
+}
+
 fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
         .iter()
@@ -369,17 +385,7 @@ async fn events(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<EventPage>, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
-        single(&pairs, key).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| {
-                ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
-            })
-        })
-    };
-    let limit = number("limit", 50)?.clamp(1, 500);
-    let before = single(&pairs, "before")
-        .map(|_| number("before", 0))
-        .transpose()?;
+    let (limit, before) = paging(&pairs)?;
     let id = DeploymentId::new(namespace, name);
     let page = state
         .read(move |r| {
@@ -403,17 +409,7 @@ async fn deliveries(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
-        single(&pairs, key).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| {
-                ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
-            })
-        })
-    };
-    let limit = number("limit", 50)?.clamp(1, 500);
-    let before = single(&pairs, "before")
-        .map(|_| number("before", 0))
-        .transpose()?;
+    let (limit, before) = paging(&pairs)?;
     let state_filter = single(&pairs, "state")
         .map(|s| {
             s.parse::<crate::model::delivery::DeliveryState>()

@@ -477,13 +477,6 @@ mod tests {
 
     #[test]
     fn a_status_change_is_one_info_line_and_nothing_else_is_logged() {
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
         let persist = vec![
             (
                 DeploymentId::new("demo", "web"),
@@ -494,8 +487,7 @@ mod tests {
             ),
             (DeploymentId::new("demo", "api"), outcome(None)),
         ];
-        tracing::subscriber::with_default(subscriber, || log_status_changes(&persist));
-        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let log = capture(|| log_status_changes(&persist));
         let lines: Vec<&str> = log.lines().collect();
         assert_eq!(lines.len(), 1, "{log}");
         assert!(lines[0].contains("INFO"), "{log}");

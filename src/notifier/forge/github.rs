@@ -5,7 +5,7 @@
 use crate::model::delivery::{CommitState, CommitStatus};
 use crate::notifier::ForgeSettings;
 
-use super::{owner_and_name, Request};
+use super::{repos_statuses, Request};
 
 /// GitHub's word for a state.
 pub fn state(state: CommitState) -> &'static str {
@@ -18,26 +18,10 @@ pub fn state(state: CommitState) -> &'static str {
 }
 
 pub fn request(forge: &ForgeSettings, status: &CommitStatus) -> Request {
-    let (owner, name) = owner_and_name(&forge.repository);
-    let mut body = serde_json::json!({
-        "state": state(status.state),
-        "description": status.description,
-        "context": status.context,
-    });
-    if let Some(url) = &status.target_url {
-        body["target_url"] = serde_json::Value::String(url.clone());
-    }
-    Request {
-        url: format!(
-            "{}/repos/{owner}/{name}/statuses/{}",
-            forge.api_url.trim_end_matches('/'),
-            status.sha
-        ),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {}", forge.token)),
-            ("accept".into(), "application/vnd.github+json".into()),
-            ("x-github-api-version".into(), "2022-11-28".into()),
-        ],
-        body,
-    }
+    let headers = vec![
+        ("authorization".into(), format!("Bearer {}", forge.token)),
+        ("accept".into(), "application/vnd.github+json".into()),
+        ("x-github-api-version".into(), "2022-11-28".into()),
+    ];
+    repos_statuses(forge, status, state(status.state), headers)
 }

@@ -137,6 +137,34 @@ pub fn describe(error: &reqwest::Error) -> String {
     format!("{what}{cause}")
 }
 
+/// `POST {api_url}/repos/{owner}/{repo}/statuses/{sha}` with `state` in the forge's words —
+/// the shape GitHub and Gitea share.
+fn repos_statuses(
+    forge: &ForgeSettings,
+    status: &CommitStatus,
+    state: &str,
+    headers: Vec<(String, String)>,
+) -> Request {
+    let (owner, name) = owner_and_name(&forge.repository);
+    let mut body = serde_json::json!({
+        "state": state,
+        "description": status.description,
+        "context": status.context,
+    });
+    if let Some(url) = &status.target_url {
+        body["target_url"] = serde_json::Value::String(url.clone());
+    }
+    Request {
+        url: format!(
+            "{}/repos/{owner}/{name}/statuses/{}",
+            forge.api_url.trim_end_matches('/'),
+            status.sha
+        ),
+        headers,
+        body,
+    }
+}
+
 /// `owner/name` split, or the whole for a bare id.
 fn owner_and_name(repository: &str) -> (&str, &str) {
     repository.split_once('/').unwrap_or(("", repository))
