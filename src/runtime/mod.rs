@@ -6,6 +6,7 @@
 //! function (`RuntimeError::status`), so the planner never parses error strings.
 //! This module never imports `reconcile`, `store`, `api` or `notifier`.
 
+pub mod cloud_hypervisor;
 pub mod docker;
 pub mod fake;
 pub mod labels;
@@ -88,6 +89,9 @@ pub enum RuntimeError {
     Config(String),
     #[error("cannot write {path}: {message}")]
     FileSystem { path: String, message: String },
+    /// A file the instance boots from does not exist: retrying will not make it appear.
+    #[error("the {what} {path} does not exist")]
+    MissingFile { what: &'static str, path: String },
     #[error("not enough memory: {requested} requested, {available} available")]
     InsufficientResources {
         requested: String,
@@ -124,6 +128,7 @@ impl RuntimeError {
             RuntimeError::Config(_) => DeploymentStatus::ConfigError,
             RuntimeError::FileSystem { .. } => DeploymentStatus::FileSystemError,
             RuntimeError::InsufficientResources { .. } => DeploymentStatus::InsufficientResources,
+            RuntimeError::MissingFile { .. } => DeploymentStatus::Failed,
             RuntimeError::NotEnabled(_)
             | RuntimeError::NotFound(_)
             | RuntimeError::Unavailable(_)
@@ -177,6 +182,13 @@ mod tests {
                     available: "2Gi".into(),
                 },
                 S::InsufficientResources,
+            ),
+            (
+                RuntimeError::MissingFile {
+                    what: "kernel",
+                    path: "/srv/vmlinux".into(),
+                },
+                S::Failed,
             ),
             (
                 RuntimeError::NotEnabled(RuntimeKind::CloudHypervisor),

@@ -1,0 +1,16 @@
+//! The Cloud Hypervisor runtime, being built (issue "Cloud Hypervisor runtime"): one
+//! `cloud-hypervisor --api-socket` process per instance, driven over its REST API. What is
+//! here so far is the pure core the adapter will stand on, each part table-tested:
+//! - `net`: each instance's /30 of the configured range and its tap name (stable, collision
+//!   checked);
+//! - `api`: the API types keel sends and reads, and the `vm.create` body of an instance;
+//! - `errors`: the VMM's refusals classified into runtime errors (and so statuses).
+//!
+//! Not yet here: the process supervisor, the HTTP client over the Unix socket, the `Runtime`
+//! implementation, the fake VMM and the real-hypervisor tests. Until then a
+//! `cloud-hypervisor` deployment holds with "runtime cloud-hypervisor is not enabled on this
+//! host".
+
+pub mod api;
+pub mod errors;
+pub mod net;
