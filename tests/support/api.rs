@@ -50,7 +50,13 @@ pub async fn server(access: Access) -> Server {
         "    replicas: 2\n    environment:\n      TOKEN: {secretRef: api-token}\n",
     );
     let job = deployment("demo", "migrate", "    kind: job\n");
-    let flaky = deployment("other", "flaky", "");
+    // Behind a readiness gate it never passes (it dies within 20 ms), so r1 cannot succeed in
+    // the moment between a restart and the next death: it fails, deterministically.
+    let flaky = deployment(
+        "other",
+        "flaky",
+        "    health_checks:\n      - {type: tcp, port: 8080, interval: 100ms, readiness: true, min_healthy_time: 1s}\n",
+    );
     std::fs::write(dir.path().join("api-token"), SECRET).unwrap();
     keel::ingest::apply_revision(
         &store,

@@ -4,13 +4,15 @@
 //! - `net`: each instance's /30 of the configured range and its tap name (stable, collision
 //!   checked);
 //! - `api`: the API types keel sends and reads, and the `vm.create` body of an instance;
-//! - `errors`: the VMM's refusals classified into runtime errors (and so statuses).
+//! - `errors`: the VMM's refusals classified into runtime errors (and so statuses);
+//! - `client`: HTTP/1.1 to a VMM's API socket.
 //!
-//! Not yet here: the process supervisor, the HTTP client over the Unix socket, the `Runtime`
+//! Not yet here: the process supervisor, the `Runtime`
 //! implementation, the fake VMM and the real-hypervisor tests. Until then a
 //! `cloud-hypervisor` deployment holds with "runtime cloud-hypervisor is not enabled on this
 //! host".
 
 pub mod api;
+pub mod client;
 pub mod errors;
 pub mod net;
