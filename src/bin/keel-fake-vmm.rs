@@ -8,7 +8,8 @@
 //! refuses it. Stricter than the real server in one way, on purpose: unknown fields in
 //! `vm.create` are refused (the real one ignores them), so a misspelt field in keel fails here.
 //!
-//! Test controls (environment): `KEEL_FAKE_VMM_POWEROFF_MS` — the "guest" powers off that long
+//! Test controls (environment, or `NAME=value` lines in `fake-vmm.env` one directory above the
+//! socket's): `KEEL_FAKE_VMM_POWEROFF_MS` — the "guest" powers off that long
 //! after boot (the process exits 0, as Cloud Hypervisor does); `KEEL_FAKE_VMM_CRASH_MS` — the
 //! process dies (exit 1) that long after boot; `KEEL_FAKE_VMM_REFUSE_BOOT` — `vm.boot` answers
 //! 500 with that message.
@@ -69,8 +70,23 @@ struct Vmm {
 
 type Shared = Arc<Mutex<Vmm>>;
 
-fn env_ms(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
+/// A test control: the environment variable, else a `NAME=value` line of `fake-vmm.env` in
+/// the directory above the socket's (the runtime's state directory, where a test can write it
+/// before the runtime starts any VMM).
+fn control(socket: &Path, name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    let file = socket.parent()?.parent()?.join("fake-vmm.env");
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+fn control_ms(socket: &Path, name: &str) -> Option<u64> {
+    control(socket, name).and_then(|v| v.parse().ok())
 }
 
 /// An error the way Cloud Hypervisor writes it: a JSON array of messages, outermost first.
@@ -112,10 +128,10 @@ async fn boot(State(vmm): State<Shared>) -> Response {
             &["Error from API", "The VM could not boot", why],
         )
     };
-    if let Ok(message) = std::env::var("KEEL_FAKE_VMM_REFUSE_BOOT") {
+    let mut guard = vmm.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(message) = control(&guard.socket, "KEEL_FAKE_VMM_REFUSE_BOOT") {
         return could_not(&message);
     }
-    let mut guard = vmm.lock().unwrap_or_else(|p| p.into_inner());
     match guard.vm.as_mut() {
         None => return could_not("VM is not created"),
         Some((config, state @ VmState::Created)) => {
@@ -134,10 +150,10 @@ async fn boot(State(vmm): State<Shared>) -> Response {
     }
     let socket = guard.socket.clone();
     drop(guard);
-    if let Some(ms) = env_ms("KEEL_FAKE_VMM_POWEROFF_MS") {
+    if let Some(ms) = control_ms(&socket, "KEEL_FAKE_VMM_POWEROFF_MS") {
         exit_after(ms, 0, socket.clone());
     }
-    if let Some(ms) = env_ms("KEEL_FAKE_VMM_CRASH_MS") {
+    if let Some(ms) = control_ms(&socket, "KEEL_FAKE_VMM_CRASH_MS") {
         exit_after(ms, 1, socket);
     }
     StatusCode::NO_CONTENT.into_response()
