@@ -22,12 +22,17 @@ impl Drop for Vmm {
     }
 }
 
-fn start(dir: &Path, env: &[(&str, &str)]) -> Vmm {
+/// Starts a fake VMM with its socket in `<root>/vm/`, and test `controls` where it reads them
+/// (`<root>/fake-vmm.env`).
+fn start(root: &Path, controls: &[(&str, &str)]) -> Vmm {
+    let dir = root.join("vm");
+    std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("api.sock");
+    let lines: String = controls.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(root.join("fake-vmm.env"), lines).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_keel-fake-vmm"))
         .arg("--api-socket")
         .arg(format!("path={}", socket.display()))
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -103,7 +108,10 @@ async fn the_fake_vmm_follows_the_real_state_machine() {
     vmm.client.put("vmm.shutdown", None::<&()>).await.unwrap();
     let status = vmm.child.wait().unwrap();
     assert!(status.success());
-    assert!(!dir.path().join("api.sock").exists(), "no leftover socket");
+    assert!(
+        !dir.path().join("vm/api.sock").exists(),
+        "no leftover socket"
+    );
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 //! refuses it. Stricter than the real server in one way, on purpose: unknown fields in
 //! `vm.create` are refused (the real one ignores them), so a misspelt field in keel fails here.
 //!
-//! Test controls (environment, or `NAME=value` lines in `fake-vmm.env` one directory above the
-//! socket's): `KEEL_FAKE_VMM_POWEROFF_MS` — the "guest" powers off that long
+//! Test controls (`NAME=value` lines in `fake-vmm.env`, one directory above the socket's):
+//! `KEEL_FAKE_VMM_POWEROFF_MS` — the "guest" powers off that long
 //! after boot (the process exits 0, as Cloud Hypervisor does); `KEEL_FAKE_VMM_CRASH_MS` — the
 //! process dies (exit 1) that long after boot; `KEEL_FAKE_VMM_REFUSE_BOOT` — `vm.boot` answers
 //! 500 with that message.
@@ -70,13 +70,9 @@ struct Vmm {
 
 type Shared = Arc<Mutex<Vmm>>;
 
-/// A test control: the environment variable, else a `NAME=value` line of `fake-vmm.env` in
-/// the directory above the socket's (the runtime's state directory, where a test can write it
-/// before the runtime starts any VMM).
+/// A test control: a `NAME=value` line of `fake-vmm.env` in the directory above the socket's
+/// (the runtime's state directory, where a test writes it before any VMM starts).
 fn control(socket: &Path, name: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(name) {
-        return Some(value);
-    }
     let file = socket.parent()?.parent()?.join("fake-vmm.env");
     let text = std::fs::read_to_string(file).ok()?;
     text.lines()
