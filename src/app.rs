@@ -21,12 +21,16 @@ use crate::config::{
 use crate::ingest::Ingest;
 use crate::manifest::Limits;
 use crate::metrics::Metrics;
+use crate::model::manifest::RuntimeKind;
 use crate::notifier::worker::Notifier;
 use crate::notifier::{
     ForgeKind, ForgeSettings as NotifierForge, RetryPolicy, Settings as NotifierSettings,
     WebhookEndpoint,
 };
 use crate::reconcile::controller::{Config as ControllerConfig, Controller};
+use crate::runtime::cloud_hypervisor::net::Network;
+use crate::runtime::cloud_hypervisor::{CloudHypervisorRuntime, Settings as ChSettings};
+use crate::runtime::disabled::Disabled;
 use crate::runtime::docker::{DockerRuntime, Settings as DockerSettings};
 use crate::runtime::lease::Holder;
 use crate::runtime::{Runtime, RuntimeError};
@@ -55,7 +59,7 @@ pub async fn run(
     }));
     let docker: Arc<dyn Runtime> =
         Arc::new(DockerRuntime::connect(docker_settings(&settings.config))?);
-    let runtimes = vec![docker];
+    let runtimes = vec![docker, cloud_hypervisor(&settings)?];
     // One agent per node name and runtime: everything is owned by that name. Another live
     // holder stops the start here; a runtime that does not answer yet is claimed in the
     // background, before the first pass.
@@ -362,6 +366,42 @@ fn manifest_limits(config: &ManifestsConfig) -> Limits {
     yaml.max_document_nodes = config.max_document_nodes.unwrap_or(yaml.max_document_nodes);
     yaml.max_alias_nodes = config.max_alias_nodes.unwrap_or(yaml.max_alias_nodes);
     limits
+}
+
+/// The Cloud Hypervisor runtime when this host can run it (its binary exists and `/dev/kvm`
+/// opens read-write); otherwise a disabled one, so that its deployments hold with the reason.
+fn cloud_hypervisor(settings: &AgentSettings) -> anyhow::Result<Arc<dyn Runtime>> {
+    let ch = &settings.cloud_hypervisor;
+    let network: Network = ch
+        .network
+        .parse()
+        .with_context(|| "[cloud_hypervisor] network".to_owned())?;
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| format!("/dev/kvm is not usable: {e}"));
+    let binary = match (ch.binary.clone(), kvm) {
+        (Ok(binary), Ok(())) => binary,
+        (Err(reason), _) | (Ok(_), Err(reason)) => {
+            tracing::info!(%reason, "the cloud-hypervisor runtime is disabled; its deployments hold");
+            let disabled = Disabled::new(RuntimeKind::CloudHypervisor, reason.clone());
+            return Ok(Arc::new(disabled));
+        }
+    };
+    std::fs::create_dir_all(&ch.state_dir)
+        .with_context(|| format!("cannot create {}", ch.state_dir.display()))?;
+    Ok(Arc::new(CloudHypervisorRuntime::new(ChSettings {
+        binary,
+        state_dir: ch.state_dir.clone(),
+        network,
+        owner: settings.config.node.clone(),
+        kernel: ch.kernel.clone(),
+        initramfs: ch.initramfs.clone(),
+        cmdline: ch.cmdline.clone(),
+        firmware: ch.firmware.clone(),
+    })))
 }
 
 /// The Docker adapter's settings, from the agent's.

@@ -62,6 +62,39 @@ pub struct AgentConfig {
     pub forge: Option<ForgeConfig>,
     #[serde(default)]
     pub notifier: NotifierConfig,
+    #[serde(default)]
+    pub cloud_hypervisor: CloudHypervisorConfig,
+}
+
+/// `[cloud_hypervisor]`: the microVM runtime. It is enabled when its binary exists and
+/// `/dev/kvm` is usable; otherwise its deployments hold, with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudHypervisorConfig {
+    /// The `cloud-hypervisor` binary (default: found on PATH); `KEEL_CH_BINARY` overrides it.
+    pub binary: Option<PathBuf>,
+    /// Where each VM's directory (API socket, logs, disk copy) lives (default
+    /// `<state_dir>/vms`).
+    pub state_dir: Option<PathBuf>,
+    /// The range each VM's /30 comes from (default `10.213.0.0/16`).
+    pub network: Option<String>,
+    /// A kernel for deployments whose `vm` block names none.
+    pub kernel: Option<String>,
+    pub initramfs: Option<String>,
+    pub cmdline: Option<String>,
+    pub firmware: Option<String>,
+}
+
+/// `[cloud_hypervisor]` resolved: the binary found (or why not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudHypervisorSettings {
+    pub binary: Result<PathBuf, String>,
+    pub state_dir: PathBuf,
+    pub network: String,
+    pub kernel: Option<String>,
+    pub initramfs: Option<String>,
+    pub cmdline: Option<String>,
+    pub firmware: Option<String>,
 }
 
 /// One `[[webhooks]]` endpoint.
@@ -330,6 +363,7 @@ impl Default for AgentConfig {
             webhooks: Vec::new(),
             forge: None,
             notifier: NotifierConfig::default(),
+            cloud_hypervisor: CloudHypervisorConfig::default(),
         }
     }
 }
@@ -435,6 +469,7 @@ pub struct AgentSettings {
     pub webhooks: Vec<WebhookSettings>,
     pub forge: Option<ForgeSettings>,
     pub delivery: DeliverySettings,
+    pub cloud_hypervisor: CloudHypervisorSettings,
 }
 
 /// Reads the `KEEL_*` variables of the agent.
@@ -557,7 +592,9 @@ impl AgentSettings {
                 problems.push(format!("public_url: {url:?} is not an http(s) URL"));
             }
         }
+        let cloud_hypervisor = cloud_hypervisor(&config);
         Some(Self {
+            cloud_hypervisor,
             webhooks,
             forge,
             delivery: delivery?,
@@ -571,6 +608,45 @@ impl AgentSettings {
             git_token,
             config,
         })
+    }
+}
+
+/// `[cloud_hypervisor]`, with the binary looked up: `KEEL_CH_BINARY`, then `binary`, then
+/// `cloud-hypervisor` on PATH.
+fn cloud_hypervisor(config: &AgentConfig) -> CloudHypervisorSettings {
+    let ch = &config.cloud_hypervisor;
+    let chosen = std::env::var_os("KEEL_CH_BINARY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| ch.binary.clone());
+    let binary = match chosen {
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => Err(format!("no cloud-hypervisor binary at {}", path.display())),
+        None => std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("cloud-hypervisor"))
+                    .find(|p| p.is_file())
+            })
+            .ok_or_else(|| {
+                "no cloud-hypervisor binary on PATH (set [cloud_hypervisor] binary or KEEL_CH_BINARY)"
+                    .to_owned()
+            }),
+    };
+    CloudHypervisorSettings {
+        binary,
+        state_dir: ch
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("vms")),
+        network: ch
+            .network
+            .clone()
+            .unwrap_or_else(|| "10.213.0.0/16".to_owned()),
+        kernel: ch.kernel.clone(),
+        initramfs: ch.initramfs.clone(),
+        cmdline: ch.cmdline.clone(),
+        firmware: ch.firmware.clone(),
     }
 }
 

@@ -192,6 +192,9 @@ fn cases() -> Vec<Case> {
             "app.yaml:9:14: deployments.edge.command: \"command\" is docker-only and not supported on runtime: cloud-hypervisor",
             "app.yaml:11:7: deployments.edge.network: \"network\" is docker-only and not supported on runtime: cloud-hypervisor",
         ]),
+        one("command_probes_are_refused_on_microvms", vm(&format!("{VM_BOOT}    health_checks:\n      - type: command\n        command: \"true\"\n")), vec![
+            "app.yaml:10:15: deployments.edge.health_checks[0].type: command health checks cannot run inside a microVM: use tcp or http (they reach the guest's address)",
+        ]),
         one("vm_block_is_rejected_on_docker", web(VM_BOOT), vec![
             "app.yaml:7:7: deployments.web.vm: \"vm\" is only for runtime: cloud-hypervisor",
         ]),

@@ -235,6 +235,14 @@ fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
                 }
             }
             vm(d.vm.as_ref(), d.image.is_some(), r);
+            for (i, check) in d.health_checks.iter().enumerate() {
+                if check.kind == CheckKind::Command {
+                    r.error(
+                        at!["health_checks", i, "type"],
+                        "command health checks cannot run inside a microVM: use tcp or http (they reach the guest's address)",
+                    );
+                }
+            }
         }
     }
 }

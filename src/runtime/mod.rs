@@ -7,6 +7,7 @@
 //! This module never imports `reconcile`, `store`, `api` or `notifier`.
 
 pub mod cloud_hypervisor;
+pub mod disabled;
 pub mod docker;
 pub mod fake;
 pub mod labels;

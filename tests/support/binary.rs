@@ -38,6 +38,7 @@ impl AgentProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("KEEL_SOURCE")
             .env_remove("KEEL_DB")
+            .env_remove("KEEL_CH_BINARY")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
