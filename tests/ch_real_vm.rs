@@ -122,10 +122,22 @@ fn http_get(ip: &str) -> Option<String> {
     Some(text)
 }
 
+/// Kills every VMM started below `vms` when the scenario ends, however it ends.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.0.display().to_string()])
+            .status();
+    }
+}
+
 async fn scenario() {
     let dir = tempfile::tempdir().unwrap();
     let vms = dir.path().join("vms");
     std::fs::create_dir(&vms).unwrap();
+    let _reaper = Reaper(vms.clone());
     let guest = harness().join("guest");
     let cmdline = std::fs::read_to_string(guest.join("cmdline"))
         .unwrap()
@@ -191,13 +203,20 @@ async fn scenario() {
         row("web").restart_count == 1
     })
     .await;
+    // The replacement takes the freed ordinal (the same instance name) in a new VMM process.
+    let vmm_pid = |instance: &str| {
+        std::fs::read_to_string(vms.join(instance).join("instance.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|r| r["pid"].as_u64())
+            .map(|p| p.to_string())
+    };
     until(&mut controller, "web running again on a new VM", || {
+        let now = reader.instances(&DeploymentId::new("real", "web")).unwrap();
         row("web").status == DeploymentStatus::Running
-            && reader
-                .instances(&DeploymentId::new("real", "web"))
-                .unwrap()
-                .iter()
-                .any(|i| i.runtime_id != instances[0].runtime_id && i.ip.is_some())
+            && now.len() == 1
+            && now[0].state == keel::model::status::InstanceState::Ready
+            && vmm_pid(&now[0].runtime_id).is_some_and(|p| p != pid)
     })
     .await;
 
