@@ -337,4 +337,41 @@ async fn a_worker_whose_vmm_keeps_dying_ends_in_crash_loop_back_off() {
         [&DeploymentId::new("demo", "web")]
         .clone();
     assert_eq!(row.restart_count, 5);
+    let events = store
+        .reader()
+        .unwrap()
+        .events(&DeploymentId::new("demo", "web"), 50)
+        .unwrap();
+    let death = events
+        .iter()
+        .find(|e| e.kind == keel::model::event::EventKind::InstanceDied)
+        .unwrap();
+    assert!(
+        death
+            .message
+            .contains("last output: fake guest: booted | fake guest: kernel panic"),
+        "{}",
+        death.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_boots_its_own_copy_of_the_disk_and_the_base_is_never_written() {
+    let rig = Rig::new();
+    let base = rig.dir.path().join("base.raw");
+    std::fs::write(&base, vec![7u8; 4096]).unwrap();
+    let runtime = rig.runtime();
+    let image = serde_json::json!({"image": base.display().to_string()});
+    let name = runtime.create(&spec(0, image)).await.unwrap();
+    runtime.start(&name).await.unwrap();
+    let copy = rig.vms().join(&name).join("disk.raw");
+    assert_eq!(std::fs::read(&copy).unwrap(), vec![7u8; 4096]);
+    std::fs::write(&copy, b"written by the guest").unwrap();
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        vec![7u8; 4096],
+        "the base is untouched"
+    );
+    runtime.remove(&name).await.unwrap();
+    assert!(!copy.exists(), "the copy goes with its instance");
 }

@@ -141,18 +141,44 @@ async fn boot(State(vmm): State<Shared>) -> Response {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, &messages);
             }
             *state = VmState::Running;
+            serial(config, "fake guest: booted");
         }
         Some((_, VmState::Running)) => return could_not("VM is already booted"),
     }
     let socket = guard.socket.clone();
+    let serial_file = guard
+        .vm
+        .as_ref()
+        .and_then(|(config, _)| config.serial["file"].as_str().map(PathBuf::from));
     drop(guard);
     if let Some(ms) = control_ms(&socket, "KEEL_FAKE_VMM_POWEROFF_MS") {
         exit_after(ms, 0, socket.clone());
     }
     if let Some(ms) = control_ms(&socket, "KEEL_FAKE_VMM_CRASH_MS") {
+        if let Some(file) = serial_file {
+            append(&file, "fake guest: kernel panic (a test crash)");
+        }
         exit_after(ms, 1, socket);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Writes a line to the VM's serial console, when it goes to a file.
+fn serial(config: &VmConfig, line: &str) {
+    if let Some(file) = config.serial["file"].as_str() {
+        append(Path::new(file), line);
+    }
+}
+
+fn append(file: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// The first boot file that does not exist, in the words Cloud Hypervisor uses.

@@ -38,6 +38,9 @@ pub struct ObservedInstance {
     /// It exited while its runtime was going away or restarting (the runtime stopped it, it
     /// did not die by itself). Only meaningful for an exited instance.
     pub interrupted: bool,
+    /// The last lines it printed (a microVM's serial console), when the runtime keeps them:
+    /// they go into the event of its death.
+    pub last_output: Option<String>,
 }
 
 /// One runtime's listing, or why there is none. Unknown is not absent: a runtime that could

@@ -387,6 +387,7 @@ mod tests {
             ip: None,
             started_at: None,
             interrupted: false,
+            last_output: None,
         }
     }
 

@@ -139,6 +139,7 @@ impl World {
             ip: None,
             started_at: Some(self.now),
             interrupted: false,
+            last_output: None,
         });
     }
 

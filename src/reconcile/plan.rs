@@ -389,7 +389,11 @@ impl<'a> Pass<'a> {
         m.state = InstanceState::Error;
         m.reason = Some(reason.clone());
         if first_time && self.goal_is_run() {
-            let message = format!("job instance {} {reason}", instance.runtime_id);
+            let message = format!(
+                "job instance {} {reason}{}",
+                instance.runtime_id,
+                last_output(instance)
+            );
             self.set_status(DeploymentStatus::Failed, "job_failed", message);
         }
     }
@@ -421,7 +425,8 @@ impl<'a> Pass<'a> {
         m.reason = Some(reason.clone());
         let what = format!("instance {} {reason}", instance.runtime_id);
         let counted = self.count_restart(&what);
-        self.event(EventKind::InstanceDied, format!("{what} ({counted})"), None);
+        let message = format!("{what} ({counted}){}", last_output(instance));
+        self.event(EventKind::InstanceDied, message, None);
     }
 
     /// Counts one incident toward the restart budget — at most one per pass, however many
@@ -1113,6 +1118,14 @@ impl Pass<'_> {
             })
             .count();
         u32::try_from(unprobed).unwrap_or(u32::MAX)
+    }
+}
+
+/// `; last output: …` with what the instance printed last, when its runtime kept it.
+fn last_output(instance: &ObservedInstance) -> String {
+    match instance.last_output.as_deref().map(str::trim) {
+        Some(output) if !output.is_empty() => format!("; last output: {output}"),
+        Some(_) | None => String::new(),
     }
 }
 

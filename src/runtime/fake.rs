@@ -304,6 +304,7 @@ impl Runtime for FakeRuntime {
                             ..
                         }
                     ),
+                    last_output: None,
                 })
                 .collect();
             Ok(listed)

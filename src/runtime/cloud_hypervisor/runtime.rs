@@ -264,6 +264,10 @@ impl CloudHypervisorRuntime {
             ip: record.guest_ip.parse().ok(),
             started_at: record.started_at.map(Timestamp),
             interrupted: false,
+            last_output: match phase {
+                Phase::Exited { .. } => serial_tail(&self.dir(name).join("serial.log")),
+                Phase::Created | Phase::Running => None,
+            },
         }
     }
 
@@ -298,6 +302,63 @@ impl CloudHypervisorRuntime {
     }
 }
 
+/// A serial log larger than this is cut down to its last `SERIAL_KEPT` bytes.
+const SERIAL_CAP: u64 = 1 << 20;
+const SERIAL_KEPT: usize = 64 << 10;
+
+/// Keeps a serial log within `SERIAL_CAP` on disk: its tail is rewritten at the start and the
+/// rest freed. The VMM keeps writing at its own offset, so the file becomes sparse — its
+/// apparent size grows, the disk it uses does not.
+fn cap_serial(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let used = std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512);
+    if used <= SERIAL_CAP {
+        return;
+    }
+    let Some(tail) = read_tail(path, SERIAL_KEPT) else {
+        return;
+    };
+    let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let _ = file.set_len(0);
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.write_all(&tail);
+}
+
+fn read_tail(path: &Path, bytes: usize) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(u64::try_from(bytes).unwrap_or(u64::MAX));
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    // A sparse gap reads as zeros: they are not output.
+    tail.retain(|b| *b != 0);
+    Some(tail)
+}
+
+/// The last lines of a serial log (at most 5, 400 characters), for the event of a failure.
+fn serial_tail(path: &Path) -> Option<String> {
+    let tail = read_tail(path, 4096)?;
+    let text = String::from_utf8_lossy(&tail);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines[lines.len().saturating_sub(5)..].join(" | ");
+    let last: String = last
+        .chars()
+        .rev()
+        .take(400)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!last.is_empty()).then_some(last)
+}
+
 /// Whether process `pid` still runs (a zombie does not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -326,6 +387,7 @@ impl Runtime for CloudHypervisorRuntime {
         Box::pin(async move {
             let mut out = Vec::new();
             for (name, record) in self.records() {
+                cap_serial(&self.dir(&name).join("serial.log"));
                 let state = self.state(&name).await;
                 out.push(self.observe(&name, &record, state));
             }
@@ -519,5 +581,32 @@ impl Runtime for CloudHypervisorRuntime {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_tail_is_the_last_lines_and_the_log_stays_small_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let mut text = String::new();
+        for i in 0..150_000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("Kernel panic - not syncing: VFS: Unable to mount root fs\n");
+        std::fs::write(&log, &text).unwrap();
+        assert_eq!(
+            serial_tail(&log).unwrap(),
+            "line 149996 | line 149997 | line 149998 | line 149999 | Kernel panic - not syncing: VFS: Unable to mount root fs"
+        );
+        cap_serial(&log);
+        let meta = std::fs::metadata(&log).unwrap();
+        assert!(meta.len() <= SERIAL_KEPT as u64, "{}", meta.len());
+        assert!(serial_tail(&log)
+            .unwrap()
+            .ends_with("Unable to mount root fs"));
     }
 }

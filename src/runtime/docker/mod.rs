@@ -357,6 +357,7 @@ fn observed(
         started_at: inspection.started_at,
         interrupted: matches!(inspection.phase, Phase::Exited { .. })
             && inspection.finished_at.is_some_and(|f| outages.covers(f)),
+        last_output: None,
     }))
 }
 
