@@ -120,7 +120,31 @@ fn an_agent_runs_microvms_on_a_vmm_and_removes_them_whole() {
     };
     assert_eq!(dirs(), 2);
 
-    // Out of the repository: both VMs go, processes and files.
+    // Scaled down to one: one VM goes, its VMM with it.
+    host.write(
+        "app.yaml",
+        &format!(
+            "deployments:\n{}",
+            microvm(&host, "vm", "    replicas: 1\n")
+        ),
+    );
+    wait_for("one microVM left", 60, || {
+        dirs() == 1
+            && deployment(&agent, &host, "vm").is_some_and(|d| {
+                d["status"] == "running" && d["instances"].as_array().is_some_and(|i| i.len() == 1)
+            })
+    });
+    let vmms = std::process::Command::new("pgrep")
+        .args(["-f", &vms.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&vmms.stdout).lines().count(),
+        1,
+        "the removed VM's VMM is gone"
+    );
+
+    // Out of the repository: the last VM goes, process and files.
     host.write("app.yaml", "deployments: {}\n");
     wait_for("the microVMs to be removed", 60, || {
         dirs() == 0 && deployment(&agent, &host, "vm").is_some_and(|d| d["status"] == "deleted")
