@@ -375,3 +375,30 @@ async fn each_instance_boots_its_own_copy_of_the_disk_and_the_base_is_never_writ
     runtime.remove(&name).await.unwrap();
     assert!(!copy.exists(), "the copy goes with its instance");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_vmm_that_ended_tells_a_clean_power_off_from_a_death() {
+    for (control, expected) in [
+        ("KEEL_FAKE_VMM_POWEROFF_MS=100\n", 0),
+        ("KEEL_FAKE_VMM_CRASH_MS=100\n", -1),
+    ] {
+        let rig = Rig::new();
+        rig.control(control);
+        let first = rig.runtime();
+        let name = first.create(&spec(0, serde_json::json!({}))).await.unwrap();
+        first.start(&name).await.unwrap();
+        tokio::time::sleep(StdDuration::from_millis(600)).await;
+        // A later agent, which did not start (and cannot reap) that VMM.
+        let later = rig.runtime();
+        let listed = later.list().await.unwrap();
+        assert_eq!(
+            listed[0].phase,
+            Phase::Exited {
+                exit_code: expected,
+                oom_killed: false
+            },
+            "{control}"
+        );
+        later.remove(&name).await.unwrap();
+    }
+}

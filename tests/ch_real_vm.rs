@@ -240,6 +240,15 @@ async fn scenario() {
     })
     .await;
     assert_eq!(row("batch").restart_count, 0);
+    // A VMM whose guest powered off removed its API socket (how an agent that adopted it, and
+    // so cannot know its exit code, tells a clean end from a death).
+    let job = reader
+        .instances(&DeploymentId::new("real", "batch"))
+        .unwrap();
+    assert!(
+        !vms.join(&job[0].runtime_id).join("api.sock").exists(),
+        "the powered-off VMM left its socket"
+    );
 
     // Nothing of web is left: no VMM, no tap, no socket.
     let leftovers: Vec<String> = std::fs::read_dir(&vms)

@@ -244,12 +244,7 @@ impl CloudHypervisorRuntime {
             Some(VmState::Running | VmState::Paused | VmState::BreakPoint) => Phase::Running,
             Some(VmState::Created | VmState::Shutdown) => Phase::Created,
             None => Phase::Exited {
-                exit_code: self
-                    .exits
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(name)
-                    .map_or(-1, |code| i64::from(*code)),
+                exit_code: self.exit_code(name),
                 oom_killed: false,
             },
         };
@@ -268,6 +263,23 @@ impl CloudHypervisorRuntime {
                 Phase::Exited { .. } => serial_tail(&self.dir(name).join("serial.log")),
                 Phase::Created | Phase::Running => None,
             },
+        }
+    }
+
+    /// How a VMM that is gone ended: its exit code when this process reaped it; otherwise (it
+    /// was adopted from an earlier agent) a VMM that exits cleanly — the guest powered off, or
+    /// `vmm.shutdown` — removes its API socket, while one that dies leaves it behind.
+    fn exit_code(&self, name: &str) -> i64 {
+        let reaped = self
+            .exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        match reaped {
+            Some(code) => i64::from(code),
+            None if self.dir(name).join("api.sock").exists() => -1,
+            None => 0,
         }
     }
 
