@@ -283,60 +283,57 @@ fn controller(rig: &Rig, store: &Arc<Store>) -> Controller {
     Controller::new(store.clone(), vec![runtime], config, keel::clock::system()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_whose_guest_powers_off_completes() {
+/// Runs `manifest` (deployment `name`) through the controller on the fake VMM with `control`,
+/// until `name` is `wanted`; the store, for what the test checks next.
+async fn run_until(
+    control: &str,
+    name: &str,
+    extra: &str,
+    wanted: DeploymentStatus,
+) -> (Rig, Arc<Store>) {
     let rig = Rig::new();
-    rig.control("KEEL_FAKE_VMM_POWEROFF_MS=200\n");
+    rig.control(control);
     let store = Arc::new(Store::open(&rig.dir.path().join("keel.db")).unwrap());
-    let job = manifest("batch", &rig.kernel, "    kind: job\n");
+    let text = manifest(name, &rig.kernel, extra);
     keel::ingest::apply_revision(
         &store,
         revision("r1"),
-        desired(&[("job.yaml", &job)]),
+        desired(&[("app.yaml", &text)]),
         keel::clock::now(),
     )
     .unwrap();
     let mut controller = controller(&rig, &store);
-    until_status(
-        &mut controller,
-        &store,
+    until_status(&mut controller, &store, name, wanted).await;
+    (rig, store)
+}
+
+fn stored(store: &Store, name: &str) -> keel::model::stored::StoredDeployment {
+    store.reader().unwrap().stored_state().unwrap().deployments[&DeploymentId::new("demo", name)]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_guest_powers_off_completes() {
+    let (_rig, store) = run_until(
+        "KEEL_FAKE_VMM_POWEROFF_MS=200\n",
         "batch",
+        "    kind: job\n",
         DeploymentStatus::Completed,
     )
     .await;
-    assert_eq!(
-        store.reader().unwrap().stored_state().unwrap().deployments
-            [&DeploymentId::new("demo", "batch")]
-            .restart_count,
-        0
-    );
+    assert_eq!(stored(&store, "batch").restart_count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_vmm_keeps_dying_ends_in_crash_loop_back_off() {
-    let rig = Rig::new();
-    rig.control("KEEL_FAKE_VMM_CRASH_MS=50\n");
-    let store = Arc::new(Store::open(&rig.dir.path().join("keel.db")).unwrap());
-    let worker = manifest("web", &rig.kernel, "");
-    keel::ingest::apply_revision(
-        &store,
-        revision("r1"),
-        desired(&[("web.yaml", &worker)]),
-        keel::clock::now(),
-    )
-    .unwrap();
-    let mut controller = controller(&rig, &store);
-    until_status(
-        &mut controller,
-        &store,
+    let (_rig, store) = run_until(
+        "KEEL_FAKE_VMM_CRASH_MS=50\n",
         "web",
+        "",
         DeploymentStatus::CrashLoopBackOff,
     )
     .await;
-    let row = store.reader().unwrap().stored_state().unwrap().deployments
-        [&DeploymentId::new("demo", "web")]
-        .clone();
-    assert_eq!(row.restart_count, 5);
+    assert_eq!(stored(&store, "web").restart_count, 5);
     let events = store
         .reader()
         .unwrap()

@@ -2,20 +2,13 @@
 //! `/api/v1`) with `Authorization: token …`; states `pending`, `success`, `error`, `failure`
 //! (and `warning`, which keel does not use).
 
-use crate::model::delivery::{CommitState, CommitStatus};
+use crate::model::delivery::CommitStatus;
 use crate::notifier::ForgeSettings;
 
 use super::{repos_statuses, Request};
 
-/// Gitea's word for a state.
-pub fn state(state: CommitState) -> &'static str {
-    match state {
-        CommitState::Pending | CommitState::Running => "pending",
-        CommitState::Success => "success",
-        CommitState::Failure => "failure",
-        CommitState::Error | CommitState::Canceled => "error",
-    }
-}
+/// Gitea uses GitHub's words for the states keel posts.
+pub use super::github::state;
 
 pub fn request(forge: &ForgeSettings, status: &CommitStatus) -> Request {
     let headers = vec![("authorization".into(), format!("token {}", forge.token))];
