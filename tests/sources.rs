@@ -303,3 +303,38 @@ async fn a_directory_that_cannot_be_read_is_retried_until_it_can() {
         "watched again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_directory_is_not_read_again_however_often_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::channel(64);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let source = keel::source::dir::DirSource {
+        root: dir.path().to_owned(),
+        limits: SizeLimits::default(),
+        label: "dir".into(),
+        quiet: Duration::from_millis(150),
+    };
+    tokio::spawn(source.run(tx, shutdown));
+    let (first, _) = next_snapshot(&mut events, 5).await;
+    assert_eq!(paths(&first.entries), ["web.yaml"]);
+    // Others read the files (an editor, a backup, `cat`): opens and reads, no writes.
+    for _ in 0..20 {
+        let _ = std::fs::read(dir.path().join("web.yaml")).unwrap();
+        let _ = std::fs::read_dir(dir.path()).unwrap().count();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Counted, not timed: nothing at all came out of the source — no snapshot, no re-read.
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(_)) = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        events.recv(),
+    )
+    .await
+    {
+        seen += 1;
+    }
+    assert_eq!(seen, 0, "the source re-read an unchanged tree");
+}

@@ -278,8 +278,11 @@ impl DirSource {
             source,
         };
         let mut watcher =
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                let _ = changed.send(());
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Errors say the watch itself may have missed something: look again.
+                if event.as_ref().map_or(true, |e| changes_content(&e.kind)) {
+                    let _ = changed.send(());
+                }
             })
             .map_err(watch_error)?;
         watcher
@@ -288,11 +291,15 @@ impl DirSource {
         loop {
             let snap = snapshot(&self.root, self.limits, &self.label)?;
             *failures = 0;
-            if last.as_deref() != Some(snap.revision.id.as_str()) {
+            let event = if last.as_deref() == Some(snap.revision.id.as_str()) {
+                // Touched but the same content: nothing downstream runs.
+                super::SourceEvent::Unchanged
+            } else {
                 *last = Some(snap.revision.id.clone());
-                if tx.send(super::SourceEvent::Snapshot(snap)).await.is_err() {
-                    return Ok(());
-                }
+                super::SourceEvent::Snapshot(snap)
+            };
+            if tx.send(event).await.is_err() {
+                return Ok(());
             }
             // Wait for a change, then for `quiet` without one.
             if changes.recv().await.is_none() {
@@ -303,6 +310,71 @@ impl DirSource {
     }
 }
 
+/// PURE: whether a watch event can change what the tree holds. Opening, reading and closing
+/// a file unwritten — which reading the tree itself does — cannot, nor can metadata changes;
+/// reacting to them re-read the tree several times a second, forever.
+pub fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    use notify::EventKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(
+            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any | ModifyKind::Other,
+        ) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(
+            AccessKind::Any
+            | AccessKind::Read
+            | AccessKind::Open(_)
+            | AccessKind::Close(
+                AccessMode::Any | AccessMode::Execute | AccessMode::Read | AccessMode::Other,
+            )
+            | AccessKind::Other,
+        ) => false,
+    }
+}
+
 /// The first wait after a failed read, doubling up to `RETRY_MAX`.
 const RETRY_BASE: crate::model::units::Duration = crate::model::units::Duration::from_secs(1);
 const RETRY_MAX: crate::model::units::Duration = crate::model::units::Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::changes_content;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+    use notify::EventKind;
+
+    #[test]
+    fn only_events_that_can_change_content_count() {
+        let cases = [
+            (EventKind::Create(CreateKind::File), true),
+            (EventKind::Remove(RemoveKind::File), true),
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+                true,
+            ),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), true),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                true,
+            ),
+            (EventKind::Access(AccessKind::Open(AccessMode::Read)), false),
+            (EventKind::Access(AccessKind::Read), false),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+                false,
+            ),
+        ];
+        for (kind, expected) in cases {
+            assert_eq!(changes_content(&kind), expected, "{kind:?}");
+        }
+    }
+}
