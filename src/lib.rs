@@ -40,5 +40,6 @@ pub mod notifier;
 pub mod probe;
 pub mod reconcile;
 pub mod runtime;
+pub mod shutdown;
 pub mod source;
 pub mod store;

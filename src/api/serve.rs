@@ -54,7 +54,7 @@ pub async fn serve(
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            _ = crate::source::stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -65,7 +65,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = crate::source::stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         };
         let (app, shutdown) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -106,7 +106,7 @@ async fn connection(
                     return;
                 }
             }
-            _ = crate::source::stopped(&mut shutdown) => {
+            _ = crate::shutdown::stopped(&mut shutdown) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
                 return;

@@ -191,7 +191,7 @@ impl Notifier {
             tokio::select! {
                 _ = signal.notified() => {}
                 _ = tokio::time::sleep(until_prune) => {}
-                _ = crate::source::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -290,7 +290,7 @@ impl Notifier {
             tokio::select! {
                 _ = sleep => {}
                 _ = wake.notified() => {}
-                _ = crate::source::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     }

@@ -247,7 +247,7 @@ impl DirSource {
                     Ok(()) => return,
                     Err(error) => error,
                 },
-                _ = super::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             failures = failures.saturating_add(1);
             last = None;
@@ -257,7 +257,7 @@ impl DirSource {
             let wait = crate::model::backoff::delay(failures, RETRY_BASE, RETRY_MAX);
             tokio::select! {
                 _ = tokio::time::sleep(wait.to_std()) => {}
-                _ = super::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     }

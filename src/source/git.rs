@@ -143,7 +143,7 @@ impl GitSource {
             tokio::select! {
                 _ = tokio::time::sleep(wait.to_std()) => {}
                 _ = check_now.notified() => {}
-                _ = super::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     }

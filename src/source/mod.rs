@@ -35,15 +35,6 @@ pub enum SourceEvent {
 /// Where a source sends its events.
 pub type Events = tokio::sync::mpsc::Sender<SourceEvent>;
 
-/// Resolves when `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Why a source could not produce a snapshot at all (as opposed to refusing single files,
 /// which become diagnostics).
 #[derive(Debug, thiserror::Error)]
