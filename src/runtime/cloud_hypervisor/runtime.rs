@@ -312,6 +312,45 @@ impl CloudHypervisorRuntime {
             kill(pid);
         }
     }
+
+    /// Publishes `draft` as the lease at `path`, taking over a lease whose agent is gone.
+    /// Two rounds: a dead agent's lease is removed, then claimed again.
+    fn publish_lease(
+        &self,
+        draft: &Path,
+        path: &Path,
+        holder: &Holder,
+    ) -> Result<(), RuntimeError> {
+        for _ in 0..2 {
+            let _ = std::fs::hard_link(draft, path);
+            let found = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .and_then(|labels| Holder::from_labels(&labels));
+            let liveness = found.as_ref().map_or(Liveness::Unknown, Holder::liveness);
+            match lease::decide(found, holder, liveness) {
+                Decision::Held => return Ok(()),
+                Decision::TakeOver(_) => {
+                    let _ = std::fs::remove_file(path);
+                }
+                Decision::Refuse(other) => {
+                    return Err(RuntimeError::Held {
+                        node: self.settings.owner.clone(),
+                        holder: other.describe(),
+                        remedy: format!(
+                            "stop that agent, or give this one another `node`; if it is gone for good, remove {}",
+                            path.display()
+                        ),
+                    })
+                }
+            }
+        }
+        Err(RuntimeError::Held {
+            node: self.settings.owner.clone(),
+            holder: "another agent starting at the same time".to_owned(),
+            remedy: "start one agent per node name".to_owned(),
+        })
+    }
 }
 
 /// A serial log larger than this is cut down to its last `SERIAL_KEPT` bytes.
@@ -545,38 +584,18 @@ impl Runtime for CloudHypervisorRuntime {
                 "cannot create the VM state directory",
                 &self.settings.state_dir,
             ))?;
-            for _ in 0..2 {
-                let fresh = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path);
-                if let Ok(file) = fresh {
-                    serde_json::to_writer(file, &holder.to_labels())
-                        .map_err(|e| RuntimeError::Other(e.to_string()))?;
-                }
-                let found = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .and_then(|labels| Holder::from_labels(&labels));
-                let liveness = found.as_ref().map_or(Liveness::Unknown, Holder::liveness);
-                match lease::decide(found, holder, liveness) {
-                    Decision::Held => return Ok(()),
-                    Decision::TakeOver(_) => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    Decision::Refuse(other) => {
-                        return Err(RuntimeError::Held {
-                            node: self.settings.owner.clone(),
-                            holder: other.describe(),
-                            remedy: format!(
-                                "stop that agent, or give this one another `node`; if it is gone for good, remove {}",
-                                path.display()
-                            ),
-                        })
-                    }
-                }
-            }
-            Err(RuntimeError::Other("cannot take the node lease".into()))
+            // Written aside, then published with `hard_link` (which fails when the lease
+            // exists): another agent never reads a half-written lease and takes it over.
+            let draft = self
+                .settings
+                .state_dir
+                .join(format!("lease.{}.draft", std::process::id()));
+            let labels = serde_json::to_vec(&holder.to_labels())
+                .map_err(|e| RuntimeError::Other(e.to_string()))?;
+            std::fs::write(&draft, labels).map_err(io("cannot write the node lease", &draft))?;
+            let outcome = self.publish_lease(&draft, &path, holder);
+            let _ = std::fs::remove_file(&draft);
+            outcome
         })
     }
 
