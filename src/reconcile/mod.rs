@@ -1,8 +1,8 @@
 //! Deciding what to do, and doing it. Pure files (they import only `model`, no I/O, no clock):
 //! `diff` compares a revision's desired state with what the store remembers; `plan` is the
 //! readiness-gated planner; `decide` wraps it into a whole pass (what to persist, the
-//! revision's settlement, the probes to run); `readiness`, `backoff` and `views` hold the rules
-//! they share (with `model::backoff`). Effectful files: `controller` (the loop: observe → decide → persist → execute)
+//! revision's settlement, the probes to run); `readiness` and `views` hold the rules they share
+//! (restart backoff lives in `model::backoff`). Effectful files: `controller` (the loop: observe → decide → persist → execute)
 //! and `executor` (runs the planned actions on the runtimes, deciding nothing).
 
 pub mod controller;
