@@ -240,6 +240,14 @@ async fn gone_disables_an_endpoint_and_retry_after_is_honoured() {
     assert!(dead
         .iter()
         .all(|d| d.last_error.as_deref().is_some_and(|e| e.contains("410"))));
+    let tried: Vec<_> = dead.iter().filter(|d| d.attempts > 0).collect();
+    assert_eq!(
+        tried.len(),
+        1,
+        "the delivery that got the 410 was tried once: {dead:?}"
+    );
+    assert_eq!(tried[0].last_status, Some(410));
+    assert!(tried[0].last_attempt_at.is_some());
 }
 
 // ---- commit statuses -----------------------------------------------------------------------

@@ -317,7 +317,7 @@ impl Notifier {
         let now = (self.clock)();
         let saved = tokio::task::spawn_blocking(move || match decided {
             Record::Attempt(attempt) => store.record_attempt(id, attempt, now),
-            Record::Disable { reason } => store.disable_endpoint(key, reason, now),
+            Record::Disable { reason } => store.disable_endpoint(key, id, reason, now),
         })
         .await;
         if let Ok(Err(error)) = saved {

@@ -256,15 +256,23 @@ impl Store {
         self.call(move |conn| deliveries::record_attempt(conn, &id, &attempt, now))
     }
 
-    /// Disables an endpoint (410 Gone) and dead-letters its pending deliveries.
+    /// Disables an endpoint (410 Gone): records the attempt on `answered`, the delivery that
+    /// got the 410, and dead-letters the endpoint's other pending deliveries.
     pub fn disable_endpoint(
         &self,
         endpoint: String,
+        answered: String,
         reason: String,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
+            // The delivery that got the 410 was tried: it says so, like any other attempt.
+            let gone = Attempt::Dead {
+                status: Some(410),
+                error: format!("endpoint disabled: {reason}"),
+            };
+            deliveries::record_attempt(&tx, &answered, &gone, now)?;
             deliveries::disable(&tx, &endpoint, &reason, now)?;
             tx.commit()?;
             Ok(())
