@@ -545,14 +545,6 @@ impl AgentSettings {
                 false
             }
         };
-        let duration =
-            |name: &str, value: Option<&str>, default: &str, problems: &mut Vec<String>| {
-                value
-                    .unwrap_or(default)
-                    .parse::<crate::model::units::Duration>()
-                    .map_err(|e| problems.push(format!("{name}: {e}")))
-                    .ok()
-            };
         let poll_interval = duration(
             "poll_interval",
             config.poll_interval.as_deref(),
@@ -561,16 +553,7 @@ impl AgentSettings {
         );
         let tick = duration("tick", config.tick.as_deref(), "2s", problems);
         let git_token = match &config.git.token_file {
-            Some(file) => std::fs::read_to_string(file)
-                .map(|t| t.trim().to_owned())
-                .map_err(|e| {
-                    problems.push(format!(
-                        "git.token_file: cannot read {}: {}",
-                        file.display(),
-                        e.kind()
-                    ))
-                })
-                .ok(),
+            Some(file) => read_secret("git.token_file", file, problems),
             None => std::env::var("KEEL_GIT_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
@@ -752,14 +735,24 @@ fn read_secret(key: &str, file: &Path, problems: &mut Vec<String>) -> Option<Str
         .ok()
 }
 
+/// `value` (or `default` when unset) as a duration; a bad one becomes a problem naming `key`.
+fn duration(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+    problems: &mut Vec<String>,
+) -> Option<crate::model::units::Duration> {
+    value
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e| problems.push(format!("{key}: {e}")))
+        .ok()
+}
+
 /// `[notifier]`, parsed, with keel's defaults.
 fn delivery(n: &NotifierConfig, problems: &mut Vec<String>) -> Option<DeliverySettings> {
     let mut parse = |key: &str, value: Option<&str>, default: &str| {
-        value
-            .unwrap_or(default)
-            .parse::<crate::model::units::Duration>()
-            .map_err(|e| problems.push(format!("notifier.{key}: {e}")))
-            .ok()
+        duration(&format!("notifier.{key}"), value, default, problems)
     };
     let retry_every = parse("retry_every", n.retry_every.as_deref(), "2h");
     let give_up_after = parse("give_up_after", n.give_up_after.as_deref(), "24h");
