@@ -571,7 +571,7 @@ impl AgentSettings {
         let forge = config.forge.as_ref().and_then(|f| forge(f, problems));
         let delivery = delivery(&config.notifier, problems);
         if let Some(url) = &config.public_url {
-            if !url.starts_with("http://") && !url.starts_with("https://") {
+            if !is_http_url(url) {
                 problems.push(format!("public_url: {url:?} is not an http(s) URL"));
             }
         }
@@ -636,7 +636,7 @@ fn cloud_hypervisor(config: &AgentConfig) -> CloudHypervisorSettings {
 /// `[[webhooks]]` number `index`, with its secret read.
 fn webhook(index: usize, w: &WebhookConfig, problems: &mut Vec<String>) -> Option<WebhookSettings> {
     let at = format!("webhooks[{index}]");
-    if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
+    if !is_http_url(&w.url) {
         problems.push(format!("{at}.url: not an http(s) URL"));
     }
     let secret = match (&w.secret, &w.secret_file) {
@@ -689,7 +689,7 @@ fn forge(f: &ForgeConfig, problems: &mut Vec<String>) -> Option<ForgeSettings> {
             None
         }
     };
-    if !f.api_url.starts_with("http://") && !f.api_url.starts_with("https://") {
+    if !is_http_url(&f.api_url) {
         problems.push("forge.api_url: not an http(s) URL".to_owned());
     }
     if f.repository.is_empty() {
@@ -747,6 +747,11 @@ fn duration(
         .parse()
         .map_err(|e| problems.push(format!("{key}: {e}")))
         .ok()
+}
+
+/// An absolute `http://` or `https://` URL (what keel can post to).
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 /// `[notifier]`, parsed, with keel's defaults.
