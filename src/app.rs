@@ -69,7 +69,7 @@ pub async fn run(
         tracing::warn!(%error, "cannot take the node name yet; reconciling starts once the runtime answers");
     }
     let controller_config = ControllerConfig {
-        tick: settings.tick,
+        resync: settings.resync,
         ..ControllerConfig::default()
     };
     let access = Access {

@@ -45,8 +45,10 @@ pub struct AgentConfig {
     pub log_format: Option<String>,
     /// How often a Git source asks the remote whether the ref moved (default `30s`).
     pub poll_interval: Option<String>,
-    /// The reconcile tick (default `2s`).
-    pub tick: Option<String>,
+    /// The longest the reconciler rests without a reason to look at the host (default `5m`):
+    /// the safety net for a lost runtime event. Events, probe changes, new revisions and due
+    /// timers wake it at once.
+    pub resync: Option<String>,
     #[serde(default)]
     pub git: GitConfig,
     #[serde(default)]
@@ -355,7 +357,7 @@ impl Default for AgentConfig {
             listen: None,
             log_format: None,
             poll_interval: None,
-            tick: None,
+            resync: None,
             git: GitConfig::default(),
             hooks: HooksConfig::default(),
             manifests: ManifestsConfig::default(),
@@ -464,7 +466,7 @@ pub struct AgentSettings {
     pub listen: std::net::SocketAddr,
     pub log_json: bool,
     pub poll_interval: crate::model::units::Duration,
-    pub tick: crate::model::units::Duration,
+    pub resync: crate::model::units::Duration,
     pub git_token: Option<String>,
     pub webhooks: Vec<WebhookSettings>,
     pub forge: Option<ForgeSettings>,
@@ -551,7 +553,7 @@ impl AgentSettings {
             "30s",
             problems,
         );
-        let tick = duration("tick", config.tick.as_deref(), "2s", problems);
+        let resync = duration("resync", config.resync.as_deref(), "5m", problems);
         let git_token = match &config.git.token_file {
             Some(file) => read_secret("git.token_file", file, problems),
             None => std::env::var("KEEL_GIT_TOKEN")
@@ -587,7 +589,7 @@ impl AgentSettings {
             listen: listen?,
             log_json,
             poll_interval: poll_interval?,
-            tick: tick?,
+            resync: resync?,
             git_token,
             config,
         })

@@ -274,7 +274,7 @@ async fn until_status(
 
 fn controller(rig: &Rig, store: &Arc<Store>) -> Controller {
     let mut config = Config {
-        tick: Duration::from_millis(50),
+        resync: Duration::from_millis(50),
         ..Config::default()
     };
     config.policy.backoff_base = Duration::from_millis(10);

@@ -156,7 +156,7 @@ async fn scenario() {
     let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
     let runtime: Arc<dyn Runtime> = Arc::new(CloudHypervisorRuntime::new(settings));
     let config = Config {
-        tick: Duration::from_secs(1),
+        resync: Duration::from_secs(1),
         ..Config::default()
     };
     let mut controller =

@@ -24,7 +24,7 @@ use support::{deployment, desired, revision};
 
 fn config() -> Config {
     Config {
-        tick: Duration::from_millis(50),
+        resync: Duration::from_millis(50),
         policy: Policy {
             max_restart_count: 5,
             backoff_base: Duration::from_millis(10),
@@ -541,4 +541,130 @@ async fn a_runtime_outage_stops_instances_without_counting_crashes() {
         3
     );
     assert!(board.read().unwrap()[&RuntimeKind::Docker].available);
+}
+
+/// A clock that starts at the wall-clock time and moves with tokio's (paused, virtual) time.
+fn virtual_clock() -> (keel::clock::Clock, tokio::time::Instant) {
+    let start = tokio::time::Instant::now();
+    let wall = clock::now();
+    let clock: keel::clock::Clock = Arc::new(move || {
+        let elapsed = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        keel::model::time::Timestamp(wall.0 + elapsed)
+    });
+    (clock, start)
+}
+
+fn creates(fake: &FakeRuntime) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Create(_)))
+        .count()
+}
+
+/// With a resync of an hour, only the backoff's due time can start the second attempt; the
+/// clock is virtual, so "when" is exact and nothing waits in real time.
+#[tokio::test(start_paused = true)]
+async fn the_loop_wakes_when_a_backoff_ends_not_at_the_resync() {
+    let rig = rig();
+    rig.fake.behave(
+        &id("web"),
+        Behaviour {
+            create_errors: [keel::runtime::RuntimeError::Network("no bridge".into())].into(),
+            ..Behaviour::default()
+        },
+    );
+    let (clock, start) = virtual_clock();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &deployment("demo", "web", ""))]),
+        clock(),
+    )
+    .unwrap();
+    let mut config = config();
+    config.resync = Duration::from_secs(3600);
+    config.policy.backoff_base = Duration::from_secs(3);
+    config.policy.backoff_max = Duration::from_secs(60);
+    let metrics = Arc::new(keel::metrics::Metrics::default());
+    let runtime: Arc<dyn Runtime> = Arc::new(rig.fake.clone());
+    let controller = Controller::new(rig.store.clone(), vec![runtime], config, clock)
+        .unwrap()
+        .with_metrics(metrics.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(controller.run(stopped));
+
+    let step = StdDuration::from_millis(50);
+    while creates(&rig.fake) < 2 {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(3600),
+            "no second attempt before the resync: {:?}",
+            rig.fake.calls()
+        );
+        tokio::time::sleep(step).await;
+    }
+    let second = start.elapsed();
+    assert!(
+        second >= StdDuration::from_secs(3) && second <= StdDuration::from_secs(3) + 2 * step,
+        "the second attempt came {second:?} after the start, not when the 3s backoff ended"
+    );
+    while rig.status("web") != DeploymentStatus::Running {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(60),
+            "{:?}",
+            rig.statuses()
+        );
+        tokio::time::sleep(step).await;
+    }
+    let passes = metrics.pass_histogram().count;
+    // Nothing else happens for a virtual day: a resting loop runs no pass but the resyncs.
+    tokio::time::sleep(StdDuration::from_secs(24 * 3600)).await;
+    let idle = metrics.pass_histogram().count - passes;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(passes <= 8, "{passes} passes to fail, back off and run");
+    assert!(
+        idle <= 25,
+        "{idle} passes in a quiet day with an hourly resync"
+    );
+}
+
+/// Green results of a check that is already green change no decision: counted, they start no
+/// pass (the resync is an hour, so every pass here had a reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_results_that_flip_nothing_start_no_pass() {
+    let rig = rig();
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r1"),
+        desired(&[("web.yaml", &deployment("demo", "web", WEB_CHECKS))]),
+        clock::now(),
+    )
+    .unwrap();
+    let mut config = config();
+    config.resync = Duration::from_secs(3600);
+    let metrics = Arc::new(keel::metrics::Metrics::default());
+    let runtime: Arc<dyn Runtime> = Arc::new(rig.fake.clone());
+    let controller = Controller::new(rig.store.clone(), vec![runtime], config, clock::system())
+        .unwrap()
+        .with_metrics(metrics.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(controller.run(stopped));
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while rig.status("web") != DeploymentStatus::Running {
+        assert!(Instant::now() < deadline, "{:?}", rig.statuses());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let probes = || keel::metrics::Metrics::get(&metrics.probes_ok);
+    let (passes, seen) = (metrics.pass_histogram().count, probes());
+    while probes() < seen + 40 {
+        assert!(Instant::now() < deadline, "probes stopped at {}", probes());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let extra = metrics.pass_histogram().count - passes;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        extra, 0,
+        "{extra} passes for 40 green results of green checks"
+    );
 }

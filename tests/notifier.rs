@@ -318,7 +318,7 @@ async fn a_revisions_whole_life_on(kind: Forge) {
         },
     );
     let mut config = Config {
-        tick: Duration::from_millis(50),
+        resync: Duration::from_millis(50),
         ..Config::default()
     };
     config.policy.backoff_base = Duration::from_millis(5);

@@ -143,4 +143,8 @@ pub struct Outcome {
 pub struct Plan {
     pub actions: Vec<Action>,
     pub outcomes: BTreeMap<DeploymentId, Outcome>,
+    /// The earliest time after `now` at which a decision of this plan changes by the clock
+    /// alone (a backoff ends, a readiness check has been green long enough, a deadline
+    /// passes): the loop sleeps until then at the latest (kube-runtime's `requeue_after`).
+    pub wake_at: Option<Timestamp>,
 }

@@ -19,6 +19,14 @@ impl Timestamp {
         self.0
     }
 
+    /// This instant plus `d` (saturating: a far deadline is "never", not a wrap-around).
+    pub fn plus(self, d: super::units::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T04:36:00.000Z`.
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1000);

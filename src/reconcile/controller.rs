@@ -1,9 +1,12 @@
 //! Effectful: the reconcile loop. Level-triggered — every pass recomputes from the store's
 //! targets and memory, the runtimes' listings and the health-check states: observe → decide
 //! (pure: `decide::decide`) → persist (one transaction) → execute (in the background) → keep
-//! the decided probes running. The loop only does I/O; every choice is in `decide`. A tick
-//! (default 2s) drives it; new revisions, runtime events, executor completions and probe
-//! results that flip a check only wake it early.
+//! the decided probes running. The loop only does I/O; every choice is in `decide`. It runs a
+//! pass when something may have changed — a new revision, a runtime event, an executor
+//! finishing, a probe result that flips a check — or when the last pass said a decision comes
+//! due by the clock (`Decision::wake_at`: a backoff ending, `min_healthy_time` reached, a
+//! deadline). Otherwise it rests; a slow resync (default 5m) is the safety net for a lost
+//! wake-up. A probe result that flips nothing starts no pass.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +32,10 @@ use super::executor::{Executor, Limits, Runtimes};
 use super::plan::{Observed, Policy};
 use super::readiness;
 
+/// How soon a pass that failed (the store was busy, say), or that found a runtime that does
+/// not answer, is tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
 /// What the controller last saw of each runtime, shared with the API.
 pub type RuntimeBoard = Arc<RwLock<BTreeMap<RuntimeKind, RuntimeState>>>;
 
@@ -44,7 +51,8 @@ pub enum ControllerError {
 /// The loop's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    pub tick: Duration,
+    /// The longest the loop rests without a reason to look (the safety net for a lost event).
+    pub resync: Duration,
     pub policy: Policy,
     pub limits: Limits,
 }
@@ -52,7 +60,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            tick: Duration::from_secs(2),
+            resync: Duration::from_secs(300),
             policy: Policy::default(),
             limits: Limits {
                 call_timeout: Duration::from_secs(120),
@@ -67,6 +75,8 @@ impl Default for Config {
 pub struct PassSummary {
     pub actions: usize,
     pub persisted: usize,
+    /// When the next pass is due by the clock alone.
+    pub wake_at: Option<Timestamp>,
 }
 
 pub struct Controller {
@@ -154,21 +164,45 @@ impl Controller {
             });
         }
         loop {
-            if let Err(error) = self.pass().await {
-                tracing::error!(error = %error, "reconcile pass failed; retrying on the next tick");
+            let wake_at = match self.pass().await {
+                Ok(summary) => summary.wake_at,
+                Err(error) => {
+                    tracing::error!(error = %error, "reconcile pass failed; retrying shortly");
+                    Some((self.clock)().plus(RETRY_AFTER_FAILURE))
+                }
+            };
+            if !self.rest(wake_at, &mut shutdown).await {
+                return Ok(());
             }
+        }
+    }
+
+    /// Waits for a reason to run the next pass: a wake-up, a probe result that flips a check,
+    /// `wake_at`, or the resync period. False when the agent is stopping.
+    async fn rest(
+        &mut self,
+        wake_at: Option<Timestamp>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let resync = self.config.resync.to_std();
+        let sleep = match wake_at {
+            Some(at) => {
+                let ms = u64::try_from(at.0.saturating_sub((self.clock)().0)).unwrap_or(0);
+                std::time::Duration::from_millis(ms).min(resync)
+            }
+            None => resync,
+        };
+        let deadline = tokio::time::Instant::now() + sleep;
+        loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.config.tick.to_std()) => {}
-                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return true,
+                _ = self.wake.notified() => return true,
                 Some(report) = self.reports.recv() => {
                     if self.fold(report) {
-                        continue;
+                        return true;
                     }
                 }
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return Ok(());
+                () = crate::shutdown::stopped(shutdown) => return false,
             }
         }
     }
@@ -216,6 +250,7 @@ impl Controller {
             revision,
             probes,
             outcomes,
+            wake_at,
         } = decision;
         let persisted = persist.len();
         log_status_changes(&persist);
@@ -225,9 +260,17 @@ impl Controller {
                 .await??;
         }
         self.last.extend(outcomes);
+        // A runtime that cannot be listed is asked again soon, not at the resync: its
+        // deployments hold until it answers.
+        let unavailable = observed
+            .runtimes
+            .values()
+            .any(|o| matches!(o, RuntimeObservation::Unavailable { .. }));
+        let retry = unavailable.then(|| now.plus(RETRY_AFTER_FAILURE));
         let summary = PassSummary {
             actions: actions.len(),
             persisted,
+            wake_at: [wake_at, retry].into_iter().flatten().min(),
         };
         self.execute(actions);
         self.sync_probes(probes);

@@ -2,7 +2,8 @@
 //! memory, the open revision, what the last pass persisted), what the runtimes and probes
 //! report, the policy and `now`, `decide` returns everything the controller then does without
 //! a choice of its own: the runtime actions, the outcomes to persist (only those that changed),
-//! the open revision's new state, and the probes that should be running.
+//! the open revision's new state, the probes that should be running, and when the next pass is
+//! due by the clock alone.
 //!
 //! Invariants: a deployment with work in flight (`held`) is neither planned nor persisted; the
 //! revision settles from the same outcomes that are persisted in the same transaction; an
@@ -61,6 +62,8 @@ pub struct Decision {
     pub probes: Vec<ProbeTarget>,
     /// Every outcome of the pass (what `last` is next time).
     pub outcomes: BTreeMap<DeploymentId, Outcome>,
+    /// When the next pass is due by the clock alone (`Plan::wake_at`).
+    pub wake_at: Option<Timestamp>,
 }
 
 /// Decides one pass.
@@ -82,6 +85,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
         probes: probe_targets(input.stored, input.observed),
         actions: planned.actions,
         outcomes: planned.outcomes,
+        wake_at: planned.wake_at,
     }
 }
 

@@ -117,9 +117,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut result = Plan::default();
     for target in input.desired {
         let instances = by_deployment.remove(target.id).unwrap_or_default();
-        let (actions, outcome) = plan_deployment(input, target, instances);
+        let (actions, outcome, due) = plan_deployment(input, target, instances);
         result.actions.extend(actions);
         result.outcomes.insert(target.id.clone(), outcome);
+        result.wake_at = earliest(result.wake_at, due);
     }
     // Instances labelled for a deployment the store does not know: owned by keel, wanted by
     // nobody. Only listed runtimes reach here, so an unknown listing removes nothing.
@@ -135,6 +136,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     result
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 /// Removes `instance` from the runtime that listed it, stopping it first when `stop_first`.
@@ -154,7 +163,7 @@ fn plan_deployment<'a>(
     input: &'a PlanInput<'a>,
     target: &'a Target<'a>,
     instances: Vec<&'a ObservedInstance>,
-) -> (Vec<Action>, Outcome) {
+) -> (Vec<Action>, Outcome, Option<Timestamp>) {
     let memory = input
         .memory
         .get(target.id)
@@ -183,7 +192,9 @@ fn plan_deployment<'a>(
         }
         None => pass.runtime_not_enabled(),
     }
-    pass.finish()
+    let due = pass.due();
+    let (actions, outcome) = pass.finish();
+    (actions, outcome, due)
 }
 
 /// One deployment's pass: the input, and the decisions accumulated so far.
@@ -266,6 +277,36 @@ impl<'a> Pass<'a> {
             StatusClass::Terminal => Goal::Hold,
             StatusClass::Progressing | StatusClass::Settled | StatusClass::Retried => Goal::Run,
         }
+    }
+
+    /// When this deployment's decision next changes by the clock alone: its backoff ends, a
+    /// green readiness check reaches `min_healthy_time`, or a readiness or rollout deadline
+    /// passes. A candidate that turns out to change nothing costs one pass, so the deadlines
+    /// are offered whenever the deployment converges rather than re-deriving when they apply.
+    fn due(&self) -> Option<Timestamp> {
+        if !self.goal_is_run() {
+            return None;
+        }
+        let deadline = self.policy.rollout_deadline;
+        let mut due = vec![
+            self.mem.status_since.plus(deadline),
+            self.mem.generation_since.plus(deadline),
+        ];
+        due.extend(self.mem.retry.as_ref().map(|r| r.next_at));
+        let needed = readiness::needed(&self.spec().health_checks);
+        for instance in self.instances.iter().filter(|i| i.phase == Phase::Running) {
+            for (index, check) in self.spec().health_checks.iter().enumerate() {
+                let key = (
+                    instance.runtime_id.clone(),
+                    u32::try_from(index).unwrap_or(u32::MAX),
+                );
+                let green_since = self.checks.get(&key).and_then(|s| s.green_since);
+                if let (true, Some(since)) = (check.readiness, green_since) {
+                    due.push(since.plus(needed));
+                }
+            }
+        }
+        due.into_iter().filter(|at| *at > self.now).min()
     }
 
     fn goal_is_run(&self) -> bool {

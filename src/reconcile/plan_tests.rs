@@ -1269,3 +1269,66 @@ fn a_worker_failing_its_liveness_check_is_not_healthy() {
     assert_eq!(out.ready, 0);
     assert_eq!(out.instances[0].state, InstanceState::Started);
 }
+
+// ---- when the next pass is due (requeue_after) ------------------------------------------
+
+#[test]
+fn the_plan_wakes_when_a_crash_backoff_ends() {
+    let w = World::worker(json!({}))
+        .status(S::Running)
+        .restarts(3)
+        .instance(0, exited(1))
+        .now(10);
+    assert_eq!(w.plan().wake_at, Some(at(10 + 8)));
+}
+
+#[test]
+fn the_plan_wakes_when_a_retried_status_may_try_again() {
+    let w = World::worker(json!({})).failure(S::NetworkError, "no network");
+    let (_, out) = w.pass();
+    let retry_at = out.memory.retry.unwrap().next_at;
+    assert!(retry_at > at(0));
+    assert_eq!(w.plan().wake_at, Some(retry_at));
+}
+
+#[test]
+fn the_plan_wakes_when_a_green_check_has_been_green_for_min_healthy_time() {
+    let w = World::worker(json!({"health_checks": http_readiness("10s")}))
+        .status(S::Creating)
+        .instance(0, RUNNING)
+        .green(&id(1, 0), 0, 5)
+        .now(8);
+    assert_eq!(w.plan().wake_at, Some(at(15)));
+}
+
+#[test]
+fn the_plan_wakes_at_the_readiness_deadline_while_nothing_is_green() {
+    let w = World::worker(json!({"health_checks": http_readiness("10s")}))
+        .status(S::Creating)
+        .status_since(0)
+        .instance(0, RUNNING)
+        .now(30);
+    assert_eq!(w.plan().wake_at, Some(at(600)));
+}
+
+#[test]
+fn a_settled_deployment_asks_for_no_wake_up() {
+    let w = World::worker(json!({"health_checks": http_readiness("10s")}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .green(&id(1, 0), 0, 5)
+        .now(5000);
+    let (actions, out) = w.pass();
+    assert!(actions.is_empty());
+    assert_eq!(out.memory.status, S::Running);
+    assert_eq!(w.plan().wake_at, None);
+}
+
+#[test]
+fn a_terminal_deployment_asks_for_no_wake_up() {
+    let w = World::worker(json!({}))
+        .status(S::CrashLoopBackOff)
+        .status_since(10)
+        .now(11);
+    assert_eq!(w.plan().wake_at, None);
+}

@@ -143,7 +143,7 @@ pub struct Agent {
 
 pub fn config() -> Config {
     Config {
-        tick: Duration::from_millis(200),
+        resync: Duration::from_millis(200),
         policy: Policy {
             max_restart_count: 5,
             backoff_base: Duration::from_millis(100),

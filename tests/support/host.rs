@@ -49,7 +49,7 @@ impl Host {
         std::fs::write(
             &path,
             format!(
-                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\ntick = \"300ms\"\n{extra}",
+                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\n{extra}",
                 self.dir.path().join(format!("{name}-state")),
                 self.secrets()
             ),

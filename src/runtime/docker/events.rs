@@ -1,7 +1,7 @@
 //! Follows the daemon's container events for keel's containers (`die`, `oom`, `kill`, `start`,
 //! `destroy`) and turns each into a wake-up. Reconnects after the daemon goes away, asking for
 //! what happened `since` the last event seen — and even if some are lost, the controller's
-//! tick and listing still converge. It runs for the life of the process.
+//! resync and listing still converge. It runs for the life of the process.
 //!
 //! It also keeps the daemon's outages (`Outages`): the event stream breaking is how keel learns
 //! that the daemon is going away (it closes its API before stopping containers), and the first
@@ -103,6 +103,11 @@ pub fn follow(
             if let Some(down) = lock(&outages).came_back(crate::clock::now()) {
                 let away = crate::clock::now().0.saturating_sub(down.0) / 1000;
                 tracing::debug!(away_secs = away, "the Docker daemon answers again");
+                // The controller rests between passes: tell it to look now.
+                let _ = events.send(RuntimeEvent {
+                    runtime_id: String::new(),
+                    what: "daemon_reachable".to_owned(),
+                });
             }
         }
     });
