@@ -668,3 +668,64 @@ async fn resources_labels_host_networking_and_named_volumes_reach_docker() {
         volume
     );
 }
+
+/// The observation cache: a pass with nothing changed reads nothing from the daemon, and a
+/// crash costs one inspection of the container the event names — not a listing of them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_pass_reads_nothing_from_the_daemon_and_a_crash_reads_one_container() {
+    use keel::runtime::Runtime;
+    let agent = Agent::new();
+    let web = agent.deployment("web", &format!("{SLEEPER}    replicas: 3\n"));
+    agent.apply("r1", &[("web.yaml", &web)]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "web to run", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    // The executor's own marks (create, start) are re-inspected by the next pass.
+    controller.pass().await.unwrap();
+    let quiet = agent.runtime.observation_reads();
+    for _ in 0..5 {
+        controller.pass().await.unwrap();
+    }
+    assert_eq!(
+        agent.runtime.observation_reads(),
+        quiet,
+        "five passes with nothing changed"
+    );
+
+    let mut events = agent.runtime.events();
+    let victim = agent.ns.containers()[0].clone();
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &victim])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.what == "die" && event.runtime_id.starts_with(&victim) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the die event of the killed container");
+    let before = agent.runtime.observation_reads();
+    let listed = agent.runtime.list().await.unwrap();
+    assert_eq!(
+        agent.runtime.observation_reads() - before,
+        1,
+        "only the killed container is inspected"
+    );
+    let dead = listed
+        .iter()
+        .find(|i| i.runtime_id.starts_with(&victim))
+        .unwrap();
+    assert!(
+        matches!(dead.phase, keel::model::observed::Phase::Exited { .. }),
+        "{dead:?}"
+    );
+    assert_eq!(listed.len(), 3);
+}

@@ -1,5 +1,6 @@
 //! Follows the daemon's container events for keel's containers (`die`, `oom`, `kill`, `start`,
-//! `destroy`) and turns each into a wake-up. Reconnects after the daemon goes away, asking for
+//! `destroy`): each marks its container for re-inspection in the observation cache and wakes
+//! the controller; the stream breaking invalidates the cache. Reconnects after the daemon goes away, asking for
 //! what happened `since` the last event seen — and even if some are lost, the controller's
 //! resync and listing still converge. It runs for the life of the process.
 //!
@@ -71,9 +72,12 @@ pub fn follow(
     events: broadcast::Sender<RuntimeEvent>,
     owner: String,
     outages: Arc<Mutex<Outages>>,
+    cache: Arc<Mutex<super::cache::Cache>>,
 ) {
     tokio::spawn(async move {
-        let mut since: Option<i64> = None;
+        // From the agent's start: an event between the first listing and the stream's
+        // start is replayed, not lost.
+        let mut since: Option<i64> = Some(crate::clock::now().0.div_euclid(1000));
         loop {
             let options = EventsOptions {
                 since: since.map(|s| s.to_string()),
@@ -86,9 +90,11 @@ pub fn follow(
                 since = message.time.or(since);
                 let runtime_id = message.actor.and_then(|a| a.id).unwrap_or_default();
                 let what = message.action.unwrap_or_default();
+                lock(&cache).mark(&runtime_id);
                 // No receiver yet is fine: the controller subscribes when it starts.
                 let _ = events.send(RuntimeEvent { runtime_id, what });
             }
+            lock(&cache).invalidate();
             let went_down = lock(&outages).went_down(crate::clock::now());
             if went_down {
                 // The controller logs the outage (once) when its listing fails.
@@ -141,8 +147,8 @@ async fn wait_until_it_answers(docker: &Docker) {
     }
 }
 
-fn lock(outages: &Mutex<Outages>) -> std::sync::MutexGuard<'_, Outages> {
-    outages.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

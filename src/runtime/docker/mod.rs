@@ -1,15 +1,19 @@
 //! The Docker runtime, on bollard. One bridge network `keel-<namespace>` per namespace (created
 //! on demand, removed with its last container), containers named
 //! `keel-<namespace>-<name>-<generation>-<ordinal>` and labelled for adoption. Images follow
-//! the pull policy; host memory is checked before anything is created. Crashes are seen on
-//! the daemon's event stream (a wake-up only) and confirmed by listing.
+//! the pull policy; host memory is checked before anything is created. Observation goes
+//! through a cache (`cache.rs`): listed and inspected in full at the start, after the event
+//! stream broke and every 5 minutes; in between a listing re-inspects only the containers an
+//! event or one of keel's own verbs named, so a quiet host costs the daemon nothing.
 
 mod build;
+mod cache;
 pub mod errors;
 mod events;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::{
@@ -59,6 +63,11 @@ pub struct DockerRuntime {
     network_create: tokio::sync::Mutex<()>,
     /// The daemon's recent outages, kept by the event follower.
     outages: Arc<Mutex<events::Outages>>,
+    /// What the daemon last said about keel's containers, kept current by the event follower
+    /// and keel's own verbs: a listing reads the daemon only for what changed.
+    cache: Arc<Mutex<cache::Cache>>,
+    /// Requests made to observe (listings and inspections), for metrics and tests.
+    reads: AtomicU64,
 }
 
 impl DockerRuntime {
@@ -74,11 +83,13 @@ impl DockerRuntime {
         .map_err(|e| errors::unreachable(&e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
         let outages = Arc::new(Mutex::new(events::Outages::default()));
+        let cache = Arc::new(Mutex::new(cache::Cache::default()));
         events::follow(
             docker.clone(),
             events.clone(),
             settings.owner.clone(),
             outages.clone(),
+            cache.clone(),
         );
         Ok(Self {
             docker,
@@ -87,7 +98,64 @@ impl DockerRuntime {
             networks: tokio::sync::RwLock::new(()),
             network_create: tokio::sync::Mutex::new(()),
             outages,
+            cache,
+            reads: AtomicU64::new(0),
         })
+    }
+
+    /// How many requests observing the daemon has made so far (listings and inspections).
+    /// With the cache warm, a listing with nothing changed makes none.
+    pub fn observation_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, cache::Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists every owned container and inspects each: the cache's complete refill.
+    async fn list_all(&self) -> Result<(), RuntimeError> {
+        let at = tokio::time::Instant::now();
+        self.cache().begin_listing();
+        let filters = HashMap::from([("label".to_owned(), self.owned())]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(Self::fail(Operation::Other, ""))?;
+        let mut all = BTreeMap::new();
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            if let Some(entry) = self.inspect(&id).await? {
+                all.insert(id, entry);
+            }
+        }
+        self.cache().replace(all, at);
+        Ok(())
+    }
+
+    /// Re-inspects only the containers named since the last listing. On a failure the ids
+    /// not yet done stay marked for the next listing.
+    async fn refresh(&self) -> Result<(), RuntimeError> {
+        let dirty = self.cache().take_dirty();
+        let mut pending = dirty.iter();
+        while let Some(id) = pending.next() {
+            match self.inspect(id).await {
+                Ok(entry) => self.cache().update(id, entry),
+                Err(error) => {
+                    let mut cache = self.cache();
+                    cache.mark(id);
+                    pending.for_each(|rest| cache.mark(rest));
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn fail(op: Operation, image: &str) -> impl Fn(bollard::errors::Error) -> RuntimeError + '_ {
@@ -254,13 +322,29 @@ impl DockerRuntime {
         }
     }
 
-    /// Phase, IP (127.0.0.1 with host networking), start and finish times.
-    async fn inspect(&self, id: &str) -> Result<Inspection, RuntimeError> {
-        let response = self
+    /// A container's labels and its phase, IP (127.0.0.1 with host networking), start and
+    /// finish times; `None` when it is gone or is not this agent's.
+    async fn inspect(&self, id: &str) -> Result<Option<cache::Entry>, RuntimeError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let response = match self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
-            .map_err(Self::fail(Operation::Other, ""))?;
+            .map_err(Self::fail(Operation::Other, ""))
+        {
+            Ok(response) => response,
+            Err(RuntimeError::NotFound(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let labels = response
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let owner = labels.get(labels::OWNER).map(String::as_str);
+        if owner != Some(self.settings.owner.as_str()) {
+            return Ok(None);
+        }
         let state = response.state.unwrap_or_default();
         let host_network = response
             .host_config
@@ -299,12 +383,23 @@ impl DockerRuntime {
             })
             .and_then(|ip| ip.parse().ok())
             .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
-        Ok(Inspection {
+        let inspection = Inspection {
             phase,
             ip,
             started_at,
             finished_at,
-        })
+        };
+        Ok(Some((labels, inspection)))
+    }
+}
+
+/// Marks a container in the cache when dropped: after a verb, however it ended (an error or
+/// a timeout that dropped the call mid-way).
+struct Mark<'a>(&'a DockerRuntime, &'a str);
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        self.0.cache().mark(self.1);
     }
 }
 
@@ -368,25 +463,16 @@ impl Runtime for DockerRuntime {
 
     fn list(&self) -> RuntimeFuture<'_, Vec<ObservedInstance>> {
         Box::pin(async move {
-            let filters = HashMap::from([("label".to_owned(), self.owned())]);
-            let options = ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            };
-            let containers = self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(Self::fail(Operation::Other, ""))?;
+            let complete = self.cache().needs_listing(tokio::time::Instant::now());
+            match complete {
+                true => self.list_all().await?,
+                false => self.refresh().await?,
+            }
+            let cache = self.cache();
+            let outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
             let mut out = Vec::new();
-            for c in containers {
-                let (Some(id), Some(label)) = (c.id, c.labels) else {
-                    continue;
-                };
-                let inspected = self.inspect(&id).await;
-                let outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(instance) = observed(&id, &label, inspected, &outages)? {
+            for (id, (label, inspection)) in cache.containers() {
+                if let Some(instance) = observed(id, label, Ok(inspection.clone()), &outages)? {
                     out.push(instance);
                 }
             }
@@ -424,6 +510,7 @@ impl Runtime for DockerRuntime {
                 .create_container(Some(options), body)
                 .await
                 .map_err(Self::fail(Operation::CreateContainer, &image))?;
+            self.cache().mark(&created.id);
             Ok(created.id)
         })
     }
@@ -434,16 +521,20 @@ impl Runtime for DockerRuntime {
             if let Some(namespace) = self.bridge_namespace(runtime_id).await {
                 self.ensure_network(&namespace).await?;
             }
-            self.docker
+            // Marked whatever the answer: a failed start can still change the container.
+            let started = self
+                .docker
                 .start_container(runtime_id, None::<StartContainerOptions>)
-                .await
-                .map_err(Self::fail(Operation::StartContainer, ""))
+                .await;
+            self.cache().mark(runtime_id);
+            started.map_err(Self::fail(Operation::StartContainer, ""))
         })
     }
 
     fn stop<'a>(&'a self, runtime_id: &'a str, grace: Duration) -> RuntimeFuture<'a, ()> {
         Box::pin(async move {
             let t = i32::try_from(grace.as_millis() / 1000).unwrap_or(i32::MAX);
+            let _mark = Mark(self, runtime_id);
             match self
                 .docker
                 .stop_container(
@@ -476,6 +567,7 @@ impl Runtime for DockerRuntime {
                 force: true,
                 ..Default::default()
             };
+            let _mark = Mark(self, runtime_id);
             match self
                 .docker
                 .remove_container(runtime_id, Some(options))
