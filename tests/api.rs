@@ -482,9 +482,17 @@ async fn a_namespace_tearing_down_a_deployment_is_stopping_until_its_instances_a
         "web is deleted but its instance still runs"
     );
 
+    let web_row = || {
+        reader
+            .stored_state()
+            .unwrap()
+            .deployments
+            .contains_key(&keel::model::desired::DeploymentId::new("teardown", "web"))
+    };
     for _ in 0..300 {
         controller.pass().await.unwrap();
-        if status_of("web").live == 0 {
+        // Purged once its instance is gone.
+        if !web_row() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

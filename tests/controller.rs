@@ -668,3 +668,52 @@ async fn probe_results_that_flip_nothing_start_no_pass() {
         "{extra} passes for 40 green results of green checks"
     );
 }
+
+/// A deployment deleted from Git keeps its row while an instance is left, then the row is
+/// purged — a pass never reads it again — while its events stay readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_deployments_row_is_purged_once_its_instances_are_gone() {
+    let rig = rig();
+    let (web, api) = (deployment("demo", "web", ""), deployment("demo", "api", ""));
+    let both = [("web.yaml", web.as_str()), ("api.yaml", api.as_str())];
+    keel::ingest::apply_revision(&rig.store, revision("r1"), desired(&both), clock::now()).unwrap();
+    let mut controller = rig.controller();
+    rig.until(&mut controller, 20, "both to run", |r| {
+        r.status("web") == DeploymentStatus::Running && r.status("api") == DeploymentStatus::Running
+    })
+    .await;
+    keel::ingest::apply_revision(
+        &rig.store,
+        revision("r2"),
+        desired(&both[..1]),
+        clock::now(),
+    )
+    .unwrap();
+    let rows = |r: &Rig| r.reader.stored_state().unwrap().deployments.len();
+    assert_eq!(rows(&rig), 2, "deleted, but its instance still runs");
+    rig.until(&mut controller, 20, "api's row to be purged", |r| {
+        rows(r) == 1
+    })
+    .await;
+    assert!(
+        rig.fake
+            .instance_names()
+            .iter()
+            .all(|n| !n.contains("-api-")),
+        "purged only once its instance is gone: {:?}",
+        rig.fake.instance_names()
+    );
+    let kinds: Vec<EventKind> = rig
+        .reader
+        .events(&id("api"), 50)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&EventKind::Created), "{kinds:?}");
+    assert_eq!(
+        rig.reader.revisions(1).unwrap()[0].state,
+        RevisionState::Succeeded
+    );
+    assert_eq!(rig.transitions("api").last().unwrap().1, "deleted");
+}

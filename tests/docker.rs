@@ -40,7 +40,8 @@ async fn create_then_delete() {
     agent.apply("r2", &[]);
     agent
         .until(&mut controller, 60, "web to be removed", |a| {
-            a.status("web") == Some(S::Deleted) && a.ns.containers().is_empty()
+            // Deleted, then purged once its container is gone.
+            a.status("web").is_none() && a.ns.containers().is_empty()
         })
         .await;
     assert!(

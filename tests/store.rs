@@ -43,7 +43,7 @@ fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut
     };
     edit(&mut outcome);
     store
-        .record_pass(vec![(id(name), outcome)], None, now)
+        .record_pass(vec![(id(name), outcome)], None, Vec::new(), now)
         .unwrap();
 }
 
@@ -535,8 +535,8 @@ fn child_holds_a_transaction_open() {
              VALUES ('test', 'r2', 100, 'applying', 100);
          UPDATE deployments SET generation = generation + 1, status = 'pending', spec_hash = 'r2',
              revision = 'r2' WHERE name = 'web';
-         INSERT INTO events (deployment, time, kind, reason, message, revision)
-             SELECT uuid, 100, 'updated', 'revision_applied', 'spec changed', 'r2'
+         INSERT INTO events (deployment, namespace, name, time, kind, reason, message, revision)
+             SELECT uuid, namespace, name, 100, 'updated', 'revision_applied', 'spec changed', 'r2'
              FROM deployments WHERE name = 'web';
          INSERT INTO outbox (id, kind, payload, created_at, next_attempt_at)
              VALUES ('n-r2', 'revision.status_changed', '{}', 100, 100);",
@@ -638,6 +638,7 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
          DROP TABLE endpoints;
          DROP TABLE commit_statuses;
          DROP INDEX outbox_undistributed;
+         DROP TABLE purged;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -656,4 +657,94 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
         keel::model::desired::template_hash(&row.spec, &row.mounted_configs)
     );
     assert_eq!(row.live, 2);
+}
+
+#[test]
+fn a_purged_deployments_events_stay_readable_until_the_retention_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.db")).unwrap();
+    let (web_text, api_text) = (web(""), deployment("demo", "api", ""));
+    let both = [("a.yaml", web_text.as_str()), ("b.yaml", api_text.as_str())];
+    keel::ingest::apply_revision(&store, revision("r1"), desired(&both), at(0)).unwrap();
+    keel::ingest::apply_revision(&store, revision("r2"), desired(&both[..1]), at(10)).unwrap();
+    store
+        .record_pass(Vec::new(), None, vec![id("api")], at(20))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let state = reader.stored_state().unwrap();
+    assert!(
+        !state.deployments.contains_key(&id("api")),
+        "the row is gone"
+    );
+    assert!(state.deployments.contains_key(&id("web")));
+    let kept: Vec<String> = reader
+        .events(&id("api"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert!(kept.contains(&"pruned".to_owned()), "{kept:?}");
+
+    let week = 7 * 24 * 3600;
+    store
+        .record_pass(Vec::new(), None, Vec::new(), at(20 + week - 1))
+        .unwrap();
+    assert!(
+        !reader.events(&id("api"), 10).unwrap().is_empty(),
+        "within the retention"
+    );
+    store
+        .record_pass(Vec::new(), None, Vec::new(), at(21 + week))
+        .unwrap();
+    assert!(reader.events(&id("api"), 10).unwrap().is_empty(), "expired");
+    assert!(
+        !reader.events(&id("web"), 10).unwrap().is_empty(),
+        "a live deployment keeps its events"
+    );
+}
+
+#[test]
+fn migrating_a_v3_database_keeps_every_event_under_its_deployment_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(&path).unwrap();
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &web(""))]),
+        at(0),
+    )
+    .unwrap();
+    let before = store.reader().unwrap().events(&id("web"), 10).unwrap();
+    assert!(!before.is_empty());
+    drop(store);
+    // Back to what a v3 keel wrote: events hang off the row, no `purged` table.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE events_v3 (
+             seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+             deployment TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+             time       INTEGER NOT NULL,
+             kind       TEXT    NOT NULL,
+             reason     TEXT    NOT NULL,
+             message    TEXT    NOT NULL,
+             revision   TEXT
+         );
+         INSERT INTO events_v3 SELECT seq, deployment, time, kind, reason, message, revision FROM events;
+         DROP TABLE events;
+         ALTER TABLE events_v3 RENAME TO events;
+         CREATE INDEX events_by_deployment ON events (deployment, seq);
+         DROP TABLE purged;
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+
+    drop(Store::open(&path).unwrap());
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let after = StoreReader::open(&path)
+        .unwrap()
+        .events(&id("web"), 10)
+        .unwrap();
+    assert_eq!(after, before);
 }

@@ -251,15 +251,23 @@ impl Controller {
             probes,
             outcomes,
             wake_at,
+            purge,
         } = decision;
         let persisted = persist.len();
         log_status_changes(&persist);
-        if persisted > 0 || revision.is_some() {
+        for id in &purge {
+            tracing::info!(deployment = %id, "{id}: gone from the host and the repository; purged");
+        }
+        if persisted > 0 || revision.is_some() || !purge.is_empty() {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.record_pass(persist, revision, now))
+            let gone = purge.clone();
+            tokio::task::spawn_blocking(move || store.record_pass(persist, revision, gone, now))
                 .await??;
         }
         self.last.extend(outcomes);
+        for id in &purge {
+            self.last.remove(id);
+        }
         // A runtime that cannot be listed is asked again soon, not at the resync: its
         // deployments hold until it answers.
         let unavailable = observed

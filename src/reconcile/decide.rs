@@ -2,8 +2,8 @@
 //! memory, the open revision, what the last pass persisted), what the runtimes and probes
 //! report, the policy and `now`, `decide` returns everything the controller then does without
 //! a choice of its own: the runtime actions, the outcomes to persist (only those that changed),
-//! the open revision's new state, the probes that should be running, and when the next pass is
-//! due by the clock alone.
+//! the open revision's new state, the probes that should be running, the deployments that are
+//! gone and can be purged, and when the next pass is due by the clock alone.
 //!
 //! Invariants: a deployment with work in flight (`held`) is neither planned nor persisted; the
 //! revision settles from the same outcomes that are persisted in the same transaction; an
@@ -64,6 +64,9 @@ pub struct Decision {
     pub outcomes: BTreeMap<DeploymentId, Outcome>,
     /// When the next pass is due by the clock alone (`Plan::wake_at`).
     pub wake_at: Option<Timestamp>,
+    /// Deployments that are gone — out of the revision, `deleted`, no instance left in any
+    /// runtime: their rows are purged (their events kept for a while).
+    pub purge: Vec<DeploymentId>,
 }
 
 /// Decides one pass.
@@ -83,6 +86,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
             .and_then(|open| revision_change(input.stored, open, &planned.outcomes)),
         persist: changed(&planned.outcomes, input.last),
         probes: probe_targets(input.stored, input.observed),
+        purge: gone(input.stored, input.observed, &planned.outcomes),
         actions: planned.actions,
         outcomes: planned.outcomes,
         wake_at: planned.wake_at,
@@ -119,6 +123,33 @@ pub fn changed(
                 || !outcome.events.is_empty()
         })
         .map(|(id, outcome)| (id.clone(), outcome.clone()))
+        .collect()
+}
+
+/// Deployments to purge: out of the revision, `deleted` by this pass's outcome, and without
+/// any instance — exited ones included, whose removal is still to come. Nothing is purged
+/// while a runtime cannot be listed: an instance there is unknown, not absent.
+pub fn gone(
+    stored: &StoredState,
+    observed: &Observed,
+    outcomes: &BTreeMap<DeploymentId, Outcome>,
+) -> Vec<DeploymentId> {
+    let all_listed = observed
+        .runtimes
+        .values()
+        .all(|o| matches!(o, RuntimeObservation::Listed(_)));
+    if !all_listed {
+        return Vec::new();
+    }
+    outcomes
+        .iter()
+        .filter(|(id, outcome)| {
+            let pruned = stored.deployments.get(*id).is_some_and(|d| !d.in_revision);
+            pruned
+                && outcome.memory.status == DeploymentStatus::Deleted
+                && outcome.instances.is_empty()
+        })
+        .map(|(id, _)| id.clone())
         .collect()
 }
 
@@ -338,6 +369,77 @@ mod tests {
         for (name, deployments, list, expected) in cases {
             let change = revision_change(&state(deployments), &open("r2"), &outcomes(list));
             assert_eq!(change, expected.map(|s| (7, s)), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_deployment_is_purged_once_it_is_deleted_and_no_instance_is_left() {
+        let listed = |kind| (kind, RuntimeObservation::Listed(Vec::new()));
+        let both = Observed {
+            runtimes: BTreeMap::from([
+                listed(RuntimeKind::Docker),
+                listed(RuntimeKind::CloudHypervisor),
+            ]),
+            checks: BTreeMap::new(),
+        };
+        let mut one_away = both.clone();
+        one_away.runtimes.insert(
+            RuntimeKind::CloudHypervisor,
+            RuntimeObservation::Unavailable {
+                reason: "down".into(),
+            },
+        );
+        let cases: Vec<(&str, StoredDeployment, Outcome, &Observed, bool)> = vec![
+            (
+                "deleted_with_nothing_left_is_purged",
+                stored("old", S::Deleted, false, "r2"),
+                outcome(S::Deleted, vec![]),
+                &both,
+                true,
+            ),
+            (
+                "a_running_instance_keeps_the_row",
+                stored("old", S::Deleted, false, "r2"),
+                outcome(S::Deleted, vec![instance("c1", None)]),
+                &both,
+                false,
+            ),
+            (
+                "an_exited_instance_not_yet_removed_keeps_the_row",
+                stored("old", S::Deleted, false, "r2"),
+                outcome(S::Deleted, vec![instance("c1", Some(0))]),
+                &both,
+                false,
+            ),
+            (
+                "a_runtime_that_cannot_be_listed_keeps_the_row",
+                stored("old", S::Deleted, false, "r2"),
+                outcome(S::Deleted, vec![]),
+                &one_away,
+                false,
+            ),
+            (
+                "stopped_by_liveness_but_still_declared_keeps_the_row",
+                stored("old", S::Deleted, true, "r2"),
+                outcome(S::Deleted, vec![]),
+                &both,
+                false,
+            ),
+            (
+                "a_declared_deployment_is_never_purged",
+                stored("old", S::Running, true, "r2"),
+                outcome(S::Running, vec![]),
+                &both,
+                false,
+            ),
+        ];
+        for (name, deployment, outcome, observed, purged) in cases {
+            let purge = gone(
+                &state(vec![deployment]),
+                observed,
+                &outcomes(vec![("old", outcome)]),
+            );
+            assert_eq!(!purge.is_empty(), purged, "{name}");
         }
     }
 

@@ -210,6 +210,17 @@ pub fn prune(
     Ok(())
 }
 
+/// Purges a deployment's row (with its instances, probe results and restart history); its
+/// events stay, remembered as purged at `now` until they expire.
+pub fn purge(conn: &Connection, uuid: &str, now: Timestamp) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM deployments WHERE uuid = ?1", [uuid])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO purged (uuid, purged_at) VALUES (?1, ?2)",
+        params![uuid, now.0],
+    )?;
+    Ok(())
+}
+
 /// Sets the status (and when it changed).
 pub fn set_status(
     conn: &Connection,

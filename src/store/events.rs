@@ -1,5 +1,6 @@
 //! The `events` table: what happened to each deployment, newest last, each with the revision
-//! that caused it.
+//! that caused it. Events carry the deployment's name, not only its row: they outlive a
+//! purged row for a retention period (`expire`), and reading by name shows them.
 
 use rusqlite::{params, Connection};
 
@@ -12,8 +13,18 @@ use super::{parse_column, StoreError};
 /// Appends an event to the deployment with row id `uuid`.
 pub fn insert(conn: &Connection, uuid: &str, event: &Event) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO events (deployment, time, kind, reason, message, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![uuid, event.time.0, event.kind.as_str(), event.reason, event.message, event.revision],
+        "INSERT INTO events (deployment, namespace, name, time, kind, reason, message, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            uuid,
+            event.deployment.namespace,
+            event.deployment.name,
+            event.time.0,
+            event.kind.as_str(),
+            event.reason,
+            event.message,
+            event.revision
+        ],
     )?;
     Ok(())
 }
@@ -34,9 +45,8 @@ pub fn last_status_message(conn: &Connection, uuid: &str) -> Result<Option<Strin
 /// A deployment's events, newest first.
 pub fn list(conn: &Connection, id: &DeploymentId, limit: u32) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT e.time, e.kind, e.reason, e.message, e.revision FROM events e
-         JOIN deployments d ON d.uuid = e.deployment
-         WHERE d.namespace = ?1 AND d.name = ?2 ORDER BY e.seq DESC LIMIT ?3",
+        "SELECT time, kind, reason, message, revision FROM events
+         WHERE namespace = ?1 AND name = ?2 ORDER BY seq DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![id.namespace, id.name, limit], |row| {
         Ok((
@@ -70,9 +80,8 @@ pub fn page(
     before: Option<i64>,
 ) -> Result<Vec<(i64, Event)>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT e.seq, e.time, e.kind, e.reason, e.message, e.revision FROM events e
-         JOIN deployments d ON d.uuid = e.deployment
-         WHERE d.namespace = ?1 AND d.name = ?2 AND e.seq < ?3 ORDER BY e.seq DESC LIMIT ?4",
+        "SELECT seq, time, kind, reason, message, revision FROM events
+         WHERE namespace = ?1 AND name = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![id.namespace, id.name, before.unwrap_or(i64::MAX), limit],
@@ -100,4 +109,14 @@ pub fn page(
         Ok((seq, event))
     })
     .collect()
+}
+
+/// Forgets the events of deployments purged before `cutoff`, and those purges.
+pub fn expire(conn: &Connection, cutoff: Timestamp) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM events WHERE deployment IN (SELECT uuid FROM purged WHERE purged_at < ?1)",
+        [cutoff.0],
+    )?;
+    conn.execute("DELETE FROM purged WHERE purged_at < ?1", [cutoff.0])?;
+    Ok(())
 }

@@ -33,6 +33,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V3,
         backfill: None,
     },
+    Migration {
+        sql: V4,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -194,6 +198,36 @@ CREATE TABLE commit_statuses (
 );
 
 CREATE INDEX outbox_undistributed ON outbox (created_at) WHERE delivered_at IS NULL;
+";
+
+/// Purging: a deleted deployment's row goes once its last instance is gone, but its events
+/// stay for a retention period, so they no longer hang off the row (no cascade) and carry the
+/// deployment's name themselves; `purged` remembers when each row went.
+const V4: &str = "
+CREATE TABLE events_v4 (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT    NOT NULL,
+    namespace  TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    time       INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    message    TEXT    NOT NULL,
+    revision   TEXT
+);
+INSERT INTO events_v4 (seq, deployment, namespace, name, time, kind, reason, message, revision)
+    SELECT e.seq, e.deployment, d.namespace, d.name, e.time, e.kind, e.reason, e.message, e.revision
+    FROM events e JOIN deployments d ON d.uuid = e.deployment;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE INDEX events_by_deployment ON events (deployment, seq);
+CREATE INDEX events_by_name ON events (namespace, name, seq);
+
+CREATE TABLE purged (
+    uuid      TEXT    PRIMARY KEY,
+    purged_at INTEGER NOT NULL
+);
+CREATE INDEX purged_by_time ON purged (purged_at);
 ";
 
 fn backfill_template_hashes(conn: &Connection) -> Result<(), StoreError> {

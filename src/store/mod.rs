@@ -195,6 +195,7 @@ impl Store {
         &self,
         outcomes: Vec<(DeploymentId, Outcome)>,
         revision: Option<(i64, RevisionState)>,
+        purge: Vec<DeploymentId>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.call_notifying(move |tx| {
@@ -203,7 +204,7 @@ impl Store {
             if let Some((seq, state)) = revision {
                 pass::settle_revision(tx, seq, state, now)?;
             }
-            Ok(())
+            pass::purge(tx, &purge, now)
         })
     }
 

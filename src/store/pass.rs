@@ -1,6 +1,7 @@
 //! Persisting one reconciler pass in one transaction: for every deployment whose outcome
 //! changed, its status (with event and notification), memory, instances, the pass's events
-//! (with their notifications) and restart history; and the latest revision's state.
+//! (with their notifications) and restart history; the latest revision's state; and the
+//! purge of deployments that are gone.
 
 use rusqlite::Connection;
 
@@ -66,6 +67,22 @@ pub fn record(
         }
     }
     Ok(())
+}
+
+/// How long the events of a purged deployment stay readable.
+pub const EVENT_RETENTION: crate::model::units::Duration =
+    crate::model::units::Duration::from_secs(7 * 24 * 3600);
+
+/// Purges deployments the pass found gone (deleted, no instance left), and forgets the events
+/// of those purged longer than `EVENT_RETENTION` ago.
+pub fn purge(tx: &Connection, gone: &[DeploymentId], now: Timestamp) -> Result<(), StoreError> {
+    for id in gone {
+        if let Some(row) = deployments::get(tx, id)? {
+            deployments::purge(tx, &row.uuid, now)?;
+        }
+    }
+    let retention = i64::try_from(EVENT_RETENTION.as_millis()).unwrap_or(i64::MAX);
+    events::expire(tx, Timestamp(now.0.saturating_sub(retention)))
 }
 
 /// Moves the open revision `seq` to `state` (and notifies), if it is still open.
