@@ -77,6 +77,7 @@ pub async fn run(
         public_metrics: settings.config.api.public_metrics,
     };
     let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
+    api_state.cache_under(store.writes());
     let controller = Controller::new(
         store.clone(),
         runtimes.clone(),

@@ -708,3 +708,124 @@ async fn every_webhook_type_is_described_and_real_payloads_match_their_schema() 
     }
     assert!(seen.contains("deployment.status_changed") && seen.contains("revision.status_changed"));
 }
+
+/// GETs `path` with extra request headers over a plain HTTP/1.1 connection: (status, head,
+/// body).
+async fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .map(str::to_owned)
+}
+
+/// With the views cached under the store's write count (as the agent runs them): the list is
+/// paged by a `Link` to the next page, an unchanged view answers its `ETag` with `304`, and a
+/// write is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_views_page_answer_304_and_follow_every_write() {
+    use keel::store::Store;
+    use std::sync::{Arc, RwLock};
+    use support::{deployment, desired, revision};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Store::open(&db).unwrap();
+    let files: Vec<(String, String)> = (0..7)
+        .map(|i| {
+            (
+                format!("d{i}.yaml"),
+                deployment("paged", &format!("d{i}"), ""),
+            )
+        })
+        .collect();
+    let apply = |rev: &str, files: &[(String, String)]| {
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        keel::ingest::apply_revision(&store, revision(rev), desired(&refs), keel::clock::now())
+            .unwrap();
+    };
+    apply("r1", &files);
+    let source: keel::api::SourceStatus = Arc::new(RwLock::new(Default::default()));
+    let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), source);
+    state.cache_under(store.writes());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, keel::api::router(state))
+            .await
+            .unwrap()
+    });
+
+    let mut names = Vec::new();
+    let mut next = Some("/v1/deployments?namespace=paged&limit=3".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let reply = get(&base, &path, None).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let page = json(&reply);
+        names.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_owned()),
+        );
+        next = reply.next;
+        pages += 1;
+        if let Some(link) = &next {
+            assert!(link.contains("namespace=paged"), "filters are kept: {link}");
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["d0", "d1", "d2", "d3", "d4", "d5", "d6"]);
+    let bad = get(&base, "/v1/deployments?after=nonsense", None)
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    let path = "/v1/deployments/paged/d0";
+    let (status, head, body) = get_with(&base, path, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let etag = header_value(&head, "etag").expect("an etag");
+    let (status, head, body) = get_with(&base, path, &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.as_str()), (304, ""), "unchanged");
+    assert_eq!(header_value(&head, "etag").as_deref(), Some(etag.as_str()));
+    let (list_status, list_head, _) = get_with(&base, "/v1/deployments", &[]).await;
+    assert_eq!(list_status, 200);
+    let list_etag = header_value(&list_head, "etag").expect("the list has an etag");
+
+    let mut changed = files.clone();
+    changed[0].1 = deployment("paged", "d0", "    replicas: 2\n");
+    apply("r2", &changed);
+    let (status, head, body) = get_with(&base, path, &[("If-None-Match", &etag)]).await;
+    assert_eq!(status, 200, "a write since: the view is rebuilt");
+    assert_ne!(header_value(&head, "etag"), Some(etag));
+    let detail: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(detail["generation"], 2, "{detail}");
+    let (status, _, body) =
+        get_with(&base, "/v1/deployments", &[("If-None-Match", &list_etag)]).await;
+    assert_eq!(status, 200);
+    let d0 = serde_json::from_str::<Value>(&body).unwrap()[0].clone();
+    assert_eq!(
+        (d0["name"].as_str(), d0["generation"].as_u64()),
+        (Some("d0"), Some(2))
+    );
+}

@@ -9,6 +9,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    /// The path of the next page (a `Link: <path>; rel="next"` header), when there is one.
+    pub next: Option<String>,
 }
 
 /// Why a request got no answer.
@@ -65,11 +67,13 @@ fn parse(raw: &[u8]) -> Option<Reply> {
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
     let mut content_type = String::new();
     let mut chunked = false;
+    let mut next = None;
     for line in lines {
         let (name, value) = line.split_once(':')?;
         match name.trim().to_ascii_lowercase().as_str() {
             "content-type" => content_type = value.trim().to_owned(),
             "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+            "link" => next = next_page(value),
             _ => {}
         }
     }
@@ -82,6 +86,24 @@ fn parse(raw: &[u8]) -> Option<Reply> {
         status,
         content_type,
         body,
+        next,
+    })
+}
+
+/// The target of the `rel="next"` entry of a `Link` header.
+fn next_page(link: &str) -> Option<String> {
+    link.split(',').find_map(|entry| {
+        let (target, params) = entry.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
     })
 }
 
@@ -117,6 +139,12 @@ mod tests {
             ),
             (200, "application/json", "[]")
         );
+        let paged = parse(
+            b"HTTP/1.1 200 OK\r\nLink: </v1/deployments?after=a%2Fb>; rel=\"next\"\r\n\r\n[]",
+        )
+        .unwrap();
+        assert_eq!(paged.next.as_deref(), Some("/v1/deployments?after=a%2Fb"));
+        assert_eq!(plain.next, None);
         let chunked = parse(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n").unwrap();
         assert_eq!((chunked.status, chunked.body.as_str()), (404, "abcdef"));
     }

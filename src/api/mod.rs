@@ -9,6 +9,7 @@ pub mod dto;
 pub mod hooks;
 mod metrics;
 pub mod openapi;
+mod rendered;
 pub mod serve;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -49,6 +50,10 @@ pub struct ApiState {
     pub source: SourceStatus,
     /// Each runtime's availability, published by the controller (`with_runtime_board`).
     pub runtimes: crate::reconcile::controller::RuntimeBoard,
+    /// Deployment views rendered once per change of the store.
+    views: rendered::Views,
+    /// One rebuild of the deployment list at a time (the others wait and take it).
+    rebuilding: tokio::sync::Mutex<()>,
 }
 
 impl ApiState {
@@ -76,7 +81,39 @@ impl ApiState {
             metrics,
             source,
             runtimes,
+            views: rendered::Views::default(),
+            rebuilding: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Caches the deployment views under the store's write count (`Store::writes`): from now
+    /// on they are rebuilt only after a write, not per request.
+    pub fn cache_under(&self, writes: Arc<std::sync::atomic::AtomicU64>) {
+        self.views.key_by(writes);
+    }
+
+    /// Every deployment's summary, rendered: from the cache unless the store was written since.
+    async fn deployment_list(self: &Arc<Self>) -> Result<Arc<rendered::List>, ApiError> {
+        if let Some(list) = self.views.list(self.views.count()) {
+            return Ok(list);
+        }
+        let _one = self.rebuilding.lock().await;
+        let count = self.views.count();
+        if let Some(list) = self.views.list(count) {
+            return Ok(list);
+        }
+        let all = self.read(|r| Ok(r.stored_state()?)).await?;
+        let summaries: Vec<DeploymentSummary> = all
+            .deployments
+            .values()
+            .map(DeploymentSummary::from)
+            .collect();
+        let list = Arc::new(rendered::List {
+            all: rendered::Rendered::json(&summaries).map_err(internal)?,
+            summaries,
+        });
+        self.views.keep_list(count, list.clone());
+        Ok(list)
     }
 
     /// Runs `f` with a pooled read-only connection on a blocking thread.
@@ -331,7 +368,8 @@ fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 async fn deployments(
     State(state): State<Arc<ApiState>>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Vec<DeploymentSummary>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let statuses = status_filter(&pairs)?;
     let namespace = single(&pairs, "namespace").map(str::to_owned);
@@ -343,40 +381,113 @@ async fn deployments(
             )));
         }
     }
-    let all = state.read(|r| Ok(r.stored_state()?)).await?;
-    let list = all
-        .deployments
-        .values()
+    let (limit, after) = list_paging(&pairs)?;
+    let list = state.deployment_list().await?;
+    let filtered = !statuses.is_empty() || namespace.is_some() || kind.is_some() || after.is_some();
+    if !filtered && list.summaries.len() <= limit {
+        return Ok(list.all.respond(&headers, None));
+    }
+    let matching: Vec<&DeploymentSummary> = list
+        .summaries
+        .iter()
         .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
-        .filter(|d| namespace.as_deref().is_none_or(|n| d.id.namespace == n))
-        .filter(|d| kind.as_deref().is_none_or(|k| d.spec.kind.as_str() == k))
-        .map(DeploymentSummary::from)
+        .filter(|d| namespace.as_deref().is_none_or(|n| d.namespace == n))
+        .filter(|d| kind.as_deref().is_none_or(|k| d.kind == k))
+        .filter(|d| {
+            after
+                .as_ref()
+                .is_none_or(|(ns, name)| (d.namespace.as_str(), d.name.as_str()) > (ns, name))
+        })
         .collect();
-    Ok(Json(list))
+    let page = &matching[..matching.len().min(limit)];
+    let next = match (matching.len() > limit, page.last()) {
+        (true, Some(last)) => Some((header::LINK, next_link(&pairs, last))),
+        (true, None) | (false, _) => None,
+    };
+    let rendered = rendered::Rendered::json(&page).map_err(internal)?;
+    Ok(rendered.respond(&headers, next))
+}
+
+/// `limit` (1–5000, default 500) and the `after=<namespace>/<name>` cursor of the list.
+fn list_paging(pairs: &[(String, String)]) -> Result<(usize, Option<(String, String)>), ApiError> {
+    let limit = match single(pairs, "limit") {
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::BadRequest(format!("limit must be a whole number, got {v:?}"))
+        })?,
+        None => DEFAULT_PAGE,
+    }
+    .clamp(1, 5000);
+    let after = single(pairs, "after")
+        .map(|v| {
+            v.split_once('/')
+                .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("after must be <namespace>/<name>, got {v:?}"))
+                })
+        })
+        .transpose()?;
+    Ok((limit, after))
+}
+
+/// Deployments per page of `GET /v1/deployments` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 500;
+
+/// The `Link` to the page after `last`, keeping every other query parameter.
+fn next_link(pairs: &[(String, String)], last: &DeploymentSummary) -> String {
+    let mut query: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k != "after")
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    query.push(format!(
+        "after={}",
+        percent_encode(&format!("{}/{}", last.namespace, last.name))
+    ));
+    format!("</v1/deployments?{}>; rel=\"next\"", query.join("&"))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn internal(error: serde_json::Error) -> ApiError {
+    ApiError::Internal(error.to_string())
 }
 
 async fn deployment(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
-) -> Result<Json<DeploymentDetail>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = DeploymentId::new(namespace, name);
-    let (all, instances) = {
+    let count = state.views.count();
+    if let Some(detail) = state.views.detail(count, &id) {
+        return Ok(detail.respond(&headers, None));
+    }
+    let (row, instances) = {
         let id = id.clone();
         state
-            .read(move |r| Ok((r.stored_state()?, r.instances(&id)?)))
+            .read(move |r| Ok((r.deployment(&id)?, r.instances(&id)?)))
             .await?
     };
-    let d = all
-        .deployments
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
-    Ok(Json(DeploymentDetail {
-        summary: DeploymentSummary::from(d),
+    let d = row.ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
+    let detail = DeploymentDetail {
+        summary: DeploymentSummary::from(&d),
         status_since: d.status_since.to_rfc3339(),
         spec_hash: d.spec_hash.to_string(),
         waiting_on: d.waiting_on.clone(),
         instances: instances.iter().map(InstanceDto::from).collect(),
-    }))
+    };
+    let rendered = Arc::new(rendered::Rendered::json(&detail).map_err(internal)?);
+    state.views.keep_detail(count, id, rendered.clone());
+    Ok(rendered.respond(&headers, None))
 }
 
 async fn events(
@@ -389,10 +500,13 @@ async fn events(
     let id = DeploymentId::new(namespace, name);
     let page = state
         .read(move |r| {
-            if !r.stored_state()?.deployments.contains_key(&id) {
+            let page = r.events_page(&id, u32::try_from(limit).unwrap_or(50), before)?;
+            // A purged deployment's events stay readable for a while; no events and no row
+            // is an unknown name.
+            if page.is_empty() && r.deployment(&id)?.is_none() {
                 return Err(ApiError::NotFound(format!("no deployment {id}")));
             }
-            Ok(r.events_page(&id, u32::try_from(limit).unwrap_or(50), before)?)
+            Ok(page)
         })
         .await?;
     let next_before = (page.len() as i64 == limit)

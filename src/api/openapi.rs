@@ -134,6 +134,18 @@ pub fn document() -> Value {
     let auth = [("401", "A bearer token is required")];
     let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
     let query = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
+    let if_none_match = json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"}, "description": "The ETag of a copy you hold: 304 without a body while it is current"});
+    // A cacheable answer: an ETag (and, for a paged list, a Link to the next page) and a 304.
+    let cached = |mut responses: Value, paged: bool| {
+        let mut headers = json!({"ETag": {"description": "The entity tag of this answer", "schema": {"type": "string"}}});
+        if paged {
+            headers["Link"] = json!({"description": "`<path>; rel=\"next\"` when there is a next page", "schema": {"type": "string"}});
+        }
+        responses["200"]["headers"] = headers;
+        responses["304"] =
+            json!({"description": "Not modified: the ETag in If-None-Match is current"});
+        responses
+    };
     json!({
         "openapi": "3.1.0",
         "info": {"title": "keel status API", "version": env!("CARGO_PKG_VERSION"), "description": "Read-only view of a keel agent: deployments, events, namespaces, revisions, the source and the runtimes."},
@@ -151,14 +163,17 @@ pub fn document() -> Value {
                 "parameters": [
                     query("status", json!({"type": "string"}), "A deployment status; repeat for several"),
                     query("namespace", json!({"type": "string"}), "Only this namespace"),
-                    query("kind", json!({"type": "string", "enum": ["worker", "job"]}), "Only workers or jobs")
+                    query("kind", json!({"type": "string", "enum": ["worker", "job"]}), "Only workers or jobs"),
+                    query("limit", json!({"type": "integer", "minimum": 1, "maximum": 5000}), "Deployments per page (default 500)"),
+                    query("after", json!({"type": "string"}), "Only deployments after this `<namespace>/<name>` (the cursor the `Link` header of the previous page carries)"),
+                    if_none_match.clone()
                 ],
-                "responses": with_errors(ok("DeploymentList"), &[("400", "An unknown status or kind"), auth[0]])
+                "responses": with_errors(cached(ok("DeploymentList"), true), &[("400", "An unknown status or kind, or a malformed limit or cursor"), auth[0]])
             }},
             "/v1/deployments/{namespace}/{name}": {"get": {
                 "summary": "One deployment with its instances",
-                "parameters": [path_param("namespace"), path_param("name")],
-                "responses": with_errors(ok("DeploymentDetail"), &[("404", "No such deployment"), auth[0]])
+                "parameters": [path_param("namespace"), path_param("name"), if_none_match.clone()],
+                "responses": with_errors(cached(ok("DeploymentDetail"), false), &[("404", "No such deployment"), auth[0]])
             }},
             "/v1/deployments/{namespace}/{name}/events": {"get": {
                 "summary": "A deployment's events, newest first",

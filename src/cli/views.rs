@@ -118,6 +118,15 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 /// GETs `path`: its JSON as the API sent it (for `-o json`) and decoded as the API's typed
 /// DTO (for tables), turning problems into errors with their detail.
 async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result<(Value, T)> {
+    let (body, typed, _) = fetch_page(api, path).await?;
+    Ok((body, typed))
+}
+
+/// One answer: its JSON, decoded, and the path of the next page when the API links one.
+async fn fetch_page<T: DeserializeOwned>(
+    api: &ApiArgs,
+    path: &str,
+) -> anyhow::Result<(Value, T, Option<String>)> {
     let token = crate::config::api_token_from_env();
     let reply = client::get(&api.api, path, token.as_deref()).await?;
     let body: Value = serde_json::from_str(&reply.body)
@@ -128,7 +137,23 @@ async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result
     }
     let typed = T::deserialize(&body)
         .with_context(|| format!("{path}: the API answered a shape this keel does not know"))?;
-    Ok((body, typed))
+    Ok((body, typed, reply.next))
+}
+
+/// A paged list, every page of it (the API links each page to the next).
+async fn fetch_all_pages(
+    api: &ApiArgs,
+    path: &str,
+) -> anyhow::Result<(Value, Vec<DeploymentSummary>)> {
+    let (mut raw, mut list) = (Vec::new(), Vec::new());
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next.take() {
+        let (page, typed, link) = fetch_page::<Vec<DeploymentSummary>>(api, &path).await?;
+        raw.extend(page.as_array().cloned().unwrap_or_default());
+        list.extend(typed);
+        next = link;
+    }
+    Ok((Value::Array(raw), list))
 }
 
 fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
@@ -146,7 +171,7 @@ pub fn deployments(api: &ApiArgs, args: &DeploymentsArgs) -> anyhow::Result<Exit
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let (raw, list) = block_on(fetch::<Vec<DeploymentSummary>>(api, &path))?;
+    let (raw, list) = block_on(fetch_all_pages(api, &path))?;
     if args.output == Output::Json {
         return print_json(&raw);
     }

@@ -40,7 +40,8 @@ use crate::model::memory::{Failure, Memory};
 use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::stored::{
-    NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredInstance, StoredState,
+    NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
+    StoredState,
 };
 use crate::model::time::Timestamp;
 
@@ -103,6 +104,9 @@ pub struct Store {
     /// Notified after every commit that may have queued notifications (the notifier waits on
     /// it: no polling delay between a change and its first delivery attempt).
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// Counts finished writes: a reader that saw the same count saw the same data (readers
+    /// cache what they derive from the store under it).
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -129,7 +133,14 @@ impl Store {
             jobs,
             path: path.to_owned(),
             outbox_signal: Arc::default(),
+            writes: Arc::default(),
         })
+    }
+
+    /// The count of finished writes, bumped after each one commits. Read it before reading
+    /// the data a cache derives, so that the cache is never newer than its count says.
+    pub fn writes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.writes.clone()
     }
 
     /// Notified after each commit that may have queued notifications.
@@ -163,7 +174,10 @@ impl Store {
             let _ = reply.send(f(conn));
         });
         self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
-        answer.recv().map_err(|_| StoreError::WriterGone)?
+        let result = answer.recv().map_err(|_| StoreError::WriterGone)?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        result
     }
 
     /// Applies a valid revision and `plan`, its diff against this store (computed by the
@@ -332,6 +346,12 @@ impl StoreReader {
 
     pub fn stored_state(&self) -> Result<StoredState, StoreError> {
         deployments::load_all(&self.conn)
+    }
+
+    /// One deployment, by its (namespace, name) index: the cost does not grow with how many
+    /// deployments exist.
+    pub fn deployment(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+        deployments::get(&self.conn, id)
     }
 
     /// Revisions, newest first.
