@@ -48,7 +48,16 @@ pub struct ObservedInstance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeObservation {
     Listed(Vec<ObservedInstance>),
-    Unavailable { reason: String },
+    /// It did not answer (a daemon restarting): it may hold instances; ask again soon.
+    Unavailable {
+        reason: String,
+    },
+    /// This host cannot run it (its binary is missing, no `/dev/kvm`): its deployments hold
+    /// too, but nothing of it can exist here, and asking again changes nothing until the
+    /// agent restarts with it enabled.
+    Disabled {
+        reason: String,
+    },
 }
 
 /// Whether a runtime could be listed, as the controller last saw it (shown by the API).
@@ -72,7 +81,8 @@ impl RuntimeState {
     ) -> Self {
         let (available, reason) = match observation {
             RuntimeObservation::Listed(_) => (true, None),
-            RuntimeObservation::Unavailable { reason } => (false, Some(reason.clone())),
+            RuntimeObservation::Unavailable { reason }
+            | RuntimeObservation::Disabled { reason } => (false, Some(reason.clone())),
         };
         let since = previous
             .filter(|p| p.available == available)

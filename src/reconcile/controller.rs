@@ -24,7 +24,7 @@ use crate::model::stored::ProbeResult;
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 use crate::probe::runner::{ProbeJob, ProbeReport, Runner};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{Store, StoreError, StoreReader};
 
 use super::decide::{decide, DecideInput, Decision, ProbeTarget};
@@ -270,10 +270,10 @@ impl Controller {
         }
         // A runtime that cannot be listed is asked again soon, not at the resync: its
         // deployments hold until it answers.
-        let unavailable = observed
-            .runtimes
-            .values()
-            .any(|o| matches!(o, RuntimeObservation::Unavailable { .. }));
+        let unavailable = observed.runtimes.values().any(|o| match o {
+            RuntimeObservation::Unavailable { .. } => true,
+            RuntimeObservation::Listed(_) | RuntimeObservation::Disabled { .. } => false,
+        });
         let retry = unavailable.then(|| now.plus(RETRY_AFTER_FAILURE));
         let summary = PassSummary {
             actions: actions.len(),
@@ -311,6 +311,7 @@ impl Controller {
                     .await;
             let observation = match listing {
                 Ok(Ok(instances)) => RuntimeObservation::Listed(instances),
+                Ok(Err(RuntimeError::Disabled(reason))) => RuntimeObservation::Disabled { reason },
                 Ok(Err(error)) => RuntimeObservation::Unavailable {
                     reason: error.to_string(),
                 },
@@ -326,7 +327,9 @@ impl Controller {
                 RuntimeObservation::Listed(instances) => {
                     instances.iter().map(|i| i.runtime_id.clone()).collect()
                 }
-                RuntimeObservation::Unavailable { .. } => Vec::new(),
+                RuntimeObservation::Unavailable { .. } | RuntimeObservation::Disabled { .. } => {
+                    Vec::new()
+                }
             })
             .collect();
         self.checks.retain(|(id, _), _| live.contains(id));

@@ -128,16 +128,17 @@ pub fn changed(
 
 /// Deployments to purge: out of the revision, `deleted` by this pass's outcome, and without
 /// any instance — exited ones included, whose removal is still to come. Nothing is purged
-/// while a runtime cannot be listed: an instance there is unknown, not absent.
+/// while a runtime does not answer: an instance there is unknown, not absent.
 pub fn gone(
     stored: &StoredState,
     observed: &Observed,
     outcomes: &BTreeMap<DeploymentId, Outcome>,
 ) -> Vec<DeploymentId> {
-    let all_listed = observed
-        .runtimes
-        .values()
-        .all(|o| matches!(o, RuntimeObservation::Listed(_)));
+    // A disabled runtime holds nothing here; one that did not answer may.
+    let all_listed = observed.runtimes.values().all(|o| match o {
+        RuntimeObservation::Listed(_) | RuntimeObservation::Disabled { .. } => true,
+        RuntimeObservation::Unavailable { .. } => false,
+    });
     if !all_listed {
         return Vec::new();
     }
@@ -184,7 +185,9 @@ pub fn probe_targets(stored: &StoredState, observed: &Observed) -> Vec<ProbeTarg
     for (kind, observation) in &observed.runtimes {
         let instances = match observation {
             RuntimeObservation::Listed(instances) => instances,
-            RuntimeObservation::Unavailable { .. } => continue,
+            RuntimeObservation::Unavailable { .. } | RuntimeObservation::Disabled { .. } => {
+                continue
+            }
         };
         for instance in instances.iter().filter(|i| i.phase == Phase::Running) {
             let Some(d) = stored.deployments.get(&instance.deployment) else {
@@ -389,6 +392,13 @@ mod tests {
                 reason: "down".into(),
             },
         );
+        let mut disabled = both.clone();
+        disabled.runtimes.insert(
+            RuntimeKind::CloudHypervisor,
+            RuntimeObservation::Disabled {
+                reason: "no /dev/kvm".into(),
+            },
+        );
         let cases: Vec<(&str, StoredDeployment, Outcome, &Observed, bool)> = vec![
             (
                 "deleted_with_nothing_left_is_purged",
@@ -417,6 +427,13 @@ mod tests {
                 outcome(S::Deleted, vec![]),
                 &one_away,
                 false,
+            ),
+            (
+                "a_runtime_this_host_cannot_run_holds_nothing_and_keeps_nothing",
+                stored("old", S::Deleted, false, "r2"),
+                outcome(S::Deleted, vec![]),
+                &disabled,
+                true,
             ),
             (
                 "stopped_by_liveness_but_still_declared_keeps_the_row",

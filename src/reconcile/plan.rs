@@ -111,7 +111,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         .push(instance);
                 }
             }
-            RuntimeObservation::Unavailable { .. } => {}
+            RuntimeObservation::Unavailable { .. } | RuntimeObservation::Disabled { .. } => {}
         }
     }
     let mut result = Plan::default();
@@ -185,7 +185,9 @@ fn plan_deployment<'a>(
     };
     match input.observed.runtimes.get(&target.spec.runtime) {
         Some(RuntimeObservation::Listed(_)) => pass.run(),
-        Some(RuntimeObservation::Unavailable { reason }) => {
+        Some(
+            RuntimeObservation::Unavailable { reason } | RuntimeObservation::Disabled { reason },
+        ) => {
             pass.waiting_on = Some(WaitingOn::RuntimeUnavailable {
                 reason: reason.clone(),
             });

@@ -38,7 +38,7 @@ impl Runtime for Disabled {
     }
 
     fn list(&self) -> RuntimeFuture<'_, Vec<ObservedInstance>> {
-        Box::pin(async move { Err(RuntimeError::Unavailable(self.reason.clone())) })
+        Box::pin(async move { Err(RuntimeError::Disabled(self.reason.clone())) })
     }
 
     fn create<'a>(&'a self, _spec: &'a InstanceSpec) -> RuntimeFuture<'a, String> {

@@ -100,6 +100,9 @@ pub enum RuntimeError {
     },
     #[error("runtime {0} is not enabled on this host")]
     NotEnabled(RuntimeKind),
+    /// This host cannot run the runtime at all (and so nothing of it exists here).
+    #[error("{0}")]
+    Disabled(String),
     #[error("no instance {0}")]
     NotFound(String),
     #[error("the runtime is unavailable: {0}")]
@@ -131,6 +134,7 @@ impl RuntimeError {
             RuntimeError::InsufficientResources { .. } => DeploymentStatus::InsufficientResources,
             RuntimeError::MissingFile { .. } => DeploymentStatus::Failed,
             RuntimeError::NotEnabled(_)
+            | RuntimeError::Disabled(_)
             | RuntimeError::NotFound(_)
             | RuntimeError::Unavailable(_)
             | RuntimeError::Held { .. }

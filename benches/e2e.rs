@@ -1,0 +1,441 @@
+//! End-to-end benchmarks of the real `keel` binary against the real Docker daemon, each figure
+//! beside a baseline measured in the same run: Docker's own create + start of the same
+//! container (through the Engine API) for latencies, `/healthz` of the same server for API
+//! throughput, the agent paused (SIGSTOP) for the daemon's idle CPU.
+//!
+//! Run: `cargo bench --bench e2e` (needs a Docker daemon and busybox-static, like the tests;
+//! `-- quick` for shorter windows). Results and how to read them: `docs/benchmarks.md`.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keel::model::time::{parse_rfc3339, Timestamp};
+use serde_json::Value;
+use support::binary::{get_json, AgentProcess};
+use support::docker::IMAGE;
+use support::host::Host;
+
+const SLEEPER: &str = "    command: [sleep, \"3600\"]\n";
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let samples = if quick { 3 } else { 7 };
+    let window = Duration::from_secs(if quick { 10 } else { 30 });
+    let host = Host::new();
+    let node = format!("bench-{}", host.ns.0);
+    let agent = host.start_as("agent", &node, "warn");
+    wait("the API", 30, || api_up(&agent));
+    println!("keel end-to-end benchmarks ({samples} samples; median; ratio to the baseline)\n");
+
+    let create_start = docker_create_start(&host, samples);
+    println!("baseline: Docker's own create + start of the same container: {create_start:.3} s\n");
+    latencies(&host, &agent, samples, create_start);
+    crash(&host, &agent, samples, create_start);
+    // Idle means no health checks either: only the plain workers stay.
+    for i in 0..samples {
+        let _ = std::fs::remove_file(host.repo().join(format!("gated{i}.yaml")));
+    }
+    settled(&host, &agent, samples);
+    idle(&agent, window);
+    api(&host, &agent, window, &format!("{samples} deployments"));
+    let many = 1000;
+    zero_replicas(&host, &agent, many);
+    idle(&agent, window);
+    api(&host, &agent, window, &format!("{many} deployments"));
+    memory(&host, &agent, many);
+    drop(agent);
+}
+
+fn api_up(agent: &AgentProcess) -> bool {
+    support::binary::request(&agent.base, "GET", "/healthz", &[], b"").0 == 200
+}
+
+fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn now() -> Timestamp {
+    keel::clock::now()
+}
+
+fn secs(from: Timestamp, to: Timestamp) -> f64 {
+    (to.0 - from.0) as f64 / 1000.0
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Docker's own create + start of the container keel would run, on keel's network for the
+/// namespace, through the Engine API (curl on the socket: no CLI in the measurement).
+fn docker_create_start(host: &Host, samples: usize) -> f64 {
+    let network = format!("keel-{}", host.ns.0);
+    if docker(&["network", "inspect", "-f", "{{.Name}}", &network]).is_empty() {
+        docker(&[
+            "network",
+            "create",
+            "--label",
+            &format!("keel.namespace={}", host.ns.0),
+            &network,
+        ]);
+    }
+    let body = serde_json::json!({
+        "Image": IMAGE,
+        "Cmd": ["sleep", "3600"],
+        "Labels": {"keel.namespace": host.ns.0},
+        "HostConfig": {"NetworkMode": network},
+    })
+    .to_string();
+    let times = (0..samples)
+        .map(|i| {
+            let name = format!("{}-baseline-{i}", host.ns.0);
+            let start = Instant::now();
+            let created = engine("POST", &format!("/containers/create?name={name}"), &body);
+            let id = serde_json::from_str::<Value>(&created).expect("created")["Id"]
+                .as_str()
+                .expect("an id")
+                .to_owned();
+            engine("POST", &format!("/containers/{id}/start"), "");
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(times)
+}
+
+/// One request to the Engine API on its Unix socket.
+fn engine(method: &str, path: &str, body: &str) -> String {
+    let mut stream =
+        std::os::unix::net::UnixStream::connect("/var/run/docker.sock").expect("docker.sock");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(head.contains(" 20"), "{method} {path}: {head}");
+    // Chunked or not, the JSON object is between the first '{' and the last '}'.
+    match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => body[a..=b].to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn deployment_detail(agent: &AgentProcess, host: &Host, name: &str) -> Option<Value> {
+    agent.get(&format!("/v1/deployments/{}/{name}", host.ns.0))
+}
+
+/// The time the newest revision was recorded.
+fn newest_revision(agent: &AgentProcess) -> Option<(String, Timestamp)> {
+    let list = agent.get("/v1/revisions?limit=1")?;
+    let newest = list.as_array()?.first()?.clone();
+    Some((
+        newest["id"].as_str()?.to_owned(),
+        parse_rfc3339(newest["received_at"].as_str()?)?,
+    ))
+}
+
+/// A file written → revision recorded → worker running, for a plain worker and one behind a
+/// readiness check.
+fn latencies(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64) {
+    let gated_checks = "    command: [httpd, -f, -p, \"8080\"]\n    health_checks:\n      - {type: tcp, port: 8080, interval: 100ms, readiness: true, min_healthy_time: 1s}\n";
+    for (label, extra, gate) in [
+        ("plain worker", SLEEPER, 0.0),
+        ("readiness-gated worker", gated_checks, 1.0),
+    ] {
+        let mut detect = Vec::new();
+        let mut run = Vec::new();
+        for i in 0..samples {
+            let name = format!("{}{i}", if gate > 0.0 { "gated" } else { "plain" });
+            let before = newest_revision(agent).map(|(id, _)| id);
+            let written = now();
+            host.write(
+                &format!("{name}.yaml"),
+                &format!("deployments:\n{}", host.deployment(&name, extra)),
+            );
+            let mut recorded = None;
+            wait("the revision", 60, || {
+                recorded = newest_revision(agent).filter(|(id, _)| Some(id) != before.as_ref());
+                recorded.is_some()
+            });
+            let (_, recorded) = recorded.expect("recorded");
+            let mut since = None;
+            wait(&format!("{name} to run"), 120, || {
+                since = deployment_detail(agent, host, &name)
+                    .filter(|d| d["status"] == "running")
+                    .and_then(|d| parse_rfc3339(d["status_since"].as_str()?));
+                since.is_some()
+            });
+            detect.push(secs(written, recorded));
+            run.push(secs(recorded, since.expect("running")) - gate);
+        }
+        let (detect, run) = (median(detect), median(run));
+        println!("{label}:");
+        println!("  file written → revision recorded (directory watcher)   {detect:>7.3} s");
+        println!(
+            "  revision recorded → running{}      {run:>7.3} s   ×{:.2} of create+start",
+            if gate > 0.0 {
+                " (minus min_healthy_time)"
+            } else {
+                "                          "
+            },
+            run / create_start
+        );
+    }
+    println!();
+}
+
+/// `docker kill` → the replacement running, minus the crash backoff (1 s on a first death).
+fn crash(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64) {
+    let mut replace = Vec::new();
+    for i in 0..samples {
+        let name = format!("plain{i}");
+        let Some(detail) = deployment_detail(agent, host, &name) else {
+            continue;
+        };
+        let Some(victim) = detail["instances"][0]["id"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        let killed = now();
+        docker(&["kill", &victim]);
+        let mut started = None;
+        wait("the replacement", 60, || {
+            started = deployment_detail(agent, host, &name).and_then(|d| {
+                let fresh = d["instances"]
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["id"].as_str() != Some(victim.as_str()) && i["state"] != "error")?;
+                parse_rfc3339(fresh["started_at"].as_str()?)
+            });
+            started.is_some()
+        });
+        replace.push(secs(killed, started.expect("started")) - 1.0);
+    }
+    if !replace.is_empty() {
+        let replace = median(replace);
+        println!("crash → replacement started, minus the 1 s backoff        {replace:>7.3} s   ×{:.2} of create+start\n", replace / create_start);
+    }
+}
+
+/// CPU seconds (user + system) a process used so far.
+fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+fn dockerd_pid() -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-o", "-x", "dockerd"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Agent and daemon CPU over `window` with every deployment running and nothing changing,
+/// against the daemon's CPU over the same window with the agent paused.
+fn idle(agent: &AgentProcess, window: Duration) {
+    let pid = agent.child.id();
+    let daemon = dockerd_pid();
+    std::thread::sleep(Duration::from_secs(2));
+    let percent = |used: f64| used / window.as_secs_f64() * 100.0;
+    let (a0, d0) = (cpu(pid), daemon.map_or(0.0, cpu));
+    std::thread::sleep(window);
+    let (agent_used, daemon_used) = (cpu(pid) - a0, daemon.map_or(0.0, cpu) - d0);
+    Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .ok();
+    let d1 = daemon.map_or(0.0, cpu);
+    std::thread::sleep(window);
+    let paused = daemon.map_or(0.0, cpu) - d1;
+    Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status()
+        .ok();
+    let running = get_json(&agent.base, "/v1/deployments?limit=5000")
+        .map_or(0, |l| l.as_array().map_or(0, Vec::len));
+    println!(
+        "idle, {running} deployments running, over {} s:",
+        window.as_secs()
+    );
+    println!(
+        "  agent CPU                                                 {:>6.2} % of a core",
+        percent(agent_used)
+    );
+    println!(
+        "  dockerd CPU, agent running / agent paused                 {:>6.2} % / {:.2} % (added: {:+.2} points)\n",
+        percent(daemon_used),
+        percent(paused),
+        percent(daemon_used - paused)
+    );
+}
+
+/// Requests per second and p50/p99 latency from `connections` keep-alive connections over
+/// `window`.
+fn load(base: &str, path: &str, connections: usize, window: Duration) -> (f64, f64, f64) {
+    let address = base.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + window;
+    let handles: Vec<_> = (0..connections)
+        .map(|_| {
+            let (address, path) = (address.clone(), path.to_owned());
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+                stream.set_nodelay(true).ok();
+                let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
+                let mut latencies = Vec::new();
+                let mut buffer = Vec::with_capacity(1 << 16);
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    stream.write_all(request.as_bytes()).expect("write");
+                    read_response(&mut stream, &mut buffer);
+                    latencies.push(start.elapsed().as_secs_f64());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (
+        all.len() as f64 / window.as_secs_f64(),
+        pick(0.5) * 1e3,
+        pick(0.99) * 1e3,
+    )
+}
+
+/// Reads one response (head, then `Content-Length` bytes).
+fn read_response(stream: &mut std::net::TcpStream, buffer: &mut Vec<u8>) {
+    buffer.clear();
+    let mut chunk = [0u8; 65536];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "the API closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+    };
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "the API closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn api(host: &Host, agent: &AgentProcess, window: Duration, label: &str) {
+    let window = window / 3;
+    println!(
+        "status API, {label} ({} s per figure; baseline: /healthz of the same server):",
+        window.as_secs()
+    );
+    let one = format!("/v1/deployments/{}/plain0", host.ns.0);
+    for connections in [1, 32] {
+        let (base_rps, _, _) = load(&agent.base, "/healthz", connections, window);
+        for (what, path) in [
+            ("GET /v1/deployments", "/v1/deployments"),
+            ("GET one deployment", one.as_str()),
+        ] {
+            let (rps, p50, p99) = load(&agent.base, path, connections, window);
+            println!(
+                "  {what:<22} {connections:>2} conn  {rps:>9.0} req/s ×{:.2}   p50 {p50:.2} ms  p99 {p99:.2} ms",
+                rps / base_rps
+            );
+        }
+    }
+    println!();
+}
+
+/// Adds deployments with no replicas (statuses and API rows, no containers) up to `total`.
+fn zero_replicas(host: &Host, agent: &AgentProcess, total: usize) {
+    write_zero_replicas(host, total, "1");
+    settled(host, agent, total);
+}
+
+/// Waits until the namespace holds `total` deployments, every one of them running.
+fn settled(host: &Host, agent: &AgentProcess, total: usize) {
+    wait("every deployment to run", 300, || {
+        get_json(
+            &agent.base,
+            &format!("/v1/deployments?limit=5000&namespace={}", host.ns.0),
+        )
+        .and_then(|l| {
+            let l = l.as_array()?.clone();
+            Some(l.len() == total && l.iter().all(|d| d["status"] == "running"))
+        })
+        .unwrap_or(false)
+    });
+}
+
+fn write_zero_replicas(host: &Host, total: usize, version: &str) {
+    let mut text = String::from("deployments:\n");
+    let others = host.repo().read_dir().map_or(0, |d| {
+        d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "zero.yaml"))
+            .count()
+    });
+    for i in 0..total.saturating_sub(others) {
+        text.push_str(&host.deployment(
+            &format!("idle{i}"),
+            &format!("    replicas: 0\n    environment:\n      VERSION: \"{version}\"\n"),
+        ));
+    }
+    host.write("zero.yaml", &text);
+}
+
+/// RSS of the agent after each of five revisions that change every one of `total` deployments.
+fn memory(host: &Host, agent: &AgentProcess, total: usize) {
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    let mut figures = vec![format!("{:.0}", rss())];
+    for version in 2..=6 {
+        let before = newest_revision(agent).map(|(id, _)| id);
+        write_zero_replicas(host, total, &version.to_string());
+        wait("the revision", 60, || {
+            newest_revision(agent).map(|(id, _)| id) != before
+        });
+        settled(host, agent, total);
+        figures.push(format!("{:.0}", rss()));
+    }
+    println!("agent RSS (MB) with {total} deployments, then after each of 5 revisions changing all: {}\n", figures.join(" → "));
+}
