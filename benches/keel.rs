@@ -246,6 +246,37 @@ fn diff_and_plan(samples: usize) {
             base_plan,
             "(target: < 1 s at 10k)",
         );
+        // The same host after a revision that changed 1 %: those roll out.
+        let (_dir2, store2, _) = stored(&desired);
+        keel::ingest::apply_revision(
+            &store2,
+            revision("r2"),
+            one_percent.clone(),
+            keel::clock::now(),
+        )
+        .expect("applied");
+        let moved = store2
+            .reader()
+            .and_then(|r| r.stored_state())
+            .expect("read back");
+        let rollout = median(samples, || {
+            black_box(decide(&DecideInput {
+                stored: &moved,
+                memory: &memory,
+                observed: &observed,
+                policy: &policy,
+                now: keel::clock::now(),
+                held: &held,
+                open_revision: None,
+                last: &last,
+            }));
+        });
+        row(
+            &format!("plan {n}, 1 % changed (rolling out)"),
+            rollout,
+            base_plan,
+            "",
+        );
     }
     println!();
 }
