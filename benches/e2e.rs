@@ -347,29 +347,39 @@ fn load(base: &str, path: &str, connections: usize, window: Duration) -> (f64, f
     )
 }
 
-/// Reads one response (head, then `Content-Length` bytes).
-fn read_response(stream: &mut std::net::TcpStream, buffer: &mut Vec<u8>) {
-    buffer.clear();
+/// Reads one HTTP/1.1 message (head, then `Content-Length` bytes) into the front of
+/// `buffer`, keeping what follows it; its length, or `None` when the peer closed.
+fn read_message(stream: &mut std::net::TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
     let mut chunk = [0u8; 65536];
-    let (head_end, length) = loop {
-        let n = stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "the API closed the connection");
-        buffer.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (end + 4, length);
+    let mut fill = |buffer: &mut Vec<u8>| match stream.read(&mut chunk) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            Some(())
         }
     };
-    while buffer.len() < head_end + length {
-        let n = stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "the API closed the connection");
-        buffer.extend_from_slice(&chunk[..n]);
+    let end = loop {
+        match buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) => break end,
+            None => fill(buffer)?,
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while buffer.len() < end + 4 + length {
+        fill(buffer)?;
     }
+    Some(end + 4 + length)
+}
+
+/// Reads one response.
+fn read_response(stream: &mut std::net::TcpStream, buffer: &mut Vec<u8>) {
+    buffer.clear();
+    read_message(stream, buffer).expect("the API closed the connection");
 }
 
 fn api(host: &Host, agent: &AgentProcess, window: Duration, label: &str) {
@@ -488,28 +498,8 @@ impl Receiver {
 /// Answers every request on one keep-alive connection with 204.
 fn serve_hooks(mut stream: std::net::TcpStream, noted: &std::sync::Mutex<Vec<Instant>>) {
     let mut buffer = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while buffer.len() < end + 4 + length {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buffer.drain(..end + 4 + length);
+    while let Some(length) = read_message(&mut stream, &mut buffer) {
+        buffer.drain(..length);
         if let Ok(mut arrivals) = noted.lock() {
             arrivals.push(Instant::now());
         }

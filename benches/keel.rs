@@ -225,9 +225,9 @@ fn diff_and_plan(samples: usize) {
         let held = BTreeSet::new();
         let last = BTreeMap::new();
         let policy = Policy::default();
-        let plan = median(samples, || {
+        let decide_on = |stored: &StoredState| {
             black_box(decide(&DecideInput {
-                stored: &state,
+                stored,
                 memory: &memory,
                 observed: &observed,
                 policy: &policy,
@@ -236,7 +236,8 @@ fn diff_and_plan(samples: usize) {
                 open_revision: None,
                 last: &last,
             }));
-        });
+        };
+        let plan = median(samples, || decide_on(&state));
         if n == 1_000 {
             base_plan = plan;
         }
@@ -259,18 +260,7 @@ fn diff_and_plan(samples: usize) {
             .reader()
             .and_then(|r| r.stored_state())
             .expect("read back");
-        let rollout = median(samples, || {
-            black_box(decide(&DecideInput {
-                stored: &moved,
-                memory: &memory,
-                observed: &observed,
-                policy: &policy,
-                now: keel::clock::now(),
-                held: &held,
-                open_revision: None,
-                last: &last,
-            }));
-        });
+        let rollout = median(samples, || decide_on(&moved));
         row(
             &format!("plan {n}, 1 % changed (rolling out)"),
             rollout,
