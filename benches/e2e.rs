@@ -23,7 +23,17 @@ use support::host::Host;
 const SLEEPER: &str = "    command: [sleep, \"3600\"]\n";
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "quick");
+    // `memory [deployments=N] [revisions=N]` or `reconciling [deployments=N]`: only that
+    // figure, at the size asked.
+    let number = |key: &str, default: usize| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let memory_only = args.iter().any(|a| a == "memory");
     let samples = if quick { 3 } else { 7 };
     let window = Duration::from_secs(if quick { 10 } else { 30 });
     let host = Host::new();
@@ -38,6 +48,18 @@ fn main() {
     let agent = host.start_on("agent", host.repo().to_str().unwrap_or(""), &config, "warn");
     wait("the API", 30, || api_up(&agent));
     println!("keel end-to-end benchmarks ({samples} samples; median; ratio to the baseline)\n");
+    if args.iter().any(|a| a == "reconciling") {
+        let many = number("deployments", 1000);
+        zero_replicas(&host, &agent, many);
+        api_while_reconciling(&host, &agent, window, many);
+        return;
+    }
+    if memory_only {
+        let many = number("deployments", 1000);
+        zero_replicas(&host, &agent, many);
+        memory(&host, &agent, many, number("revisions", 5));
+        return;
+    }
 
     let create_start = docker_create_start(&host, samples);
     println!("baseline: Docker's own create + start of the same container: {create_start:.3} s\n");
@@ -56,7 +78,8 @@ fn main() {
     deliveries(&receiver, delivered_before, window);
     idle(&agent, window);
     api(&host, &agent, window, &format!("{many} deployments"));
-    memory(&host, &agent, many);
+    api_while_reconciling(&host, &agent, window, many);
+    memory(&host, &agent, many, 5);
     drop(agent);
     push_receiver(samples);
 }
@@ -411,38 +434,48 @@ fn zero_replicas(host: &Host, agent: &AgentProcess, total: usize) {
     settled(host, agent, total);
 }
 
-/// Waits until the namespace holds `total` deployments, every one of them running.
+/// Waits until the namespace holds `total` deployments, every one of them running (counted
+/// by `/v1/namespaces`, which is not paged).
 fn settled(host: &Host, agent: &AgentProcess, total: usize) {
-    wait("every deployment to run", 300, || {
-        get_json(
-            &agent.base,
-            &format!("/v1/deployments?limit=5000&namespace={}", host.ns.0),
-        )
-        .and_then(|l| {
-            let l = l.as_array()?.clone();
-            Some(l.len() == total && l.iter().all(|d| d["status"] == "running"))
-        })
-        .unwrap_or(false)
+    wait("every deployment to run", 900, || {
+        get_json(&agent.base, "/v1/namespaces")
+            .and_then(|l| {
+                let ns = l
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["name"] == host.ns.0.as_str())?
+                    .clone();
+                let running = ns["by_status"]["running"].as_u64().unwrap_or(0) as usize;
+                Some(ns["deployments"].as_u64()? as usize == total && running == total)
+            })
+            .unwrap_or(false)
     });
 }
 
+/// Deployments with no replicas, in files of 500 (the loader's per-file size limit is 1 MiB),
+/// so that the namespace holds `total` deployments with the ones other files declare.
 fn write_zero_replicas(host: &Host, total: usize, version: &str) {
-    let mut text = String::from("deployments:\n");
+    let zero = |name: &std::ffi::OsStr| name.to_string_lossy().starts_with("zero-");
     let others = host.repo().read_dir().map_or(0, |d| {
-        d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "zero.yaml"))
+        d.filter(|e| e.as_ref().is_ok_and(|e| !zero(&e.file_name())))
             .count()
     });
-    for i in 0..total.saturating_sub(others) {
-        text.push_str(&host.deployment(
-            &format!("idle{i}"),
-            &format!("    replicas: 0\n    environment:\n      VERSION: \"{version}\"\n"),
-        ));
+    let wanted = total.saturating_sub(others);
+    for (file, start) in (0..wanted).step_by(500).enumerate() {
+        let mut text = String::from("deployments:\n");
+        for i in start..(start + 500).min(wanted) {
+            text.push_str(&host.deployment(
+                &format!("idle{i}"),
+                &format!("    replicas: 0\n    environment:\n      VERSION: \"{version}\"\n"),
+            ));
+        }
+        host.write(&format!("zero-{file:03}.yaml"), &text);
     }
-    host.write("zero.yaml", &text);
 }
 
-/// RSS of the agent after each of five revisions that change every one of `total` deployments.
-fn memory(host: &Host, agent: &AgentProcess, total: usize) {
+/// RSS of the agent after each of `revisions` revisions that change every one of `total`
+/// deployments.
+fn memory(host: &Host, agent: &AgentProcess, total: usize, revisions: usize) {
     let rss = || {
         std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
             .unwrap_or_default()
@@ -452,7 +485,7 @@ fn memory(host: &Host, agent: &AgentProcess, total: usize) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     let mut figures = vec![format!("{:.0}", rss())];
-    for version in 2..=6 {
+    for version in 2..=revisions + 1 {
         let before = newest_revision(agent).map(|(id, _)| id);
         write_zero_replicas(host, total, &version.to_string());
         wait("the revision", 60, || {
@@ -461,7 +494,10 @@ fn memory(host: &Host, agent: &AgentProcess, total: usize) {
         settled(host, agent, total);
         figures.push(format!("{:.0}", rss()));
     }
-    println!("agent RSS (MB) with {total} deployments, then after each of 5 revisions changing all: {}\n", figures.join(" → "));
+    println!(
+        "agent RSS (MB) with {total} deployments, then after each of {revisions} revisions changing all: {}\n",
+        figures.join(" → ")
+    );
 }
 
 fn base64_of(bytes: &[u8]) -> String {
@@ -603,4 +639,19 @@ fn push_receiver(samples: usize) {
         detect.push(secs(pushed, recorded.expect("recorded").1));
     }
     println!("commit → revision recorded via the signed push receiver (Git source)  {:>6.3} s   (target ≤ 1 s)\n", median(detect));
+}
+
+/// The first page of 20 deployments from 32 connections while a revision that changes all of
+/// `total` deployments is applied and settles (every write invalidates the rendered views).
+fn api_while_reconciling(host: &Host, agent: &AgentProcess, window: Duration, total: usize) {
+    let window = window / 3;
+    let (base_rps, _, _) = load(&agent.base, "/healthz", 32, window);
+    write_zero_replicas(host, total, "reconciling");
+    let (rps, p50, p99) = load(&agent.base, "/v1/deployments?limit=20", 32, window);
+    let revision = newest_revision(agent).map(|(id, _)| id).unwrap_or_default();
+    settled(host, agent, total);
+    println!(
+        "status API while a revision changing {total} deployments is applied ({revision:.12}), 32 conn:\n  GET /v1/deployments?limit=20   {rps:>9.0} req/s ×{:.2}   p50 {p50:.2} ms  p99 {p99:.2} ms\n",
+        rps / base_rps
+    );
 }

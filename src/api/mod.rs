@@ -93,11 +93,20 @@ impl ApiState {
     }
 
     /// Every deployment's summary, rendered: from the cache unless the store was written since.
+    /// One request rebuilds it; while it does, the others get the previous rendering (stale by
+    /// that one rebuild at most) instead of queueing behind it — a reconciling agent writes
+    /// often, and readers must not pay for each write.
     async fn deployment_list(self: &Arc<Self>) -> Result<Arc<rendered::List>, ApiError> {
         if let Some(list) = self.views.list(self.views.count()) {
             return Ok(list);
         }
-        let _one = self.rebuilding.lock().await;
+        let _one = match self.rebuilding.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.views.latest_list() {
+                Some(stale) => return Ok(stale),
+                None => self.rebuilding.lock().await,
+            },
+        };
         let count = self.views.count();
         if let Some(list) = self.views.list(count) {
             return Ok(list);

@@ -6,8 +6,9 @@
 //! with one read of the store, a detail with two indexed queries (its cost does not depend on
 //! how many deployments exist). Nothing is rebuilt while nobody asks.
 //!
-//! Invariant: a cached view is never newer than its count says is fine, and never older: the
-//! count is read before the data, and bumped after each write commits.
+//! Invariant: a cached view is never older than its count says: the count is read before the
+//! data, and bumped after each write commits. The one exception is deliberate: while one
+//! request rebuilds the list, concurrent ones get the previous rendering (`latest_list`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -114,6 +115,11 @@ impl Views {
             (Some((at, list)), Some(now)) if *at == now => Some(list.clone()),
             _ => None,
         }
+    }
+
+    /// The last list rendered, whatever the store did since.
+    pub fn latest_list(&self) -> Option<Arc<List>> {
+        lock(&self.list).as_ref().map(|(_, list)| list.clone())
     }
 
     pub fn keep_list(&self, count: Option<u64>, list: Arc<List>) {

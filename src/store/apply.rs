@@ -131,24 +131,35 @@ fn revision_changed(
 }
 
 /// The deployments revision `id` is made of — those the latest revision declares, and those
-/// `id` changed — with their status and the message of their last status change.
+/// `id` changed — with their status and the message of their last status change. Reads only
+/// those columns: no spec is parsed (this runs on every change of a revision's state).
 fn outcomes(tx: &Connection, id: &str) -> Result<Vec<DeploymentOutcome>, StoreError> {
-    let state = deployments::load_all(tx)?;
-    state
-        .deployments
-        .values()
-        .filter(|d| d.in_revision || d.revision == id)
-        .map(|d| {
-            Ok(DeploymentOutcome {
-                namespace: d.id.namespace.clone(),
-                name: d.id.name.clone(),
-                status: d.status,
-                restart_count: d.restart_count,
-                declared: d.in_revision,
-                message: events::last_status_message(tx, &d.uuid)?,
-            })
+    let mut stmt = tx.prepare_cached(
+        "SELECT uuid, namespace, name, status, restart_count, in_revision FROM deployments
+         WHERE in_revision = 1 OR revision = ?1 ORDER BY namespace, name",
+    )?;
+    let rows = stmt.query_map([id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, u32>(4)?,
+            row.get::<_, bool>(5)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (uuid, namespace, name, status, restart_count, declared) = row?;
+        Ok(DeploymentOutcome {
+            namespace,
+            name,
+            status: super::parse_column("deployments.status", status)?,
+            restart_count,
+            declared,
+            message: events::last_status_message(tx, &uuid)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 fn apply_item(
