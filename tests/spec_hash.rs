@@ -152,3 +152,38 @@ fn the_hash_is_sha256_hex() {
         .bytes()
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
+
+#[test]
+fn ring_volume_fields_that_change_nothing_hash_the_same() {
+    let with = |fields: &str| {
+        BASE.to_owned()
+            + "    volumes:\n      - type: secret\n        source: db\n        destination: /run/db\n"
+            + fields
+            + "      - type: bind\n        source: /srv\n        destination: /srv\n"
+            + &fields.replace("permission: ro", "permission: rw")
+    };
+    let plain = hash_of(&[("a.yaml", &with(""))]);
+    let ring = hash_of(&[(
+        "a.yaml",
+        &with("        driver: local\n        permission: ro\n"),
+    )]);
+    assert_eq!(
+        plain, ring,
+        "driver: local and the default permission mean nothing more"
+    );
+}
+
+/// A spec written before `permission` became optional keeps its hash: the canonical document
+/// still writes `"permission": "rw"` for a volume that does not say (no upgrade rolls anything).
+#[test]
+fn an_unset_volume_permission_is_still_written_as_rw() {
+    let text = BASE.replace("replicas: 2", "replicas: 1")
+        + "    volumes:\n      - {type: volume, source: data, destination: /data}\n";
+    let entries = vec![SnapshotEntry::File {
+        path: "a.yaml".into(),
+        bytes: text.into_bytes(),
+    }];
+    let loaded = manifest::load(&entries, &Limits::default()).unwrap();
+    let canonical = loaded.state.deployments[&DeploymentId::new("demo", "web")].canonical();
+    assert_eq!(canonical["spec"]["volumes"][0]["permission"], "rw");
+}

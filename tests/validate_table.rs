@@ -120,6 +120,24 @@ fn cases() -> Vec<Case> {
         Case { valid: true, ..one("job_with_several_replicas_is_only_a_warning", web("    kind: job\n    replicas: 3\n"), vec![
             "app.yaml:7:15: deployments.web.replicas: warning: a job with 3 replicas runs 3 copies of the same task; is that intended?",
         ]) },
+        // Ring's volume fields on every volume type.
+        Case { valid: true, ..one("ring_driver_local_on_a_secret_volume_is_only_a_warning", web("    volumes:\n      - type: secret\n        source: db-password\n        destination: /run/secrets/db\n        driver: local\n        permission: ro\n"), vec![
+            "app.yaml:10:17: deployments.web.volumes[0].driver: warning: driver: local has no effect on a secret volume (Ring requires the field; keel ignores it here)",
+        ]) },
+        one("ring_driver_nfs_is_refused", web("    volumes:\n      - type: volume\n        source: data\n        destination: /data\n        driver: nfs\n"), vec![
+            "app.yaml:10:17: deployments.web.volumes[0].driver: driver nfs is not supported: keel mounts local storage only; mount the share on the host and use a bind volume below a path the agent allows",
+        ]),
+        one("a_secret_volume_cannot_be_read_write", web("    volumes:\n      - type: secret\n        source: db-password\n        destination: /run/secrets/db\n        permission: rw\n"), vec![
+            "app.yaml:10:21: deployments.web.volumes[0].permission: secret volumes are always read-only; write permission: ro or leave it out",
+        ]),
+        one("another_driver_applies_to_named_volumes_only", web("    volumes:\n      - type: bind\n        source: /srv/data\n        destination: /data\n        driver: rexray\n"), vec![
+            "app.yaml:10:17: deployments.web.volumes[0].driver: driver \"rexray\" only applies to type: volume",
+        ]),
+        // Ring's list form of labels.
+        Case { valid: true, ..one("ring_labels_as_a_list_of_one_entry_maps", web("    labels:\n      - traefik.enable: \"true\"\n      - app: web\n"), vec![]) },
+        one("a_label_list_entry_holds_one_label", web("    labels:\n      - {a: \"1\", b: \"2\"}\n"), vec![
+            "app.yaml:7:9: deployments.web.labels[0]: a label list entry holds one label (- key: value); put the others in entries of their own",
+        ]),
         one("published_port_zero_is_rejected", web("    ports:\n      - published: 0\n        target: 80\n"), vec![
             "app.yaml:7:20: deployments.web.ports[0].published: port must be between 1 and 65535, got 0",
         ]),
@@ -368,4 +386,25 @@ fn ten_thousand_deployments_in_one_document_are_no_alias_bomb() {
     let loaded = keel::manifest::load(&entries, &limits)
         .unwrap_or_else(|d| panic!("{:?}", &d[..d.len().min(3)]));
     assert_eq!(loaded.state.deployments.len(), 10_000);
+}
+
+#[test]
+fn ring_list_labels_read_into_the_same_map_as_a_map() {
+    let load = |text: String| {
+        let entries = vec![keel::model::snapshot::SnapshotEntry::File {
+            path: "app.yaml".into(),
+            bytes: text.into_bytes(),
+        }];
+        let loaded = manifest::load(&entries, &Limits::default()).expect("valid");
+        let web = keel::model::desired::DeploymentId::new("demo", "web");
+        loaded.state.deployments[&web].spec.labels.clone()
+    };
+    let list = load(web(
+        "    labels:\n      - traefik.enable: \"true\"\n      - app: web\n",
+    ));
+    let map = load(web(
+        "    labels:\n      traefik.enable: \"true\"\n      app: web\n",
+    ));
+    assert_eq!(list, map);
+    assert_eq!(list.0.len(), 2);
 }

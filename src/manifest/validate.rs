@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::model::diagnostic::Severity;
 use crate::model::manifest::{
     CheckKind, ConfigDecl, DeploymentDecl, EnvValue, HealthCheck, NamespaceDecl, NetworkMode,
-    Permission, Port, RuntimeKind, VmSpec, VolumeKind, WorkloadKind,
+    Permission, Port, RuntimeKind, VmSpec, Volume, VolumeKind, WorkloadKind,
 };
 
 /// The most replicas one deployment may ask for.
@@ -388,7 +388,7 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
                 }
             }
             VolumeKind::Volume => {
-                if v.permission == Permission::Rw && d.replicas > 1 {
+                if v.effective_permission() == Permission::Rw && d.replicas > 1 {
                     r.error(
                         at!["volumes", i],
                         format!(
@@ -412,12 +412,54 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
                 }
             }
         }
-        if v.driver.is_some() && v.kind != VolumeKind::Volume {
+        volume_driver(i, v, r);
+        let read_only_kind = matches!(v.kind, VolumeKind::Config | VolumeKind::Secret);
+        if read_only_kind && v.permission == Some(Permission::Rw) {
             r.error(
-                at!["volumes", i, "driver"],
-                "\"driver\" only applies to type: volume",
+                at!["volumes", i, "permission"],
+                format!(
+                    "{} volumes are always read-only; write permission: ro or leave it out",
+                    kind_name(v.kind)
+                ),
             );
         }
+    }
+}
+
+/// Ring's `driver` on any volume: `local` is a no-op where it means nothing (a warning), `nfs`
+/// is refused, another Docker plugin applies to named volumes only.
+fn volume_driver(i: usize, v: &Volume, r: &mut Report) {
+    let Some(driver) = v.driver.as_deref() else {
+        return;
+    };
+    let at = || at!["volumes", i, "driver"];
+    match (driver, v.kind) {
+        ("nfs", _) => r.error(
+            at(),
+            "driver nfs is not supported: keel mounts local storage only; mount the share on the host and use a bind volume below a path the agent allows",
+        ),
+        ("local", VolumeKind::Volume) => {}
+        ("local", VolumeKind::Bind | VolumeKind::Config | VolumeKind::Secret) => r.warning(
+            at(),
+            format!(
+                "driver: local has no effect on a {} volume (Ring requires the field; keel ignores it here)",
+                kind_name(v.kind)
+            ),
+        ),
+        (_, VolumeKind::Volume) => {}
+        (other, VolumeKind::Bind | VolumeKind::Config | VolumeKind::Secret) => r.error(
+            at(),
+            format!("driver {other:?} only applies to type: volume"),
+        ),
+    }
+}
+
+fn kind_name(kind: VolumeKind) -> &'static str {
+    match kind {
+        VolumeKind::Bind => "bind",
+        VolumeKind::Volume => "named",
+        VolumeKind::Config => "config",
+        VolumeKind::Secret => "secret",
     }
 }
 

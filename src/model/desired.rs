@@ -159,8 +159,19 @@ pub fn canonical_json(
 fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
     for volume in &mut spec.volumes {
         match volume.kind {
-            VolumeKind::Config | VolumeKind::Secret => volume.permission = Permission::Ro,
-            VolumeKind::Bind | VolumeKind::Volume => {}
+            VolumeKind::Config | VolumeKind::Secret => {
+                volume.permission = Some(Permission::Ro);
+                // `driver: local` changes nothing here (Ring writes it on every volume).
+                if volume.driver.as_deref() == Some("local") {
+                    volume.driver = None;
+                }
+            }
+            VolumeKind::Bind => {
+                if volume.driver.as_deref() == Some("local") {
+                    volume.driver = None;
+                }
+            }
+            VolumeKind::Volume => {}
         }
     }
     for check in &mut spec.health_checks {

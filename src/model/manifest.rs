@@ -99,7 +99,7 @@ pub struct DeploymentDecl {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Port>,
     /// Labels put on the container or VM (besides keel's own `keel.*` labels): a map, or a
-    /// list of `key=value` strings as Ring writes them.
+    /// list of one-entry maps (`- traefik.enable: "true"`) as Ring's examples write them.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
     /// CPU and memory limits and requests. On `cloud-hypervisor`, `limits.cpu` is the vCPU
@@ -284,8 +284,9 @@ impl<'de> Deserialize<'de> for EnvValue {
     }
 }
 
-/// Labels: a map of key → value. Ring also writes them as a list of `key=value` strings or one
-/// `key=value,key=value` string; both are read into the same map.
+/// Labels: a map of key → value. Ring's examples write them as a list of one-entry maps
+/// (`- traefik.enable: "true"`); a list of `key=value` strings and one `key=value,key=value`
+/// string are read too. Every form is read into the same map.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[schemars(transparent)]
 #[serde(transparent)]
@@ -299,10 +300,13 @@ impl Labels {
 
 fn labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
-        "description": "A map of key → value, or a list of \"key=value\" strings.",
+        "description": "A map of key → value, or (as Ring writes them) a list of one-entry maps such as `- traefik.enable: \"true\"`; a list of \"key=value\" strings is read too.",
         "anyOf": [
             {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-            {"type": "array", "items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+            {"type": "array", "items": {"anyOf": [
+                {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                {"type": "string", "pattern": "^[^=]+=.*$"}
+            ]}},
             {"type": "string"}
         ]
     })
@@ -311,32 +315,21 @@ fn labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct LabelsVisitor;
-        fn split<E: de::Error>(pair: &str) -> Result<(String, String), E> {
-            match pair.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    Ok((k.trim().to_owned(), v.trim().to_owned()))
-                }
-                _ => Err(E::custom(format!(
-                    "label {pair:?} is not of the form key=value"
-                ))),
-            }
-        }
         impl<'de> Visitor<'de> for LabelsVisitor {
             type Value = Labels;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of labels or a list of \"key=value\" strings")
+                f.write_str("a map of labels, or a list of one-entry maps or \"key=value\" strings")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Labels, E> {
                 v.split(',')
                     .filter(|p| !p.trim().is_empty())
-                    .map(split)
+                    .map(split_label)
                     .collect::<Result<_, E>>()
                     .map(Labels)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Labels, A::Error> {
                 let mut out = BTreeMap::new();
-                while let Some(pair) = seq.next_element::<String>()? {
-                    let (k, v) = split(&pair)?;
+                while let Some(LabelItem(k, v)) = seq.next_element::<LabelItem>()? {
                     out.insert(k, v);
                 }
                 Ok(Labels(out))
@@ -350,6 +343,48 @@ impl<'de> Deserialize<'de> for Labels {
             }
         }
         deserializer.deserialize_any(LabelsVisitor)
+    }
+}
+
+/// `key=value` → (key, value), both trimmed.
+fn split_label<E: de::Error>(pair: &str) -> Result<(String, String), E> {
+    match pair.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(E::custom(format!(
+            "label {pair:?} is not of the form key=value"
+        ))),
+    }
+}
+
+/// One entry of a label list: a one-entry map (`- key: value`, Ring's form) or `"key=value"`.
+struct LabelItem(String, String);
+
+impl<'de> Deserialize<'de> for LabelItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = LabelItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a one-entry map (- key: value) or a \"key=value\" string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelItem, E> {
+                split_label(v).map(|(k, value)| LabelItem(k, value))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelItem, A::Error> {
+                let Some((k, v)) = map.next_entry::<String, String>()? else {
+                    return Err(de::Error::custom(
+                        "an empty map in a label list; write - key: value",
+                    ));
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "a label list entry holds one label (- key: value); put the others in entries of their own",
+                    ));
+                }
+                Ok(LabelItem(k, v))
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
     }
 }
 
@@ -413,12 +448,35 @@ pub struct Volume {
     /// For `config`: which key of the config's data to mount as the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The volume driver for `volume` (default `local`).
+    /// The volume driver (default `local`). Ring requires it on every volume: `local` is
+    /// accepted on every type (on `bind`, `config` and `secret` it changes nothing); `nfs` is
+    /// not supported; another Docker volume plugin applies to `volume` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    /// `rw` (default) or `ro`. `config` and `secret` volumes are always read-only.
-    #[serde(default)]
-    pub permission: Permission,
+    /// `rw` (default) or `ro`. `config` and `secret` volumes are always read-only: `ro` is
+    /// accepted there (Ring requires the field), `rw` is an error.
+    #[serde(default, serialize_with = "serialize_permission")]
+    pub permission: Option<Permission>,
+}
+
+impl Volume {
+    /// The permission it is mounted with: `config` and `secret` are read-only whatever is
+    /// written; otherwise what is written, read-write by default.
+    pub fn effective_permission(&self) -> Permission {
+        match self.kind {
+            VolumeKind::Config | VolumeKind::Secret => Permission::Ro,
+            VolumeKind::Bind | VolumeKind::Volume => self.permission.unwrap_or_default(),
+        }
+    }
+}
+
+/// Writes the permission always (`rw` when unset), as keel always has: the canonical document,
+/// and so every spec hash, stays what it was.
+fn serialize_permission<S: serde::Serializer>(
+    permission: &Option<Permission>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    permission.unwrap_or_default().serialize(serializer)
 }
 
 /// What a volume mounts.

@@ -138,7 +138,7 @@ fn mounts(spec: &InstanceSpec, settings: &Settings) -> Result<Vec<Mount>, Runtim
 }
 
 fn mount(spec: &InstanceSpec, settings: &Settings, v: &Volume) -> Result<Mount, RuntimeError> {
-    let read_only = Some(v.permission == Permission::Ro);
+    let read_only = Some(v.effective_permission() == Permission::Ro);
     let bind = |source: PathBuf, read_only: Option<bool>| Mount {
         target: Some(v.destination.clone()),
         source: Some(source.display().to_string()),
