@@ -184,36 +184,37 @@ pub async fn run(
         stopped.clone(),
     ));
 
-    let failed = tokio::select! {
+    let ended_early = tokio::select! {
         _ = shutdown => None,
         ended = &mut controller_task => Some(ended),
     };
-    if let Some(ended) = failed {
-        let error = match ended {
-            Ok(Err(error)) => error,
-            Ok(Ok(())) => anyhow::anyhow!("the controller stopped"),
-            Err(join) => anyhow::Error::from(join).context("the controller task failed"),
-        };
-        source_task.abort();
-        let _ = stop.send(true);
-        let _ = server_task.await;
-        return Err(error);
+    if ended_early.is_none() {
+        tracing::info!("shutting down: no new revisions; containers keep running and are adopted on the next start");
     }
-    tracing::info!("shutting down: no new revisions; containers keep running and are adopted on the next start");
+    // The same orderly stop either way, so that a failed controller still lets the ingest
+    // finish what it holds, the notifier stop between deliveries and the node name go back.
     // A Git poll in flight is abandoned; the ingest finishes what it holds and ends with it.
     source_task.abort();
     let _ = ingest_task.await;
     let _ = stop.send(true);
-    controller_task
-        .await
-        .context("the controller task failed")??;
-    server_task.await.context("the API task failed")?;
+    let controlled = match ended_early {
+        Some(Ok(Err(error))) => Err(error),
+        Some(Ok(Ok(()))) => Err(anyhow::anyhow!("the controller stopped")),
+        Some(Err(join)) => Err(anyhow::Error::from(join).context("the controller task failed")),
+        None => controller_task
+            .await
+            .context("the controller task failed")
+            .and_then(|ended| ended),
+    };
+    let served = server_task.await.context("the API task failed");
     let _ = notifier_task.await;
     for runtime in &runtimes {
         if let Err(error) = runtime.release(&holder).await {
             tracing::warn!(runtime = %runtime.kind(), %error, "cannot give the node name back; the next agent on this host takes it over");
         }
     }
+    controlled?;
+    served?;
     Ok(())
 }
 
