@@ -12,7 +12,7 @@
 //!                                 │
 //!         ┌───────────────────────┘
 //!         ▼
-//!  reconcile::controller  (level-triggered: tick + wake-ups from ingest, runtime events, probes)
+//!  reconcile::controller  (level-triggered: wake-ups from ingest, runtime events, probes, due timers; slow resync)
 //!    observe → decide(&DecideInput) [PURE, wraps plan] → store (status + events + outbox, one
 //!    tx) → executor (runs each complete action on the runtime it names)
 //!         │                                      │
