@@ -579,7 +579,6 @@ fn deliveries(receiver: &Receiver, before: usize, window: Duration) {
 /// A commit announced by a signed GitHub push → the revision recorded, for an agent on a Git
 /// repository that otherwise polls once an hour.
 fn push_receiver(samples: usize) {
-    use hmac::Mac;
     let host = Host::new();
     let repo = support::git::Repo::new();
     repo.write(
@@ -597,15 +596,6 @@ fn push_receiver(samples: usize) {
     wait("the first revision", 60, || {
         newest_revision(&agent).is_some()
     });
-    let body = "{\"ref\":\"refs/heads/main\"}";
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("a key");
-    mac.update(body.as_bytes());
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let mut detect = Vec::new();
     for i in 0..samples {
         repo.write(
@@ -620,16 +610,7 @@ fn push_receiver(samples: usize) {
         );
         let sha = repo.commit(&format!("change {i}"));
         let pushed = now();
-        let (status, _) = support::binary::request(
-            &agent.base,
-            "POST",
-            "/v1/hooks/github",
-            &[
-                ("X-Hub-Signature-256", format!("sha256={signature}")),
-                ("Content-Type", "application/json".into()),
-            ],
-            body.as_bytes(),
-        );
+        let (status, _) = support::binary::push_hook(&agent.base, "main", secret);
         assert_eq!(status, 202, "the push hook");
         let mut recorded = None;
         wait("the pushed revision", 60, || {

@@ -8,9 +8,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use support::binary::{free_port, get_json, request, wait_for};
+use support::binary::{free_port, get_json, push_hook, request, wait_for};
 use support::docker::{ensure_image, Namespace, IMAGE};
 use support::git::Repo;
 
@@ -71,28 +69,6 @@ fn start(repo: &Repo, ns: &Namespace) -> Agent {
         base: format!("http://127.0.0.1:{port}"),
         _state: state,
     }
-}
-
-fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
-    let body = format!("{{\"ref\":\"refs/heads/{branch}\"}}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    request(
-        base,
-        "POST",
-        "/v1/hooks/github",
-        &[
-            ("X-Hub-Signature-256", format!("sha256={signature}")),
-            ("Content-Type", "application/json".into()),
-        ],
-        body.as_bytes(),
-    )
 }
 
 #[test]

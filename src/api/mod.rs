@@ -353,18 +353,22 @@ fn status_filter(pairs: &[(String, String)]) -> Result<Vec<DeploymentStatus>, Ap
 
 /// `limit` (1–500, default 50) and the `before` cursor of a paged list.
 fn paging(pairs: &[(String, String)]) -> Result<(i64, Option<i64>), ApiError> {
-    let number = |key: &str, default: i64| -> Result<i64, ApiError> {
-        single(pairs, key).map_or(Ok(default), |v| {
+    let limit = number(pairs, "limit")?.unwrap_or(50).clamp(1, 500);
+    Ok((limit, number(pairs, "before")?))
+}
+
+/// The whole number given as `key`, if any.
+fn number<T: std::str::FromStr>(
+    pairs: &[(String, String)],
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    single(pairs, key)
+        .map(|v| {
             v.parse().map_err(|_| {
                 ApiError::BadRequest(format!("{key} must be a whole number, got {v:?}"))
             })
         })
-    };
-    let limit = number("limit", 50)?.clamp(1, 500);
-    let before = single(pairs, "before")
-        .map(|_| number("before", 0))
-        .transpose()?;
-    Ok((limit, before))
+        .transpose()
 }
 
 fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -419,13 +423,9 @@ async fn deployments(
 
 /// `limit` (1–5000, default 500) and the `after=<namespace>/<name>` cursor of the list.
 fn list_paging(pairs: &[(String, String)]) -> Result<(usize, Option<(String, String)>), ApiError> {
-    let limit = match single(pairs, "limit") {
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            ApiError::BadRequest(format!("limit must be a whole number, got {v:?}"))
-        })?,
-        None => DEFAULT_PAGE,
-    }
-    .clamp(1, 5000);
+    let limit = number(pairs, "limit")?
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, 5000);
     let after = single(pairs, "after")
         .map(|v| {
             v.split_once('/')
@@ -455,7 +455,8 @@ fn next_link(pairs: &[(String, String)], last: &DeploymentSummary) -> String {
     format!("</v1/deployments?{}>; rel=\"next\"", query.join("&"))
 }
 
-fn percent_encode(text: &str) -> String {
+/// Escapes what a query value cannot hold as is (the inverse of `percent_decode`).
+pub fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

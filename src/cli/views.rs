@@ -362,7 +362,7 @@ pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCo
     query.extend(
         args.endpoint
             .iter()
-            .map(|e| format!("endpoint={}", percent_encode(e))),
+            .map(|e| format!("endpoint={}", crate::api::percent_encode(e))),
     );
     let path = format!("/v1/deliveries?{}", query.join("&"));
     let (raw, page) = block_on(fetch::<DeliveryPage>(api, &path))?;
@@ -392,19 +392,6 @@ pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCo
         ],
         rows.collect(),
     )
-}
-
-/// Escapes what a query value cannot hold as is.
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// Exit 0 when the revision succeeded; 1 when it failed, is invalid or superseded, or on timeout.

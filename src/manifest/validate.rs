@@ -419,7 +419,7 @@ fn volumes(d: &DeploymentDecl, r: &mut Report) {
                 at!["volumes", i, "permission"],
                 format!(
                     "{} volumes are always read-only; write permission: ro or leave it out",
-                    kind_name(v.kind)
+                    v.kind.as_str()
                 ),
             );
         }
@@ -443,7 +443,7 @@ fn volume_driver(i: usize, v: &Volume, r: &mut Report) {
             at(),
             format!(
                 "driver: local has no effect on a {} volume (Ring requires the field; keel ignores it here)",
-                kind_name(v.kind)
+                v.kind.as_str()
             ),
         ),
         (_, VolumeKind::Volume) => {}
@@ -451,15 +451,6 @@ fn volume_driver(i: usize, v: &Volume, r: &mut Report) {
             at(),
             format!("driver {other:?} only applies to type: volume"),
         ),
-    }
-}
-
-fn kind_name(kind: VolumeKind) -> &'static str {
-    match kind {
-        VolumeKind::Bind => "bind",
-        VolumeKind::Volume => "named",
-        VolumeKind::Config => "config",
-        VolumeKind::Secret => "secret",
     }
 }
 

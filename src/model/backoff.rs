@@ -13,8 +13,7 @@ pub fn delay(attempts: u32, base: Duration, max: Duration) -> Duration {
 
 /// `now + delay(attempts)`.
 pub fn next_attempt(now: Timestamp, attempts: u32, base: Duration, max: Duration) -> Timestamp {
-    let wait = i64::try_from(delay(attempts, base, max).as_millis()).unwrap_or(i64::MAX);
-    Timestamp(now.0.saturating_add(wait))
+    now.plus(delay(attempts, base, max))
 }
 
 #[cfg(test)]

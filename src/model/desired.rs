@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{
-    ConfigData, DeploymentConfig, DeploymentDecl, Labels, Network, Permission, Resources,
-    VolumeKind, DEFAULT_MIN_HEALTHY_TIME,
+    ConfigData, DeploymentConfig, DeploymentDecl, Labels, Network, Resources, VolumeKind,
+    DEFAULT_MIN_HEALTHY_TIME,
 };
 use super::units::Duration;
 
@@ -158,20 +158,10 @@ pub fn canonical_json(
 /// Writes defaults one way only, so that equal meanings serialize (and hash) equally.
 fn normalize(mut spec: DeploymentDecl) -> DeploymentDecl {
     for volume in &mut spec.volumes {
-        match volume.kind {
-            VolumeKind::Config | VolumeKind::Secret => {
-                volume.permission = Some(Permission::Ro);
-                // `driver: local` changes nothing here (Ring writes it on every volume).
-                if volume.driver.as_deref() == Some("local") {
-                    volume.driver = None;
-                }
-            }
-            VolumeKind::Bind => {
-                if volume.driver.as_deref() == Some("local") {
-                    volume.driver = None;
-                }
-            }
-            VolumeKind::Volume => {}
+        volume.permission = Some(volume.effective_permission());
+        // `driver: local` means nothing but on a named volume (Ring writes it on every one).
+        if volume.kind != VolumeKind::Volume && volume.driver.as_deref() == Some("local") {
+            volume.driver = None;
         }
     }
     for check in &mut spec.health_checks {

@@ -493,6 +493,17 @@ pub enum VolumeKind {
     Secret,
 }
 
+impl VolumeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeKind::Bind => "bind",
+            VolumeKind::Volume => "volume",
+            VolumeKind::Config => "config",
+            VolumeKind::Secret => "secret",
+        }
+    }
+}
+
 /// Read-write or read-only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -21,10 +21,12 @@ impl Timestamp {
 
     /// This instant plus `d` (saturating: a far deadline is "never", not a wrap-around).
     pub fn plus(self, d: super::units::Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(millis(d)))
+    }
+
+    /// This instant minus `d` (saturating).
+    pub fn minus(self, d: super::units::Duration) -> Self {
+        Self(self.0.saturating_sub(millis(d)))
     }
 
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T04:36:00.000Z`.
@@ -47,6 +49,10 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
     }
+}
+
+fn millis(d: super::units::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Days since the epoch → (year, month, day) in the proleptic Gregorian calendar

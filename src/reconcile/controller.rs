@@ -32,8 +32,7 @@ use super::executor::{Executor, Limits, Runtimes};
 use super::plan::{Observed, Policy};
 use super::readiness;
 
-/// How soon a pass that failed (the store was busy, say), or that found a runtime that does
-/// not answer, is tried again.
+/// How soon a pass that failed (the store was busy, say) is tried again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
 /// What the controller last saw of each runtime, shared with the API.
@@ -268,17 +267,10 @@ impl Controller {
         for id in &purge {
             self.last.remove(id);
         }
-        // A runtime that cannot be listed is asked again soon, not at the resync: its
-        // deployments hold until it answers.
-        let unavailable = observed.runtimes.values().any(|o| match o {
-            RuntimeObservation::Unavailable { .. } => true,
-            RuntimeObservation::Listed(_) | RuntimeObservation::Disabled { .. } => false,
-        });
-        let retry = unavailable.then(|| now.plus(RETRY_AFTER_FAILURE));
         let summary = PassSummary {
             actions: actions.len(),
             persisted,
-            wake_at: [wake_at, retry].into_iter().flatten().min(),
+            wake_at,
         };
         self.execute(actions);
         self.sync_probes(probes);

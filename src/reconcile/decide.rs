@@ -20,8 +20,9 @@ use crate::model::plan::{Action, Outcome};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{live_instances, RevisionRecord, StoredState};
 use crate::model::time::Timestamp;
+use crate::model::units::Duration;
 
-use super::plan::{plan, Observed, PlanInput, Policy, Target};
+use super::plan::{earliest, plan, Observed, PlanInput, Policy, Target};
 use super::views;
 
 /// Everything one pass decides from.
@@ -87,9 +88,9 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
         persist: changed(&planned.outcomes, input.last),
         probes: probe_targets(input.stored, input.observed),
         purge: gone(input.stored, input.observed, &planned.outcomes),
+        wake_at: earliest(planned.wake_at, recheck(input.observed, input.now)),
         actions: planned.actions,
         outcomes: planned.outcomes,
-        wake_at: planned.wake_at,
     }
 }
 
@@ -124,6 +125,19 @@ pub fn changed(
         })
         .map(|(id, outcome)| (id.clone(), outcome.clone()))
         .collect()
+}
+
+/// How soon a runtime that did not answer is asked again: its deployments hold until it does,
+/// so this is not left to the resync. (A disabled one changes nothing by being asked.)
+pub const UNANSWERED_RECHECK: Duration = Duration::from_secs(2);
+
+/// When to look again because a runtime did not answer.
+fn recheck(observed: &Observed, now: Timestamp) -> Option<Timestamp> {
+    let unanswered = observed.runtimes.values().any(|o| match o {
+        RuntimeObservation::Unavailable { .. } => true,
+        RuntimeObservation::Listed(_) | RuntimeObservation::Disabled { .. } => false,
+    });
+    unanswered.then(|| now.plus(UNANSWERED_RECHECK))
 }
 
 /// Deployments to purge: out of the revision, `deleted` by this pass's outcome, and without
@@ -372,6 +386,35 @@ mod tests {
         for (name, deployments, list, expected) in cases {
             let change = revision_change(&state(deployments), &open("r2"), &outcomes(list));
             assert_eq!(change, expected.map(|s| (7, s)), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_a_runtime_that_did_not_answer_is_asked_again_soon() {
+        let now = Timestamp(1_000);
+        let with = |observation| Observed {
+            runtimes: BTreeMap::from([(RuntimeKind::Docker, observation)]),
+            checks: BTreeMap::new(),
+        };
+        let cases = [
+            ("listed", RuntimeObservation::Listed(Vec::new()), None),
+            (
+                "unanswered",
+                RuntimeObservation::Unavailable {
+                    reason: "connection refused".into(),
+                },
+                Some(now.plus(UNANSWERED_RECHECK)),
+            ),
+            (
+                "disabled",
+                RuntimeObservation::Disabled {
+                    reason: "no /dev/kvm".into(),
+                },
+                None,
+            ),
+        ];
+        for (name, observation, due) in cases {
+            assert_eq!(recheck(&with(observation), now), due, "{name}");
         }
     }
 

@@ -138,7 +138,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     result
 }
 
-fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+/// The earlier of two optional due times.
+pub fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
@@ -759,8 +760,7 @@ impl<'a> Pass<'a> {
     }
 
     fn rollout_deadline_passed(&self) -> bool {
-        let deadline = i64::try_from(self.policy.rollout_deadline.as_millis()).unwrap_or(i64::MAX);
-        self.now.0.saturating_sub(self.mem.generation_since.0) >= deadline
+        self.now >= self.mem.generation_since.plus(self.policy.rollout_deadline)
     }
 
     fn fail_rollout(&mut self, current: &[&'a ObservedInstance], old_count: usize) {
@@ -987,8 +987,7 @@ impl<'a> Pass<'a> {
         if old > 0 || self.mem.status != DeploymentStatus::Creating {
             return;
         }
-        let deadline = i64::try_from(self.policy.rollout_deadline.as_millis()).unwrap_or(i64::MAX);
-        if self.now.0.saturating_sub(self.mem.status_since.0) < deadline {
+        if self.now < self.mem.status_since.plus(self.policy.rollout_deadline) {
             return;
         }
         let ready = current.iter().filter(|i| self.is_ready(i)).count();

@@ -81,8 +81,7 @@ pub fn purge(tx: &Connection, gone: &[DeploymentId], now: Timestamp) -> Result<(
             deployments::purge(tx, &row.uuid, now)?;
         }
     }
-    let retention = i64::try_from(EVENT_RETENTION.as_millis()).unwrap_or(i64::MAX);
-    events::expire(tx, Timestamp(now.0.saturating_sub(retention)))
+    events::expire(tx, now.minus(EVENT_RETENTION))
 }
 
 /// Moves the open revision `seq` to `state` (and notifies), if it is still open.

@@ -126,6 +126,30 @@ pub fn request(
     (status, body)
 }
 
+/// A push of `branch` to the GitHub receiver, signed with `secret`: (status, body).
+pub fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
+    use hmac::Mac;
+    let body = format!("{{\"ref\":\"refs/heads/{branch}\"}}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    request(
+        base,
+        "POST",
+        "/v1/hooks/github",
+        &[
+            ("X-Hub-Signature-256", format!("sha256={signature}")),
+            ("Content-Type", "application/json".into()),
+        ],
+        body.as_bytes(),
+    )
+}
+
 /// A GET's JSON body when it answered 200.
 pub fn get_json(base: &str, path: &str) -> Option<Value> {
     let (status, body) = request(base, "GET", path, &[], b"");

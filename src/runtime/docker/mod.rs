@@ -326,15 +326,13 @@ impl DockerRuntime {
     /// finish times; `None` when it is gone or is not this agent's.
     async fn inspect(&self, id: &str) -> Result<Option<cache::Entry>, RuntimeError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let response = match self
+        let inspected = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
-            .map_err(Self::fail(Operation::Other, ""))
-        {
-            Ok(response) => response,
-            Err(RuntimeError::NotFound(_)) => return Ok(None),
-            Err(error) => return Err(error),
+            .map_err(Self::fail(Operation::Other, ""));
+        let Some(response) = present(inspected)? else {
+            return Ok(None);
         };
         let labels = response
             .config
@@ -412,23 +410,27 @@ struct Inspection {
     finished_at: Option<Timestamp>,
 }
 
-/// PURE: one listed container and its inspection → the observed instance. Unknown is not
-/// absent: a container that vanished between the listing and its inspection (`NotFound`) is
-/// gone, but any other inspection failure fails the whole listing, so the planner holds
-/// instead of forgetting an instance that may still run. A container without keel's complete
-/// labels is not an instance (`None`). An exited container that finished during one of the
-/// daemon's `outages` was stopped by the daemon (`interrupted`), not by itself.
+/// PURE: an inspection's answer. Unknown is not absent: a container that vanished before its
+/// inspection (`NotFound`) is gone, but any other failure fails the whole listing, so the
+/// planner holds instead of forgetting an instance that may still run.
+fn present<T>(inspected: Result<T, RuntimeError>) -> Result<Option<T>, RuntimeError> {
+    match inspected {
+        Ok(found) => Ok(Some(found)),
+        Err(RuntimeError::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// PURE: a container's labels and inspection → the observed instance. A container without
+/// keel's complete labels is not an instance (`None`). An exited container that finished
+/// during one of the daemon's `outages` was stopped by the daemon (`interrupted`), not by
+/// itself.
 fn observed(
     id: &str,
     label: &HashMap<String, String>,
-    inspected: Result<Inspection, RuntimeError>,
+    inspection: &Inspection,
     outages: &events::Outages,
-) -> Result<Option<ObservedInstance>, RuntimeError> {
-    let inspection = match inspected {
-        Ok(inspection) => inspection,
-        Err(RuntimeError::NotFound(_)) => return Ok(None),
-        Err(error) => return Err(error),
-    };
+) -> Option<ObservedInstance> {
     let labelled = || {
         Some((
             DeploymentId::new(label.get(labels::NAMESPACE)?, label.get(labels::NAME)?),
@@ -437,10 +439,8 @@ fn observed(
             label.get(labels::SPEC_HASH)?.clone(),
         ))
     };
-    let Some((deployment, generation, ordinal, template)) = labelled() else {
-        return Ok(None);
-    };
-    Ok(Some(ObservedInstance {
+    let (deployment, generation, ordinal, template) = labelled()?;
+    Some(ObservedInstance {
         runtime: RuntimeKind::Docker,
         runtime_id: id.to_owned(),
         deployment,
@@ -453,7 +453,7 @@ fn observed(
         interrupted: matches!(inspection.phase, Phase::Exited { .. })
             && inspection.finished_at.is_some_and(|f| outages.covers(f)),
         last_output: None,
-    }))
+    })
 }
 
 impl Runtime for DockerRuntime {
@@ -472,9 +472,7 @@ impl Runtime for DockerRuntime {
             let outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
             let mut out = Vec::new();
             for (id, (label, inspection)) in cache.containers() {
-                if let Some(instance) = observed(id, label, Ok(inspection.clone()), &outages)? {
-                    out.push(instance);
-                }
+                out.extend(observed(id, label, inspection, &outages));
             }
             Ok(out)
         })
@@ -522,12 +520,11 @@ impl Runtime for DockerRuntime {
                 self.ensure_network(&namespace).await?;
             }
             // Marked whatever the answer: a failed start can still change the container.
-            let started = self
-                .docker
+            let _mark = Mark(self, runtime_id);
+            self.docker
                 .start_container(runtime_id, None::<StartContainerOptions>)
-                .await;
-            self.cache().mark(runtime_id);
-            started.map_err(Self::fail(Operation::StartContainer, ""))
+                .await
+                .map_err(Self::fail(Operation::StartContainer, ""))
         })
     }
 
@@ -788,8 +785,7 @@ mod tests {
         outages.went_down(Timestamp(100_000));
         outages.came_back(Timestamp(130_000));
         let interrupted = |inspection| {
-            observed("c1", &keel_labels(), Ok(inspection), &outages)
-                .unwrap()
+            observed("c1", &keel_labels(), &inspection, &outages)
                 .unwrap()
                 .interrupted
         };
@@ -800,9 +796,7 @@ mod tests {
 
     #[test]
     fn an_inspected_container_is_an_instance_of_the_docker_runtime() {
-        let instance = observed("c1", &keel_labels(), Ok(running()), &Default::default())
-            .unwrap()
-            .unwrap();
+        let instance = observed("c1", &keel_labels(), &running(), &Default::default()).unwrap();
         assert_eq!(
             (
                 instance.runtime,
@@ -816,11 +810,9 @@ mod tests {
 
     #[test]
     fn a_container_gone_before_its_inspection_is_absent() {
-        let gone = Err(RuntimeError::NotFound("no such container: c1".into()));
-        assert_eq!(
-            observed("c1", &keel_labels(), gone, &Default::default()).unwrap(),
-            None
-        );
+        let gone: Result<Inspection, _> =
+            Err(RuntimeError::NotFound("no such container: c1".into()));
+        assert_eq!(present(gone).unwrap(), None);
     }
 
     #[test]
@@ -834,12 +826,7 @@ mod tests {
             },
         ] {
             assert_eq!(
-                observed(
-                    "c1",
-                    &keel_labels(),
-                    Err(error.clone()),
-                    &Default::default()
-                ),
+                present::<Inspection>(Err(error.clone())),
                 Err(error),
                 "an instance that may still run must not be forgotten"
             );
@@ -851,7 +838,7 @@ mod tests {
         let mut partial = keel_labels();
         partial.remove(labels::ORDINAL);
         assert_eq!(
-            observed("c1", &partial, Ok(running()), &Default::default()).unwrap(),
+            observed("c1", &partial, &running(), &Default::default()),
             None
         );
     }
