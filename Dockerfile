@@ -14,6 +14,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
 COPY schemas ./schemas
 COPY examples-repo ./examples-repo

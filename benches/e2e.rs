@@ -476,15 +476,20 @@ fn write_zero_replicas(host: &Host, total: usize, version: &str) {
 /// RSS of the agent after each of `revisions` revisions that change every one of `total`
 /// deployments.
 fn memory(host: &Host, agent: &AgentProcess, total: usize, revisions: usize) {
-    let rss = || {
+    let status = |field: &str| {
         std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    let mut figures = vec![format!("{:.0}", rss())];
+    // At rest: the allocator hands freed pages back within a second of the last pass.
+    let at_rest = || {
+        std::thread::sleep(Duration::from_secs(2));
+        format!("{:.0}", status("VmRSS:"))
+    };
+    let mut figures = vec![at_rest()];
     for version in 2..=revisions + 1 {
         let before = newest_revision(agent).map(|(id, _)| id);
         write_zero_replicas(host, total, &version.to_string());
@@ -492,11 +497,12 @@ fn memory(host: &Host, agent: &AgentProcess, total: usize, revisions: usize) {
             newest_revision(agent).map(|(id, _)| id) != before
         });
         settled(host, agent, total);
-        figures.push(format!("{:.0}", rss()));
+        figures.push(at_rest());
     }
     println!(
-        "agent RSS (MB) with {total} deployments, then after each of {revisions} revisions changing all: {}\n",
-        figures.join(" → ")
+        "agent RSS (MB) at rest with {total} deployments, then after each of {revisions} revisions changing all: {}; peak {:.0}\n",
+        figures.join(" → "),
+        status("VmHWM:")
     );
 }
 

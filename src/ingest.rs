@@ -20,19 +20,22 @@ use crate::metrics::Metrics;
 use crate::model::desired::DesiredState;
 use crate::model::stored::NewRevision;
 use crate::model::time::Timestamp;
-use crate::reconcile::diff::diff;
+use crate::reconcile::diff::diff_with;
 use crate::source::{Snapshot, SourceError, SourceEvent};
 use crate::store::{Applied, Store, StoreError};
 
-/// Diffs `desired` against what `store` holds and applies the revision with that diff.
+/// Diffs `desired` against what `store` holds and applies the revision with that diff. The
+/// diff reads the rows' hashes and only the specs of the deployments the revision updates.
 pub fn apply_revision(
     store: &Store,
     revision: NewRevision,
     desired: DesiredState,
     now: Timestamp,
 ) -> Result<Applied, StoreError> {
-    let stored = store.reader()?.stored_state()?;
-    let plan = diff(&desired, &stored);
+    let reader = store.reader()?;
+    let stored = reader.summaries()?;
+    let plan = diff_with(&desired, &stored, |id| reader.canonical(id))?;
+    drop((stored, reader));
     store.apply_revision(revision, desired, plan, now)
 }
 

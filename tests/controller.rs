@@ -717,3 +717,63 @@ async fn a_deleted_deployments_row_is_purged_once_its_instances_are_gone() {
     );
     assert_eq!(rig.transitions("api").last().unwrap().1, "deleted");
 }
+
+/// Passes until one reads nothing and persists nothing (the pass's own writes are read back
+/// once by the next pass).
+async fn until_quiet(controller: &mut Controller) {
+    for _ in 0..200 {
+        let summary = controller.pass().await.unwrap();
+        if summary.rows_read == 0 && summary.persisted == 0 {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    panic!("the controller never came to rest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_rereads_only_the_deployments_written_since_the_last_pass() {
+    let rig = rig();
+    let files: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            let name = format!("w{i}");
+            (format!("{name}.yaml"), deployment("demo", &name, ""))
+        })
+        .collect();
+    let load = |files: &[(String, String)]| {
+        let pairs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        desired(&pairs)
+    };
+    keel::ingest::apply_revision(&rig.store, revision("r1"), load(&files), clock::now()).unwrap();
+    let runtime: Arc<dyn Runtime> = Arc::new(rig.fake.clone());
+    let quiet = Config {
+        resync: Duration::from_secs(3600),
+        ..config()
+    };
+    let mut controller =
+        Controller::new(rig.store.clone(), vec![runtime], quiet, clock::system()).unwrap();
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.rows_read, 30, "the first pass reads every deployment");
+    until_quiet(&mut controller).await;
+    assert!(rig
+        .statuses()
+        .iter()
+        .all(|(_, s, _)| *s == DeploymentStatus::Running));
+
+    let mut changed = files.clone();
+    changed[7].1 = deployment("demo", "w7", "    environment:\n      V: \"2\"\n");
+    keel::ingest::apply_revision(&rig.store, revision("r2"), load(&changed), clock::now()).unwrap();
+    let next = controller.pass().await.unwrap();
+    assert_eq!(
+        next.rows_read, 1,
+        "only the deployment the revision changed is read"
+    );
+    until_quiet(&mut controller).await;
+    assert!(rig
+        .statuses()
+        .iter()
+        .all(|(_, s, _)| *s == DeploymentStatus::Running));
+}

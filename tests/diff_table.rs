@@ -198,3 +198,34 @@ fn plan_counts_and_change_flag() {
     assert!(!plan.has_changes());
     assert_eq!(plan.counts().unchanged, 1);
 }
+
+#[test]
+fn the_diff_reads_the_stored_spec_of_updated_deployments_only() {
+    let (a, b, c) = (
+        deployment("demo", "a", ""),
+        deployment("demo", "b", ""),
+        deployment("demo", "c", ""),
+    );
+    let b2 = deployment("demo", "b", "    replicas: 2\n");
+    let before = stored(&desired(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]));
+    let want = desired(&[("a.yaml", &a), ("b.yaml", &b2), ("c.yaml", &c)]);
+    let summaries: Vec<_> = before
+        .deployments
+        .values()
+        .map(keel::model::stored::StoredSummary::from)
+        .collect();
+    let mut asked = Vec::new();
+    let plan = keel::reconcile::diff::diff_with(&want, &summaries, |id| {
+        asked.push(id.name.clone());
+        Ok::<_, std::convert::Infallible>(
+            before
+                .deployments
+                .get(id)
+                .map(|d| keel::model::desired::canonical_json(&d.spec, &d.mounted_configs)),
+        )
+    })
+    .unwrap();
+    assert_eq!(asked, ["b"]);
+    assert_eq!(plan, diff(&want, &before));
+    assert_eq!(render(&plan)[1], "update demo/b: replicas");
+}

@@ -730,3 +730,32 @@ async fn a_quiet_pass_reads_nothing_from_the_daemon_and_a_crash_reads_one_contai
     );
     assert_eq!(listed.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_recreates_the_namespace_network_removed_since_the_create() {
+    use keel::runtime::Runtime;
+    let agent = Agent::new();
+    let spec = keel::model::desired::InstanceSpec {
+        deployment: agent.id("web"),
+        generation: 1,
+        ordinal: 0,
+        template: "t".into(),
+        spec: serde_json::from_value(serde_json::json!({
+            "name": "web", "namespace": agent.ns.0, "image": support::docker::IMAGE,
+            "command": ["sleep", "3600"],
+        }))
+        .unwrap(),
+        mounted_configs: Default::default(),
+    };
+    let id = agent.runtime.create(&spec).await.unwrap();
+    let removed = std::process::Command::new("docker")
+        .args(["network", "rm", &format!("keel-{}", agent.ns.0)])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(!agent.ns.network_exists());
+
+    agent.runtime.start(&id).await.unwrap();
+    assert!(agent.ns.network_exists(), "the network is back");
+    assert_eq!(inspect(&id, "{{.State.Status}}"), "running");
+}

@@ -748,3 +748,39 @@ fn migrating_a_v3_database_keeps_every_event_under_its_deployment_name() {
         .unwrap();
     assert_eq!(after, before);
 }
+
+#[test]
+fn the_change_log_names_each_deployment_written_and_forgets_what_was_consumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.db")).unwrap();
+    let reader = store.reader().unwrap();
+    assert_eq!(reader.latest_change().unwrap(), 0);
+    let (a, b) = (deployment("demo", "a", ""), deployment("demo", "b", ""));
+    keel::ingest::apply_revision(
+        &store,
+        revision("r1"),
+        desired(&[("a.yaml", &a), ("b.yaml", &b)]),
+        at(0),
+    )
+    .unwrap();
+    let (seen, written) = reader.changes_since(0).unwrap().unwrap();
+    assert_eq!(written.len(), 2, "both rows are named once");
+    assert_eq!(seen, reader.latest_change().unwrap());
+
+    // A status-only write by a pass names that deployment alone.
+    record_pass(&store, "a", at(1), |outcome| outcome.ready = 1);
+    let (newer, written) = reader.changes_since(seen).unwrap().unwrap();
+    let uuid_a = reader.deployment(&id("a")).unwrap().unwrap().uuid;
+    assert_eq!(written, std::slice::from_ref(&uuid_a));
+    let (row, _) = reader.deployment_by_uuid(&uuid_a).unwrap().unwrap();
+    assert_eq!(row.ready, 1);
+
+    // Consumed rows are trimmed by the next write; a reader that had not read them is told so.
+    store.consumed_changes(newer);
+    record_pass(&store, "b", at(2), |outcome| outcome.ready = 1);
+    assert!(
+        reader.changes_since(0).unwrap().is_none(),
+        "rows were trimmed unread"
+    );
+    assert_eq!(reader.changes_since(newer).unwrap().unwrap().1.len(), 1);
+}

@@ -12,7 +12,7 @@ use crate::model::event::Event;
 use crate::model::status::{
     DeploymentStatus, Health, InstanceState, NamespaceStatus, RevisionState,
 };
-use crate::model::stored::{RevisionRecord, StoredDeployment, StoredInstance};
+use crate::model::stored::{RevisionRecord, StoredDeployment, StoredInstance, StoredSummary};
 
 /// One line of `GET /v1/deployments`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -31,13 +31,13 @@ pub struct DeploymentSummary {
     pub created_at: String,
 }
 
-impl From<&StoredDeployment> for DeploymentSummary {
-    fn from(d: &StoredDeployment) -> Self {
+impl From<&StoredSummary> for DeploymentSummary {
+    fn from(d: &StoredSummary) -> Self {
         Self {
             namespace: d.id.namespace.clone(),
             name: d.id.name.clone(),
-            kind: d.spec.kind.as_str().to_owned(),
-            runtime: d.spec.runtime.as_str().to_owned(),
+            kind: d.kind.as_str().to_owned(),
+            runtime: d.runtime.as_str().to_owned(),
             status: d.status,
             health: d.health,
             ready: d.ready,
@@ -47,6 +47,12 @@ impl From<&StoredDeployment> for DeploymentSummary {
             revision: d.revision.clone(),
             created_at: d.created_at.to_rfc3339(),
         }
+    }
+}
+
+impl From<&StoredDeployment> for DeploymentSummary {
+    fn from(d: &StoredDeployment) -> Self {
+        Self::from(&StoredSummary::from(d))
     }
 }
 

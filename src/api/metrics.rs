@@ -10,20 +10,15 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::metrics::{Metrics, PASS_BUCKETS};
-use crate::model::status::{DeploymentStatus, InstanceState};
+use crate::model::status::DeploymentStatus;
 
 use super::{ApiError, ApiState};
 
 pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
     let (all, instances, latest, depth, backlog) = state
         .read(|r| {
-            let all = r.stored_state()?;
-            let mut instances: BTreeMap<InstanceState, u64> = BTreeMap::new();
-            for id in all.deployments.keys() {
-                for i in r.instances(id)? {
-                    *instances.entry(i.state).or_default() += 1;
-                }
-            }
+            let all = r.summaries()?;
+            let instances = r.instance_counts()?;
             let backlog = r.delivery_backlog()?;
             Ok((
                 all,
@@ -36,7 +31,7 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
         .await?;
     let mut out = String::new();
     let mut by_status: BTreeMap<(&str, DeploymentStatus), u64> = BTreeMap::new();
-    for d in all.deployments.values() {
+    for d in &all {
         *by_status.entry((&d.id.namespace, d.status)).or_default() += 1;
     }
     family(
@@ -62,11 +57,7 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
         "gauge",
         "Restart counters summed over deployments.",
     );
-    let restarts: u64 = all
-        .deployments
-        .values()
-        .map(|d| u64::from(d.restart_count))
-        .sum();
+    let restarts: u64 = all.iter().map(|d| u64::from(d.restart_count)).sum();
     let _ = writeln!(out, "keel_restarts {restarts}");
     revision_metrics(&mut out, latest.as_ref());
     family(

@@ -111,12 +111,8 @@ impl ApiState {
         if let Some(list) = self.views.list(count) {
             return Ok(list);
         }
-        let all = self.read(|r| Ok(r.stored_state()?)).await?;
-        let summaries: Vec<DeploymentSummary> = all
-            .deployments
-            .values()
-            .map(DeploymentSummary::from)
-            .collect();
+        let all = self.read(|r| Ok(r.summaries()?)).await?;
+        let summaries: Vec<DeploymentSummary> = all.iter().map(DeploymentSummary::from).collect();
         let list = Arc::new(rendered::List {
             all: rendered::Rendered::json(&summaries).map_err(internal)?,
             summaries,
@@ -559,10 +555,10 @@ async fn deliveries(
 async fn namespaces(
     State(state): State<Arc<ApiState>>,
 ) -> Result<Json<Vec<NamespaceDto>>, ApiError> {
-    let all = state.read(|r| Ok(r.stored_state()?)).await?;
+    let all = state.read(|r| Ok(r.summaries()?)).await?;
     let mut by_namespace: BTreeMap<&str, Vec<views::Member>> = BTreeMap::new();
     let mut counts: BTreeMap<&str, BTreeMap<DeploymentStatus, usize>> = BTreeMap::new();
-    for d in all.deployments.values() {
+    for d in &all {
         let member = views::Member {
             status: d.status,
             desired_instances: d.desired,
@@ -614,13 +610,12 @@ async fn revision(
     let (record, all) = {
         let id = id.clone();
         state
-            .read(move |r| Ok((r.revision(&id)?, r.stored_state()?)))
+            .read(move |r| Ok((r.revision(&id)?, r.summaries()?)))
             .await?
     };
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no revision {id}")))?;
     let deployments = all
-        .deployments
-        .values()
+        .iter()
         .filter(|d| d.revision == record.id)
         .map(DeploymentSummary::from)
         .collect();

@@ -183,6 +183,21 @@ impl RuntimeKind {
     }
 }
 
+impl std::str::FromStr for RuntimeKind {
+    type Err = super::status::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [RuntimeKind::Docker, RuntimeKind::CloudHypervisor]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| super::status::UnknownValue {
+                kind: "runtime",
+                value: s.to_owned(),
+                valid: &["docker", "cloud-hypervisor"],
+            })
+    }
+}
+
 impl fmt::Display for RuntimeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -219,6 +234,21 @@ impl WorkloadKind {
             WorkloadKind::Worker => "worker",
             WorkloadKind::Job => "job",
         }
+    }
+}
+
+impl std::str::FromStr for WorkloadKind {
+    type Err = super::status::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [WorkloadKind::Worker, WorkloadKind::Job]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| super::status::UnknownValue {
+                kind: "kind",
+                value: s.to_owned(),
+                valid: &["worker", "job"],
+            })
     }
 }
 

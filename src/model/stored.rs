@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::desired::{DeploymentId, SpecHash};
 use super::diagnostic::Diagnostic;
 use super::event::NotificationKind;
-use super::manifest::{ConfigData, DeploymentDecl};
+use super::manifest::{ConfigData, DeploymentDecl, RuntimeKind, WorkloadKind};
 use super::status::{DeploymentStatus, RevisionState};
 use super::time::Timestamp;
 
@@ -43,6 +43,47 @@ pub struct StoredDeployment {
     /// Instances still present and not exited (see `live_instances`).
     pub live: u32,
     pub waiting_on: Option<serde_json::Value>,
+}
+
+/// A deployment's row without its spec: what lists, counts and the diff of a revision need,
+/// read without parsing any spec document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSummary {
+    pub id: DeploymentId,
+    pub kind: WorkloadKind,
+    pub runtime: RuntimeKind,
+    pub spec_hash: SpecHash,
+    pub generation: u64,
+    pub status: DeploymentStatus,
+    pub restart_count: u32,
+    pub revision: String,
+    pub in_revision: bool,
+    pub created_at: Timestamp,
+    pub health: Option<super::status::Health>,
+    pub ready: u32,
+    pub desired: u32,
+    pub live: u32,
+}
+
+impl From<&StoredDeployment> for StoredSummary {
+    fn from(d: &StoredDeployment) -> Self {
+        Self {
+            id: d.id.clone(),
+            kind: d.spec.kind,
+            runtime: d.spec.runtime,
+            spec_hash: d.spec_hash.clone(),
+            generation: d.generation,
+            status: d.status,
+            restart_count: d.restart_count,
+            revision: d.revision.clone(),
+            in_revision: d.in_revision,
+            created_at: d.created_at,
+            health: d.health,
+            ready: d.ready,
+            desired: d.desired,
+            live: d.live,
+        }
+    }
 }
 
 /// Every deployment keel has ever created (pruned ones included).

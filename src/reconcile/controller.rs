@@ -29,6 +29,7 @@ use crate::store::{Store, StoreError, StoreReader};
 
 use super::decide::{decide, DecideInput, Decision, ProbeTarget};
 use super::executor::{Executor, Limits, Runtimes};
+use super::mirror::Mirror;
 use super::plan::{Observed, Policy};
 use super::readiness;
 
@@ -76,6 +77,9 @@ pub struct PassSummary {
     pub persisted: usize,
     /// When the next pass is due by the clock alone.
     pub wake_at: Option<Timestamp>,
+    /// Deployment rows the pass read from the store (only those written since the last pass,
+    /// but for the first pass and the resync).
+    pub rows_read: u64,
 }
 
 pub struct Controller {
@@ -90,6 +94,7 @@ pub struct Controller {
     executor: Executor,
     wake: Arc<Notify>,
     last: BTreeMap<DeploymentId, Outcome>,
+    mirror: Mirror,
     metrics: Arc<crate::metrics::Metrics>,
     board: RuntimeBoard,
 }
@@ -125,6 +130,7 @@ impl Controller {
             executor,
             wake,
             last: BTreeMap::new(),
+            mirror: Mirror::default(),
             metrics: Arc::default(),
             board: RuntimeBoard::default(),
         })
@@ -225,8 +231,11 @@ impl Controller {
             tokio::task::spawn_blocking(move || store.record_probes(results)).await??;
         }
         let now = (self.clock)();
-        let stored = self.reader.stored_state()?;
-        let memory = self.reader.memories()?;
+        let rows_before = self.mirror.rows_read();
+        self.mirror.refresh(&self.reader, now, self.config.resync)?;
+        if let Some(seen) = self.mirror.seen() {
+            self.store.consumed_changes(seen);
+        }
         let open_revision = self.reader.open_revision()?;
         // Busy first: a deployment without a job now gets none during the listing (jobs only
         // start from passes), so its observation is consistent; one with a job is held.
@@ -234,8 +243,8 @@ impl Controller {
         let observed = self.observe().await;
         self.track_runtimes(&observed, now);
         let decision = decide(&DecideInput {
-            stored: &stored,
-            memory: &memory,
+            stored: self.mirror.stored(),
+            memory: self.mirror.memory(),
             observed: &observed,
             policy: &self.config.policy,
             now,
@@ -271,6 +280,7 @@ impl Controller {
             actions: actions.len(),
             persisted,
             wake_at,
+            rows_read: self.mirror.rows_read() - rows_before,
         };
         self.execute(actions);
         self.sync_probes(probes);

@@ -5,42 +5,71 @@
 //! deployments keel stored can be deleted, and one already pruned is not deleted again; a
 //! pruned deployment that comes back is a `create` (a new life, a new generation).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-use crate::model::desired::DesiredState;
+use crate::model::desired::{DeploymentId, DesiredState};
 pub use crate::model::diff::{Action, Plan, PlanCounts, PlanItem};
-use crate::model::stored::StoredState;
+use crate::model::stored::{StoredState, StoredSummary};
 
-/// Compares a revision with the store.
+/// Compares a revision with the store's state held in memory.
 pub fn diff(desired: &DesiredState, stored: &StoredState) -> Plan {
+    let summaries: Vec<StoredSummary> = stored
+        .deployments
+        .values()
+        .map(StoredSummary::from)
+        .collect();
+    let previous =
+        |id: &DeploymentId| {
+            Ok::<_, std::convert::Infallible>(stored.deployments.get(id).map(|have| {
+                crate::model::desired::canonical_json(&have.spec, &have.mounted_configs)
+            }))
+        };
+    match diff_with(desired, &summaries, previous) {
+        Ok(plan) => plan,
+        Err(never) => match never {},
+    }
+}
+
+/// Compares a revision with the store's rows: the summaries decide create, delete and
+/// unchanged (by spec hash); `previous` is asked for the stored canonical document of each
+/// updated deployment only, so an unchanged deployment's spec is never read.
+pub fn diff_with<E>(
+    desired: &DesiredState,
+    stored: &[StoredSummary],
+    mut previous: impl FnMut(&DeploymentId) -> Result<Option<Value>, E>,
+) -> Result<Plan, E> {
+    let by_id: BTreeMap<&DeploymentId, &StoredSummary> =
+        stored.iter().map(|s| (&s.id, s)).collect();
     let mut items = Vec::new();
     for (id, want) in &desired.deployments {
-        let action = match stored.deployments.get(id) {
+        let action = match by_id.get(id) {
             None => Action::Create,
             Some(have) if !have.in_revision => Action::Create,
             Some(have) if have.spec_hash == want.spec_hash => Action::Unchanged,
-            Some(have) => {
-                let old = crate::model::desired::canonical_json(&have.spec, &have.mounted_configs);
-                Action::Update {
-                    changed: changed_paths(&old, &want.canonical()),
-                }
-            }
+            Some(_) => Action::Update {
+                changed: match previous(id)? {
+                    Some(old) => changed_paths(&old, &want.canonical()),
+                    None => Vec::new(),
+                },
+            },
         };
         items.push(PlanItem {
             id: id.clone(),
             action,
         });
     }
-    for (id, have) in &stored.deployments {
-        if have.in_revision && !desired.deployments.contains_key(id) {
+    for have in stored {
+        if have.in_revision && !desired.deployments.contains_key(&have.id) {
             items.push(PlanItem {
-                id: id.clone(),
+                id: have.id.clone(),
                 action: Action::Delete,
             });
         }
     }
     items.sort_by(|a, b| a.id.cmp(&b.id));
-    Plan { items }
+    Ok(Plan { items })
 }
 
 /// The leaf paths where two canonical documents differ, in document order.

@@ -2,13 +2,15 @@
 //! `diff` compares a revision's desired state with what the store remembers; `plan` is the
 //! readiness-gated planner; `decide` wraps it into a whole pass (what to persist, the
 //! revision's settlement, the probes to run); `readiness` and `views` hold the rules they share
-//! (restart backoff lives in `model::backoff`). Effectful files: `controller` (the loop: observe → decide → persist → execute)
-//! and `executor` (runs the planned actions on the runtimes, deciding nothing).
+//! (restart backoff lives in `model::backoff`). Effectful files: `controller` (the loop: observe → decide → persist → execute),
+//! `mirror` (its copy of the store, re-reading only what changed) and `executor` (runs the
+//! planned actions on the runtimes, deciding nothing).
 
 pub mod controller;
 pub mod decide;
 pub mod diff;
 pub mod executor;
+pub mod mirror;
 pub mod plan;
 pub mod readiness;
 pub mod views;

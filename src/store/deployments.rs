@@ -9,7 +9,7 @@ use crate::model::desired::{template_hash, DeploymentId, DesiredDeployment, Spec
 use crate::model::manifest::{ConfigData, DeploymentDecl};
 use crate::model::memory::Memory;
 use crate::model::status::DeploymentStatus;
-use crate::model::stored::{StoredDeployment, StoredState};
+use crate::model::stored::{StoredDeployment, StoredState, StoredSummary};
 use crate::model::time::Timestamp;
 
 use super::{parse_column, parse_json, StoreError};
@@ -118,10 +118,90 @@ pub fn load_all(conn: &Connection) -> Result<StoredState, StoreError> {
     Ok(state)
 }
 
+/// Every deployment's row without its spec (no spec document is parsed), by (namespace, name).
+pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT namespace, name, kind, runtime, spec_hash, generation, status, restart_count,
+                revision, in_revision, created_at, health, ready, desired, live
+         FROM deployments ORDER BY namespace, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            (r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+            (r.get::<_, String>(4)?, r.get::<_, i64>(5)?),
+            (r.get::<_, String>(6)?, r.get::<_, i64>(7)?),
+            (r.get::<_, String>(8)?, r.get::<_, bool>(9)?),
+            (r.get::<_, i64>(10)?, r.get::<_, Option<String>>(11)?),
+            (
+                r.get::<_, u32>(12)?,
+                r.get::<_, u32>(13)?,
+                r.get::<_, u32>(14)?,
+            ),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            (namespace, name),
+            (kind, runtime),
+            (spec_hash, generation),
+            (status, restart_count),
+            (revision, in_revision),
+            (created_at, health),
+            (ready, desired, live),
+        ) = row?;
+        out.push(StoredSummary {
+            id: DeploymentId::new(namespace, name),
+            kind: parse_column("deployments.kind", kind)?,
+            runtime: parse_column("deployments.runtime", runtime)?,
+            spec_hash: SpecHash::from_hex(spec_hash),
+            generation: u64::try_from(generation).unwrap_or(0),
+            status: parse_column("deployments.status", status)?,
+            restart_count: u32::try_from(restart_count).unwrap_or(u32::MAX),
+            revision,
+            in_revision,
+            created_at: Timestamp(created_at),
+            health: health
+                .map(|h| parse_column("deployments.health", h))
+                .transpose()?,
+            ready,
+            desired,
+            live,
+        });
+    }
+    Ok(out)
+}
+
+/// The canonical document (`model::desired::canonical_json`) a deployment was stored with, as
+/// JSON, without building its spec.
+pub fn canonical(
+    conn: &Connection,
+    id: &DeploymentId,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT spec FROM deployments WHERE namespace = ?1 AND name = ?2")?;
+    stmt.query_row([&id.namespace, &id.name], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|text| parse_json("deployments.spec", text))
+        .transpose()
+}
+
 /// The stored row of one deployment.
 pub fn get(conn: &Connection, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM deployments WHERE namespace = ?1 AND name = ?2");
     conn.query_row(&sql, [&id.namespace, &id.name], from_row)
+        .optional()?
+        .map(RawDeployment::into_domain)
+        .transpose()
+}
+
+/// The stored row of one deployment, by its row id.
+pub fn get_by_uuid(conn: &Connection, uuid: &str) -> Result<Option<StoredDeployment>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deployments WHERE uuid = ?1"
+    ))?;
+    stmt.query_row([uuid], from_row)
         .optional()?
         .map(RawDeployment::into_domain)
         .transpose()

@@ -5,6 +5,7 @@
 use rusqlite::{params, Connection};
 
 use crate::model::memory::InstanceMemory;
+use crate::model::status::InstanceState;
 use crate::model::stored::StoredInstance;
 use crate::model::time::Timestamp;
 
@@ -51,6 +52,20 @@ pub fn upsert(
         ],
     )?;
     Ok(())
+}
+
+/// How many instances (of every deployment) are in each state.
+pub fn count_by_state(
+    conn: &Connection,
+) -> Result<std::collections::BTreeMap<InstanceState, u64>, StoreError> {
+    let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM instances GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+    let mut out = std::collections::BTreeMap::new();
+    for row in rows {
+        let (state, n) = row?;
+        out.insert(parse_column("instances.state", state)?, n);
+    }
+    Ok(out)
 }
 
 /// Forgets an instance that no longer exists.

@@ -37,6 +37,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V4,
         backfill: None,
     },
+    Migration {
+        sql: V5,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -228,6 +232,30 @@ CREATE TABLE purged (
     purged_at INTEGER NOT NULL
 );
 CREATE INDEX purged_by_time ON purged (purged_at);
+";
+
+/// A change log: every write to a deployment's row or to its instances appends the row id,
+/// whoever writes it, so that a reader that remembers the last `seq` it saw re-reads only the
+/// deployments written since (the controller keeps its copy current this way). Triggers rather
+/// than code in each write path, so that a new write path cannot forget it. Rows a reader has
+/// consumed are trimmed by the writer (`Store::consumed`).
+const V5: &str = "
+CREATE TABLE IF NOT EXISTS changes (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS deployments_inserted AFTER INSERT ON deployments
+    BEGIN INSERT INTO changes (deployment) VALUES (NEW.uuid); END;
+CREATE TRIGGER IF NOT EXISTS deployments_updated AFTER UPDATE ON deployments
+    BEGIN INSERT INTO changes (deployment) VALUES (NEW.uuid); END;
+CREATE TRIGGER IF NOT EXISTS deployments_deleted AFTER DELETE ON deployments
+    BEGIN INSERT INTO changes (deployment) VALUES (OLD.uuid); END;
+CREATE TRIGGER IF NOT EXISTS instances_inserted AFTER INSERT ON instances
+    BEGIN INSERT INTO changes (deployment) VALUES (NEW.deployment); END;
+CREATE TRIGGER IF NOT EXISTS instances_updated AFTER UPDATE ON instances
+    BEGIN INSERT INTO changes (deployment) VALUES (NEW.deployment); END;
+CREATE TRIGGER IF NOT EXISTS instances_deleted AFTER DELETE ON instances
+    BEGIN INSERT INTO changes (deployment) VALUES (OLD.deployment); END;
 ";
 
 fn backfill_template_hashes(conn: &Connection) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //! - Everything returned is a domain type from `model`, never a row.
 
 mod apply;
+mod changes;
 mod deliveries;
 mod deployments;
 mod events;
@@ -41,7 +42,7 @@ use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::stored::{
     NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
-    StoredState,
+    StoredState, StoredSummary,
 };
 use crate::model::time::Timestamp;
 
@@ -107,6 +108,8 @@ pub struct Store {
     /// Counts finished writes: a reader that saw the same count saw the same data (readers
     /// cache what they derive from the store under it).
     writes: Arc<std::sync::atomic::AtomicU64>,
+    /// The `changes` row the controller has read up to; the writer trims the rows up to it.
+    consumed: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -134,7 +137,15 @@ impl Store {
             path: path.to_owned(),
             outbox_signal: Arc::default(),
             writes: Arc::default(),
+            consumed: Arc::default(),
         })
+    }
+
+    /// Tells the writer that the change log's reader has read it up to `seq`: those rows are
+    /// trimmed with the next transaction.
+    pub fn consumed_changes(&self, seq: i64) {
+        self.consumed
+            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The count of finished writes, bumped after each one commits. Read it before reading
@@ -153,9 +164,11 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        let consumed = self.consumed.load(std::sync::atomic::Ordering::Relaxed);
         let result = self.call(move |conn| {
             let tx = conn.transaction()?;
             let result = f(&tx)?;
+            changes::trim(&tx, consumed)?;
             tx.commit()?;
             Ok(result)
         })?;
@@ -310,6 +323,9 @@ impl Store {
     }
 }
 
+/// A reader's page cache, in KiB (SQLite takes a negative `cache_size` as KiB).
+const READER_CACHE_KIB: i64 = -512;
+
 /// A read-only view of the store.
 pub struct StoreReader {
     conn: Connection,
@@ -319,6 +335,13 @@ impl StoreReader {
     /// Opens an existing, current database read-only.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // Readers are many (the API pools up to 16) and read the same pages the operating
+        // system caches anyway: a small page cache each, rather than SQLite's 2 MiB default.
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+            .map_err(|source| StoreError::Open {
+                path: display(path),
+                source,
+            })?;
         let found = migrations::version(&conn)?;
         migrations::check_not_newer(found, &display(path))?;
         if found < migrations::CURRENT_VERSION {
@@ -348,6 +371,39 @@ impl StoreReader {
         deployments::load_all(&self.conn)
     }
 
+    /// The newest row of the change log (see `changes`).
+    pub fn latest_change(&self) -> Result<i64, StoreError> {
+        changes::latest(&self.conn)
+    }
+
+    /// The deployment row ids written after change `seen`, and the newest change; `None` when
+    /// some were trimmed unread (read everything again).
+    pub fn changes_since(&self, seen: i64) -> Result<Option<(i64, Vec<String>)>, StoreError> {
+        changes::since(&self.conn, seen)
+    }
+
+    /// One deployment and its memory, by row id (`None` once it is purged).
+    pub fn deployment_by_uuid(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<(StoredDeployment, Memory)>, StoreError> {
+        let Some(row) = deployments::get_by_uuid(&self.conn, uuid)? else {
+            return Ok(None);
+        };
+        Ok(memory::load_one(&self.conn, uuid)?.map(|m| (row, m)))
+    }
+
+    /// Every deployment without its spec, by (namespace, name): lists and counts read this,
+    /// which parses no spec document.
+    pub fn summaries(&self) -> Result<Vec<StoredSummary>, StoreError> {
+        deployments::summaries(&self.conn)
+    }
+
+    /// The canonical document a deployment was stored with (`None` when it is not stored).
+    pub fn canonical(&self, id: &DeploymentId) -> Result<Option<serde_json::Value>, StoreError> {
+        deployments::canonical(&self.conn, id)
+    }
+
     /// One deployment, by its (namespace, name) index: the cost does not grow with how many
     /// deployments exist.
     pub fn deployment(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
@@ -372,6 +428,14 @@ impl StoreReader {
     /// The most recent revision still queued or applying.
     pub fn open_revision(&self) -> Result<Option<RevisionRecord>, StoreError> {
         Ok(revisions::open(&self.conn)?.pop())
+    }
+
+    /// How many instances, of every deployment, are in each state.
+    pub fn instance_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<crate::model::status::InstanceState, u64>, StoreError>
+    {
+        instances::count_by_state(&self.conn)
     }
 
     /// The instances of a deployment as last recorded.

@@ -27,7 +27,9 @@ pub fn classify(op: Operation, status: u16, message: &str, image: &str) -> Runti
         Operation::InspectImage if status == 404 => pull(),
         Operation::CreateNetwork => RuntimeError::Network(message.to_owned()),
         Operation::CreateContainer if status == 404 && m.contains("no such image") => pull(),
-        Operation::CreateContainer if m.contains("network") && m.contains("not found") => {
+        Operation::CreateContainer | Operation::StartContainer
+            if missing_network(status, message) =>
+        {
             RuntimeError::Network(message.to_owned())
         }
         Operation::CreateContainer | Operation::StartContainer if is_rejection(&m) => {
@@ -41,6 +43,12 @@ pub fn classify(op: Operation, status: u16, message: &str, image: &str) -> Runti
             RuntimeError::Other(message.to_owned())
         }
     }
+}
+
+/// Whether the daemon refused because a network the container is attached to is gone.
+pub fn missing_network(status: u16, message: &str) -> bool {
+    let m = message.to_lowercase();
+    (status == 404 || status == 500) && m.contains("network") && m.contains("not found")
 }
 
 /// Messages of a start that fails because of how the container was set up.
@@ -83,6 +91,7 @@ mod tests {
             (CreateContainer, 400, "invalid reference format", S::CreateContainerError),
             (CreateContainer, 409, "Conflict. The container name \"/keel-demo-web-1-0\" is already in use", S::CreateContainerError),
             (CreateContainer, 404, "network keel-demo not found", S::NetworkError),
+            (StartContainer, 404, "network 5f0c2b1e9a7d not found", S::NetworkError),
             (StartContainer, 500, "driver failed programming external connectivity on endpoint keel-demo-web-1-0: Bind for 0.0.0.0:8080 failed: port is already allocated", S::CreateContainerError),
             (StartContainer, 500, "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH: unknown", S::CreateContainerError),
             (StartContainer, 404, "No such container: abc", S::Error),

@@ -303,6 +303,12 @@ impl DockerRuntime {
         c.config?.labels?.get(labels::NAMESPACE).cloned()
     }
 
+    async fn start_container(&self, runtime_id: &str) -> Result<(), bollard::errors::Error> {
+        self.docker
+            .start_container(runtime_id, None::<StartContainerOptions>)
+            .await
+    }
+
     /// Removes the namespace network when no keel container uses it any more.
     async fn prune_network(&self, namespace: &str) {
         let _exclusive = self.networks.write().await;
@@ -456,6 +462,17 @@ fn observed(
     })
 }
 
+/// A refusal of the daemon because the container's network is gone.
+fn missing_network(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => errors::missing_network(*status_code, message),
+        _ => false,
+    }
+}
+
 impl Runtime for DockerRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Docker
@@ -515,16 +532,22 @@ impl Runtime for DockerRuntime {
 
     fn start<'a>(&'a self, runtime_id: &'a str) -> RuntimeFuture<'a, ()> {
         Box::pin(async move {
+            // Held across the start: keel never prunes a network under a start. Its network is
+            // not looked up first (create just ensured it); only a start refused because the
+            // network went (removed by hand since) recreates it and tries once more.
             let _in_use = self.networks.read().await;
-            if let Some(namespace) = self.bridge_namespace(runtime_id).await {
-                self.ensure_network(&namespace).await?;
-            }
             // Marked whatever the answer: a failed start can still change the container.
             let _mark = Mark(self, runtime_id);
-            self.docker
-                .start_container(runtime_id, None::<StartContainerOptions>)
-                .await
-                .map_err(Self::fail(Operation::StartContainer, ""))
+            match self.start_container(runtime_id).await {
+                Err(e) if missing_network(&e) => {
+                    if let Some(namespace) = self.bridge_namespace(runtime_id).await {
+                        self.ensure_network(&namespace).await?;
+                    }
+                    self.start_container(runtime_id).await
+                }
+                started => started,
+            }
+            .map_err(Self::fail(Operation::StartContainer, ""))
         })
     }
 
