@@ -414,6 +414,7 @@ fn docker_settings(config: &AgentConfig) -> DockerSettings {
         secrets_dir: config.secrets_dir.clone(),
         state_dir: config.state_dir.clone(),
         owner: config.node.clone(),
+        allow_privileged: config.docker.allow_privileged,
     }
 }
 

@@ -299,6 +299,10 @@ pub struct DockerConfig {
     /// Host paths a manifest may bind-mount (and everything below them). Default: none.
     #[serde(default)]
     pub bind_allow: Vec<PathBuf>,
+    /// Whether a manifest's `config.user.privileged: true` may run. Default: false — a
+    /// repository writer must not be able to take the host.
+    #[serde(default)]
+    pub allow_privileged: bool,
 }
 
 /// Why the configuration cannot be used.

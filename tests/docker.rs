@@ -732,7 +732,7 @@ async fn a_quiet_pass_reads_nothing_from_the_daemon_and_a_crash_reads_one_contai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_recreates_the_namespace_network_removed_since_the_create() {
+async fn a_start_creates_the_namespace_network_missing_since_the_create() {
     use keel::runtime::Runtime;
     let agent = Agent::new();
     let spec = keel::model::desired::InstanceSpec {
@@ -747,15 +747,70 @@ async fn a_start_recreates_the_namespace_network_removed_since_the_create() {
         .unwrap(),
         mounted_configs: Default::default(),
     };
+    // Docker accepts a create on a network that does not exist and refuses the start: keel
+    // creates without looking the network up, so it may not exist yet; if it does, it is
+    // removed by hand here, as an operator might.
     let id = agent.runtime.create(&spec).await.unwrap();
-    let removed = std::process::Command::new("docker")
-        .args(["network", "rm", &format!("keel-{}", agent.ns.0)])
-        .output()
-        .unwrap();
-    assert!(removed.status.success(), "{removed:?}");
+    if agent.ns.network_exists() {
+        let removed = std::process::Command::new("docker")
+            .args(["network", "rm", &format!("keel-{}", agent.ns.0)])
+            .output()
+            .unwrap();
+        assert!(removed.status.success(), "{removed:?}");
+    }
     assert!(!agent.ns.network_exists());
 
     agent.runtime.start(&id).await.unwrap();
     assert!(agent.ns.network_exists(), "the network is back");
     assert_eq!(inspect(&id, "{{.State.Status}}"), "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_user_sets_the_process_user_and_privileged_needs_the_operator() {
+    let refusing = Agent::new();
+    let web = refusing.deployment(
+        "web",
+        &format!("{SLEEPER}    config:\n      user:\n        id: 1234\n        group: 2345\n"),
+    );
+    let root = refusing.deployment(
+        "root",
+        &format!("{SLEEPER}    config:\n      user:\n        privileged: true\n"),
+    );
+    refusing.apply("r1", &[("web.yaml", &web), ("root.yaml", &root)]);
+    let mut controller = refusing.controller();
+    refusing
+        .until(&mut controller, 60, "web running, root refused", |a| {
+            a.status("web") == Some(S::Running) && a.status("root") == Some(S::ConfigError)
+        })
+        .await;
+    let id = refusing.ns.containers()[0].clone();
+    assert_eq!(exec(&id, &["id", "-u"]).trim(), "1234");
+    assert_eq!(exec(&id, &["id", "-g"]).trim(), "2345");
+    let events = refusing.reader.events(&refusing.id("root"), 20).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.contains("allow_privileged = true under [docker]")),
+        "{events:?}"
+    );
+    drop(controller);
+
+    // Created privileged is what keel decides; whether it then starts is the daemon's matter
+    // (a daemon without every capability, as in CI's sandbox, refuses to start it).
+    use keel::runtime::Runtime;
+    let allowing = Agent::allowing_privileged(true);
+    let spec = keel::model::desired::InstanceSpec {
+        deployment: allowing.id("root"),
+        generation: 1,
+        ordinal: 0,
+        template: "t".into(),
+        spec: serde_json::from_value(serde_json::json!({
+            "name": "root", "namespace": allowing.ns.0, "image": support::docker::IMAGE,
+            "command": ["sleep", "3600"], "config": {"user": {"privileged": true}},
+        }))
+        .unwrap(),
+        mounted_configs: Default::default(),
+    };
+    let id = allowing.runtime.create(&spec).await.unwrap();
+    assert_eq!(inspect(&id, "{{.HostConfig.Privileged}}"), "true");
 }

@@ -130,6 +130,15 @@ fn cases() -> Vec<Case> {
         one("a_secret_volume_cannot_be_read_write", web("    volumes:\n      - type: secret\n        source: db-password\n        destination: /run/secrets/db\n        permission: rw\n"), vec![
             "app.yaml:10:21: deployments.web.volumes[0].permission: secret volumes are always read-only; write permission: ro or leave it out",
         ]),
+        one("ring_autoscale_is_refused_with_what_to_write_instead", web("    autoscale:\n      min: 1\n      max: 4\n      target_cpu: 70\n"), vec![
+            "app.yaml:6:5: deployments.web.autoscale: autoscale is not supported yet; set replicas (keel runs exactly that many instances)",
+        ]),
+        one("ring_user_group_without_an_id_is_refused", web("    command: [sleep, \"60\"]\n    config:\n      user:\n        group: 100\n"), vec![
+            "app.yaml:9:16: deployments.web.config.user.group: a group needs a user id: set config.user.id as well (the container runs as id:group)",
+        ]),
+        Case { valid: true, ..one("ring_privileged_is_a_warning_naming_the_operator_key", web("    config:\n      user:\n        id: 1000\n        privileged: true\n"), vec![
+            "app.yaml:9:21: deployments.web.config.user.privileged: warning: a privileged container runs only on hosts whose keel.toml sets allow_privileged = true under [docker]; elsewhere it is refused with config_error",
+        ]) },
         one("another_driver_applies_to_named_volumes_only", web("    volumes:\n      - type: bind\n        source: /srv/data\n        destination: /data\n        driver: rexray\n"), vec![
             "app.yaml:10:17: deployments.web.volumes[0].driver: driver \"rexray\" only applies to type: volume",
         ]),

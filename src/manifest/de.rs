@@ -35,6 +35,13 @@ pub enum DeErrorKind {
     Message(String),
 }
 
+/// Fields of Ring's manifests keel does not implement, with what to write instead: refused
+/// with this message rather than as an unknown field (docs/manifest.md, "Coming from Ring").
+const RING_ONLY: &[(&str, &str)] = &[(
+    "autoscale",
+    "autoscale is not supported yet; set replicas (keel runs exactly that many instances)",
+)];
+
 impl DeError {
     fn at(mut self, node: NodeId) -> Self {
         self.node.get_or_insert(node);
@@ -50,6 +57,9 @@ impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             DeErrorKind::UnknownField { field, expected } => {
+                if let Some((_, why)) = RING_ONLY.iter().find(|(name, _)| name == field) {
+                    return f.write_str(why);
+                }
                 write!(f, "unknown field {field:?}")?;
                 suggest(f, field, expected)
             }

@@ -151,7 +151,28 @@ pub fn deployment(d: &DeploymentDecl) -> Vec<Finding> {
         health_check(i, check, &mut r);
     }
     resources(d, &mut r);
+    user(d, &mut r);
     r.findings
+}
+
+/// Ring's `config.user`: a group only with a user id; `privileged` depends on the host (the
+/// agent refuses it unless its config allows it), so it is flagged here, not refused.
+fn user(d: &DeploymentDecl, r: &mut Report) {
+    let Some(user) = d.config.as_ref().and_then(|c| c.user.as_ref()) else {
+        return;
+    };
+    if user.group.is_some() && user.id.is_none() {
+        r.error(
+            at!["config", "user", "group"],
+            "a group needs a user id: set config.user.id as well (the container runs as id:group)",
+        );
+    }
+    if user.privileged == Some(true) {
+        r.warning(
+            at!["config", "user", "privileged"],
+            "a privileged container runs only on hosts whose keel.toml sets allow_privileged = true under [docker]; elsewhere it is refused with config_error",
+        );
+    }
 }
 
 fn replicas(d: &DeploymentDecl, r: &mut Report) {

@@ -724,6 +724,27 @@ pub struct DeploymentConfig {
     /// every create; `Never`: use the local image or fail with `image_pull_back_off`.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
+    /// Who the container's process runs as (Ring's `config.user`), and whether it is
+    /// privileged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserConfig>,
+}
+
+/// The container's user, as Ring writes it: numeric ids, and `privileged`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user id the process runs as (Docker's `--user <id>`); the image's user when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+    /// The group id, with `id` (Docker's `--user <id>:<group>`); a group alone is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    /// Runs the container privileged (every device and capability of the host). Refused unless
+    /// the operator sets `allow_privileged = true` under `[docker]` in keel.toml: a repository
+    /// writer must not be able to take the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
 }
 
 /// When to pull an image.

@@ -161,6 +161,11 @@ pub fn config() -> Config {
 
 impl Agent {
     pub fn new() -> Self {
+        Self::allowing_privileged(false)
+    }
+
+    /// An agent whose keel.toml sets `[docker] allow_privileged` as given.
+    pub fn allowing_privileged(allow_privileged: bool) -> Self {
         ensure_image();
         let dir = tempfile::tempdir().unwrap();
         for sub in ["secrets", "state", "allowed"] {
@@ -174,6 +179,7 @@ impl Agent {
             secrets_dir: dir.path().join("secrets"),
             state_dir: dir.path().join("state"),
             owner: format!("test-{}", dir.path().file_name().unwrap().to_string_lossy()),
+            allow_privileged,
         };
         let runtime = Arc::new(DockerRuntime::connect(settings).unwrap());
         Agent {

@@ -63,10 +63,12 @@ pub fn container(
         }),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         mounts: Some(mounts(spec, settings)?),
+        privileged: privileged(spec, settings)?,
         ..HostConfig::default()
     };
     Ok(ContainerCreateBody {
         image: Some(image),
+        user: user(spec),
         cmd: (!d.command.is_empty()).then(|| d.command.clone()),
         env: Some(environment(spec, settings)?),
         labels: Some(all_labels),
@@ -74,6 +76,31 @@ pub fn container(
         host_config: Some(host_config),
         ..ContainerCreateBody::default()
     })
+}
+
+fn user_config(spec: &InstanceSpec) -> Option<&crate::model::manifest::UserConfig> {
+    spec.spec.config.as_ref()?.user.as_ref()
+}
+
+/// Docker's `User`: `id` or `id:group` (validation refuses a group without an id).
+fn user(spec: &InstanceSpec) -> Option<String> {
+    let user = user_config(spec)?;
+    match (user.id, user.group) {
+        (Some(id), Some(group)) => Some(format!("{id}:{group}")),
+        (Some(id), None) => Some(id.to_string()),
+        (None, Some(_) | None) => None,
+    }
+}
+
+/// `privileged: true`, only where the operator allows it.
+fn privileged(spec: &InstanceSpec, settings: &Settings) -> Result<Option<bool>, RuntimeError> {
+    match user_config(spec).and_then(|u| u.privileged) {
+        Some(true) if !settings.allow_privileged => Err(RuntimeError::Config(
+            "privileged containers are not allowed on this host; the operator can allow them with allow_privileged = true under [docker] in keel.toml".into(),
+        )),
+        Some(true) => Ok(Some(true)),
+        Some(false) | None => Ok(None),
+    }
 }
 
 fn limit(value: Option<u64>) -> Option<i64> {

@@ -26,7 +26,7 @@ pub fn classify(op: Operation, status: u16, message: &str, image: &str) -> Runti
         Operation::Pull => pull(),
         Operation::InspectImage if status == 404 => pull(),
         Operation::CreateNetwork => RuntimeError::Network(message.to_owned()),
-        Operation::CreateContainer if status == 404 && m.contains("no such image") => pull(),
+        Operation::CreateContainer if missing_image(status, message) => pull(),
         Operation::CreateContainer | Operation::StartContainer
             if missing_network(status, message) =>
         {
@@ -43,6 +43,11 @@ pub fn classify(op: Operation, status: u16, message: &str, image: &str) -> Runti
             RuntimeError::Other(message.to_owned())
         }
     }
+}
+
+/// Whether the daemon refused a create because the image is not on the host.
+pub fn missing_image(status: u16, message: &str) -> bool {
+    status == 404 && message.to_lowercase().contains("no such image")
 }
 
 /// Whether the daemon refused because a network the container is attached to is gone.

@@ -49,6 +49,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// This agent's owner label (`keel.owner`); it lists and removes only containers with it.
     pub owner: String,
+    /// Whether a manifest may run a privileged container (`[docker] allow_privileged`).
+    pub allow_privileged: bool,
 }
 
 pub struct DockerRuntime {
@@ -303,6 +305,23 @@ impl DockerRuntime {
         c.config?.labels?.get(labels::NAMESPACE).cloned()
     }
 
+    async fn create_container(
+        &self,
+        spec: &InstanceSpec,
+        body: &bollard::models::ContainerCreateBody,
+    ) -> Result<String, bollard::errors::Error> {
+        let options = CreateContainerOptions {
+            name: Some(spec.name()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body.clone())
+            .await?;
+        self.cache().mark(&created.id);
+        Ok(created.id)
+    }
+
     async fn start_container(&self, runtime_id: &str) -> Result<(), bollard::errors::Error> {
         self.docker
             .start_container(runtime_id, None::<StartContainerOptions>)
@@ -462,6 +481,17 @@ fn observed(
     })
 }
 
+/// A create refused because the image is not on the host.
+fn missing_image(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => errors::missing_image(*status_code, message),
+        _ => false,
+    }
+}
+
 /// A refusal of the daemon because the container's network is gone.
 fn missing_network(e: &bollard::errors::Error) -> bool {
     match e {
@@ -506,27 +536,29 @@ impl Runtime for DockerRuntime {
                 .as_ref()
                 .map(|c| c.image_pull_policy)
                 .unwrap_or_default();
-            self.ensure_image(&image, policy).await?;
-            let _in_use = self.networks.read().await;
-            if body
-                .host_config
-                .as_ref()
-                .and_then(|h| h.network_mode.as_deref())
-                != Some("host")
-            {
-                self.ensure_network(&spec.deployment.namespace).await?;
+            if policy == PullPolicy::Always {
+                self.pull(&image).await?;
             }
-            let options = CreateContainerOptions {
-                name: Some(spec.name()),
-                ..Default::default()
-            };
-            let created = self
-                .docker
-                .create_container(Some(options), body)
-                .await
-                .map_err(Self::fail(Operation::CreateContainer, &image))?;
-            self.cache().mark(&created.id);
-            Ok(created.id)
+            let _in_use = self.networks.read().await;
+            // Optimistic, like Docker's own `run`: the create is tried first, and only a
+            // create refused for a missing image or network pulls or creates it and tries
+            // again (each cause once). The usual create is one request, not three.
+            let (mut pulled, mut networked) = (policy == PullPolicy::Always, false);
+            loop {
+                let refused = match self.create_container(spec, &body).await {
+                    Ok(id) => return Ok(id),
+                    Err(e) => e,
+                };
+                if !pulled && missing_image(&refused) {
+                    pulled = true;
+                    self.ensure_image(&image, policy).await?;
+                } else if !networked && missing_network(&refused) {
+                    networked = true;
+                    self.ensure_network(&spec.deployment.namespace).await?;
+                } else {
+                    return Err(Self::fail(Operation::CreateContainer, &image)(refused));
+                }
+            }
         })
     }
 
