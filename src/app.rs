@@ -15,11 +15,8 @@ use crate::api::hooks::{HookSecrets, Hooks};
 use crate::api::serve::ServeLimits;
 use crate::api::{self, Access, ApiState, SourceStatus};
 use crate::clock;
-use crate::config::{
-    AgentConfig, AgentSettings, ForgeChoice, GitReference, ManifestsConfig, SourceKind,
-};
+use crate::config::{AgentConfig, AgentSettings, ForgeChoice, GitReference, SourceKind};
 use crate::ingest::Ingest;
-use crate::manifest::Limits;
 use crate::metrics::Metrics;
 use crate::model::manifest::RuntimeKind;
 use crate::notifier::worker::Notifier;
@@ -91,7 +88,7 @@ pub async fn run(
         status: status.clone(),
         metrics: metrics.clone(),
         wake: controller.waker(),
-        limits: manifest_limits(&settings.config.manifests),
+        limits: settings.limits.clone(),
         clock: clock::system(),
     };
 
@@ -356,18 +353,6 @@ fn notifier_settings(settings: &AgentSettings) -> NotifierSettings {
         retention: delivery.retention,
         attempt_timeout: delivery.attempt_timeout,
     }
-}
-
-/// The loader's limits: keel's defaults, overridden by `[manifests]`.
-fn manifest_limits(config: &ManifestsConfig) -> Limits {
-    let mut limits = Limits::default();
-    let size = &mut limits.size;
-    size.max_file_bytes = config.max_file_bytes.unwrap_or(size.max_file_bytes);
-    size.max_revision_bytes = config.max_revision_bytes.unwrap_or(size.max_revision_bytes);
-    let yaml = &mut limits.yaml;
-    yaml.max_document_nodes = config.max_document_nodes.unwrap_or(yaml.max_document_nodes);
-    yaml.max_alias_nodes = config.max_alias_nodes.unwrap_or(yaml.max_alias_nodes);
-    limits
 }
 
 /// The Cloud Hypervisor runtime when this host can run it (its binary exists and `/dev/kvm`

@@ -14,11 +14,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::manifest::{self, Limits, Loaded, YamlLimits};
+use crate::manifest::{self, Limits, Loaded};
 use crate::model::desired::DesiredState;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::manifest::WorkloadKind;
-use crate::model::snapshot::SizeLimits;
 use crate::model::stored::StoredState;
 use crate::reconcile::diff::{diff, Action, Plan};
 use crate::source;
@@ -115,36 +114,56 @@ pub struct PlanArgs {
     pub limits: LimitArgs,
 }
 
-/// Bounds on what one revision may make keel read.
+/// What loading depends on: the agent's keel.toml (its `[manifests]` limits and
+/// `[cloud_hypervisor]` boot defaults), and bounds on what one revision may make keel read.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Largest manifest file accepted, in bytes.
-    #[arg(long, default_value_t = SizeLimits::default().max_file_bytes, value_name = "BYTES")]
-    pub max_file_size: u64,
-    /// Largest total size of a revision's manifests, in bytes.
-    #[arg(long, default_value_t = SizeLimits::default().max_revision_bytes, value_name = "BYTES")]
-    pub max_revision_size: u64,
-    /// Most YAML nodes one document may hold, as written.
-    #[arg(long, default_value_t = YamlLimits::default().max_document_nodes, value_name = "NODES")]
-    pub max_document_nodes: u64,
-    /// Most nodes aliases may add to one document when expanded (alias bombs stop here).
-    #[arg(long, default_value_t = YamlLimits::default().max_alias_nodes, value_name = "NODES")]
-    pub max_alias_nodes: u64,
+    /// The agent's keel.toml: check against its `[manifests]` limits and its
+    /// `[cloud_hypervisor]` kernel/initramfs/cmdline/firmware, which VM deployments without
+    /// their own boot files use. Without it, keel's defaults and no boot defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Largest manifest file accepted, in bytes [default: 1048576, or keel.toml's].
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+    /// Largest total size of a revision's manifests, in bytes [default: 67108864, or
+    /// keel.toml's].
+    #[arg(long, value_name = "BYTES")]
+    pub max_revision_size: Option<u64>,
+    /// Most YAML nodes one document may hold, as written [default: 2000000, or keel.toml's].
+    #[arg(long, value_name = "NODES")]
+    pub max_document_nodes: Option<u64>,
+    /// Most nodes aliases may add to one document when expanded (alias bombs stop here)
+    /// [default: 100000, or keel.toml's].
+    #[arg(long, value_name = "NODES")]
+    pub max_alias_nodes: Option<u64>,
+    /// A dotenv file of variables (`NAME=value` lines) for `$VAR` / `${VAR}` in names, images,
+    /// commands and plain environment values, as the agent's `[variables] files`; repeatable,
+    /// a later file winning, and over keel.toml's. Without it (and without `[variables]` in
+    /// --config), `$` is taken literally.
+    #[arg(long = "vars", value_name = "FILE")]
+    pub vars: Vec<PathBuf>,
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            size: SizeLimits {
-                max_file_bytes: self.max_file_size,
-                max_revision_bytes: self.max_revision_size,
-            },
-            yaml: YamlLimits {
-                max_document_nodes: self.max_document_nodes,
-                max_alias_nodes: self.max_alias_nodes,
-                ..YamlLimits::default()
-            },
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let mut limits = match &self.config {
+            Some(path) => crate::config::AgentConfig::from_file(path)?.manifest_limits()?,
+            None => Limits::default(),
+        };
+        if !self.vars.is_empty() {
+            let from_files = crate::config::read_variables(&self.vars, &[])?;
+            limits
+                .variables
+                .get_or_insert_with(Default::default)
+                .extend(from_files);
         }
+        let set = |flag: Option<u64>, value: &mut u64| *value = flag.unwrap_or(*value);
+        set(self.max_file_size, &mut limits.size.max_file_bytes);
+        set(self.max_revision_size, &mut limits.size.max_revision_bytes);
+        set(self.max_document_nodes, &mut limits.yaml.max_document_nodes);
+        set(self.max_alias_nodes, &mut limits.yaml.max_alias_nodes);
+        Ok(limits)
     }
 }
 
@@ -239,7 +258,7 @@ fn load_dir(dir: &Path, limits: &Limits) -> anyhow::Result<Result<Loaded, Vec<Di
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let loaded = match load_dir(&args.source, &args.limits.limits())? {
+    let loaded = match load_dir(&args.source, &args.limits.limits()?)? {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -319,7 +338,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let (diagnostics, summary, code) = match load_dir(&args.dir, &args.limits.limits())? {
+    let (diagnostics, summary, code) = match load_dir(&args.dir, &args.limits.limits()?)? {
         Ok(loaded) => {
             let s = &loaded.state;
             let summary = format!(

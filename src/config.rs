@@ -66,6 +66,21 @@ pub struct AgentConfig {
     pub notifier: NotifierConfig,
     #[serde(default)]
     pub cloud_hypervisor: CloudHypervisorConfig,
+    /// `[variables]`: Ring's `$VAR`s in manifests; without it, `$` is taken literally.
+    pub variables: Option<VariablesConfig>,
+}
+
+/// `[variables]`: where the values of `$VAR` / `${VAR}` in manifests come from. Never from the
+/// repository, and never from the agent's environment unless a name is listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariablesConfig {
+    /// dotenv files (`NAME=value` lines), read in order (a later file wins).
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Names taken from the agent's environment (they win over the files).
+    #[serde(default)]
+    pub from_env: Vec<String>,
 }
 
 /// `[cloud_hypervisor]`: the microVM runtime. It is enabled when its binary exists and
@@ -323,6 +338,98 @@ pub enum ConfigError {
     },
 }
 
+/// The variables of dotenv `files` (in order, a later file winning), then of the agent's
+/// environment for the names in `from_env` (a listed name that is not set is an error).
+pub fn read_variables(
+    files: &[PathBuf],
+    from_env: &[String],
+) -> Result<crate::manifest::vars::Variables, ConfigError> {
+    let mut variables = crate::manifest::vars::Variables::new();
+    for file in files {
+        variables.extend(read_dotenv(file)?);
+    }
+    for name in from_env {
+        let value = std::env::var(name).map_err(|_| ConfigError::Invalid {
+            path: "keel.toml".to_owned(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "[variables] from_env lists {name}, which is not set in the agent's environment"
+            ),
+        })?;
+        variables.insert(name.clone(), value);
+    }
+    Ok(variables)
+}
+
+/// A dotenv file: `NAME=value` lines (an optional `export ` before the name); blank lines and
+/// lines starting with `#` are skipped; a value in double quotes takes `\n`, `\"` and `\\`
+/// escapes, one in single quotes is taken as written, an unquoted one is trimmed.
+pub fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            line: index + 1,
+            column: 1,
+            message,
+        };
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(invalid(format!("expected NAME=value, got {line:?}")));
+        };
+        let name = name.trim();
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if name.is_empty() || !valid {
+            return Err(invalid(format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)")));
+        }
+        out.push((
+            name.to_owned(),
+            dotenv_value(value.trim()).map_err(invalid)?,
+        ));
+    }
+    Ok(out)
+}
+
+fn dotenv_value(raw: &str) -> Result<String, String> {
+    if let Some(inner) = raw.strip_prefix('\'') {
+        return inner
+            .strip_suffix('\'')
+            .map(str::to_owned)
+            .ok_or_else(|| "a value opened with ' must end with '".to_owned());
+    }
+    let Some(inner) = raw.strip_prefix('"') else {
+        return Ok(raw.to_owned());
+    };
+    let inner = inner
+        .strip_suffix('"')
+        .ok_or_else(|| "a value opened with \" must end with \"".to_owned())?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            (c, false) => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
 /// The API token for the CLI, from `KEEL_TOKEN`.
 pub fn api_token_from_env() -> Option<String> {
     std::env::var("KEEL_TOKEN").ok().filter(|t| !t.is_empty())
@@ -370,11 +477,37 @@ impl Default for AgentConfig {
             forge: None,
             notifier: NotifierConfig::default(),
             cloud_hypervisor: CloudHypervisorConfig::default(),
+            variables: None,
         }
     }
 }
 
 impl AgentConfig {
+    /// What loading a revision depends on: keel's limits overridden by `[manifests]`, and the
+    /// `[cloud_hypervisor]` boot defaults.
+    pub fn manifest_limits(&self) -> Result<crate::manifest::Limits, ConfigError> {
+        let mut limits = crate::manifest::Limits::default();
+        let (config, size) = (&self.manifests, &mut limits.size);
+        size.max_file_bytes = config.max_file_bytes.unwrap_or(size.max_file_bytes);
+        size.max_revision_bytes = config.max_revision_bytes.unwrap_or(size.max_revision_bytes);
+        let yaml = &mut limits.yaml;
+        yaml.max_document_nodes = config.max_document_nodes.unwrap_or(yaml.max_document_nodes);
+        yaml.max_alias_nodes = config.max_alias_nodes.unwrap_or(yaml.max_alias_nodes);
+        let ch = &self.cloud_hypervisor;
+        limits.vm_defaults = crate::model::manifest::VmSpec {
+            kernel: ch.kernel.clone(),
+            firmware: ch.firmware.clone(),
+            initramfs: ch.initramfs.clone(),
+            cmdline: ch.cmdline.clone(),
+        };
+        limits.variables = self
+            .variables
+            .as_ref()
+            .map(|v| read_variables(&v.files, &v.from_env))
+            .transpose()?;
+        Ok(limits)
+    }
+
     /// Reads `keel.toml`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -476,6 +609,8 @@ pub struct AgentSettings {
     pub forge: Option<ForgeSettings>,
     pub delivery: DeliverySettings,
     pub cloud_hypervisor: CloudHypervisorSettings,
+    /// What loading a revision depends on (`AgentConfig::manifest_limits`), variables read.
+    pub limits: crate::manifest::Limits,
 }
 
 /// Reads the `KEEL_*` variables of the agent.
@@ -582,7 +717,12 @@ impl AgentSettings {
             }
         }
         let cloud_hypervisor = cloud_hypervisor(&config);
+        let limits = config
+            .manifest_limits()
+            .map_err(|e| problems.push(format!("{e:#}")))
+            .ok();
         Some(Self {
+            limits: limits?,
             cloud_hypervisor,
             webhooks,
             forge,
@@ -836,6 +976,63 @@ fn source_kind(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotenv_files_read_as_operators_write_them_and_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vars.env");
+        std::fs::write(
+            &file,
+            "# registry\n\nREGISTRY=registry.example.com\nexport TAG = 1.4 \nGREETING=\"hello\\nworld\"\nRAW='a $b \\n'\nEMPTY=\n",
+        )
+        .unwrap();
+        let read = read_dotenv(&file).unwrap();
+        let expected = [
+            ("REGISTRY", "registry.example.com"),
+            ("TAG", "1.4"),
+            ("GREETING", "hello\nworld"),
+            ("RAW", "a $b \\n"),
+            ("EMPTY", ""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(read, expected);
+
+        std::fs::write(&file, "OK=1\n1BAD=x\n").unwrap();
+        let error = read_dotenv(&file).unwrap_err().to_string();
+        assert!(error.ends_with(":2:1: \"1BAD\" is not a variable name (letters, digits and _, not starting with a digit)"), "{error}");
+        std::fs::write(&file, "NOVALUE\n").unwrap();
+        let error = read_dotenv(&file).unwrap_err().to_string();
+        assert!(
+            error.ends_with(":1:1: expected NAME=value, got \"NOVALUE\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn variables_from_files_then_listed_environment_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a.env"), dir.path().join("b.env"));
+        std::fs::write(&first, "A=1\nB=1\n").unwrap();
+        std::fs::write(&second, "B=2\n").unwrap();
+        let vars = read_variables(&[first.clone(), second], &["PATH".to_owned()]).unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "2", "a later file wins");
+        assert!(
+            !vars["PATH"].is_empty(),
+            "a listed environment name is read"
+        );
+        assert_eq!(vars.len(), 3, "nothing else of the environment");
+        let error = read_variables(&[first], &["KEEL_TEST_SURELY_UNSET_NAME".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("KEEL_TEST_SURELY_UNSET_NAME, which is not set"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_documented_example_parses() {

@@ -122,7 +122,7 @@ impl Ingest {
     }
 
     async fn take(&self, snapshot: Snapshot) {
-        let (store, limits, now) = (self.store.clone(), self.limits, (self.clock)());
+        let (store, limits, now) = (self.store.clone(), self.limits.clone(), (self.clock)());
         let id = snapshot.revision.id.clone();
         let ingested =
             tokio::task::spawn_blocking(move || ingest(&store, snapshot, &limits, now)).await;

@@ -314,3 +314,71 @@ fn a_redirected_agent_log_carries_no_colour_codes() {
         );
     }
 }
+
+#[test]
+fn validate_expands_variables_from_vars_files_and_names_an_undefined_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(
+        repo.join("api.yaml"),
+        "deployments:\n  api:\n    name: api\n    namespace: shop\n    image: \"${REGISTRY}/shop/api:$TAG\"\n    command: [sh, -c, \"echo $$HOME\"]\n",
+    )
+    .unwrap();
+    let vars = dir.path().join("vars.env");
+    std::fs::write(
+        &vars,
+        "# the registry\nREGISTRY=registry.example.com\nexport TAG=\"1.4\"\n",
+    )
+    .unwrap();
+    let repo_arg = repo.to_str().unwrap();
+
+    let expanded = keel(&["validate", repo_arg, "--vars", vars.to_str().unwrap()]);
+    assert_eq!(expanded.status.code(), Some(0), "{}", stdout(&expanded));
+
+    let literal = keel(&["validate", repo_arg]);
+    let text = stdout(&literal);
+    assert_eq!(literal.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("is not a valid image reference"),
+        "without variables $ is taken literally: {text}"
+    );
+
+    std::fs::write(&vars, "REGISTRY=registry.example.com\n").unwrap();
+    let undefined = keel(&["validate", repo_arg, "--vars", vars.to_str().unwrap()]);
+    let text = stdout(&undefined);
+    assert_eq!(undefined.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("api.yaml:5:12: deployments.api.image: undefined variable TAG"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_with_the_agents_config_boots_a_disk_only_microvm_from_its_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(
+        repo.join("vm.yaml"),
+        "deployments:\n  edge:\n    name: edge\n    namespace: demo\n    runtime: cloud-hypervisor\n    image: /var/lib/vm/edge.raw\n",
+    )
+    .unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(
+        &config,
+        "[cloud_hypervisor]\nkernel = \"/var/lib/vm/vmlinux\"\n",
+    )
+    .unwrap();
+    let repo_arg = repo.to_str().unwrap();
+
+    let refused = keel(&["validate", repo_arg]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stdout(&refused).contains("or kernel or firmware under [cloud_hypervisor]"),
+        "{}",
+        stdout(&refused)
+    );
+    let accepted = keel(&["validate", repo_arg, "--config", config.to_str().unwrap()]);
+    assert_eq!(accepted.status.code(), Some(0), "{}", stdout(&accepted));
+}

@@ -67,6 +67,31 @@ fn run(c: &Case) -> (bool, Vec<String>) {
     }
 }
 
+/// The default limits with the operator's variables.
+fn with_variables(vars: &[(&str, &str)]) -> Limits {
+    Limits {
+        variables: Some(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Limits::default()
+    }
+}
+
+/// The default limits with `[cloud_hypervisor]` boot defaults, as keel.toml would set them.
+fn with_vm_defaults(kernel: Option<&str>, firmware: Option<&str>) -> Limits {
+    Limits {
+        vm_defaults: keel::model::manifest::VmSpec {
+            kernel: kernel.map(str::to_owned),
+            firmware: firmware.map(str::to_owned),
+            initramfs: None,
+            cmdline: None,
+        },
+        ..Limits::default()
+    }
+}
+
 fn billion_laughs() -> String {
     let mut text = String::from("lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..10 {
@@ -93,8 +118,11 @@ fn cases() -> Vec<Case> {
         one("unknown_kind_suggests_the_nearest", web("    kind: wroker\n"), vec![
             "app.yaml:6:11: deployments.web.kind: unknown value \"wroker\", did you mean \"worker\"?",
         ]),
-        one("unknown_runtime_is_rejected", web("    runtime: firecracker\n"), vec![
-            "app.yaml:6:14: deployments.web.runtime: unknown value \"firecracker\"; expected one of: docker, cloud-hypervisor",
+        one("unknown_runtime_is_rejected", web("    runtime: kvm\n"), vec![
+            "app.yaml:6:14: deployments.web.runtime: unknown value \"kvm\"; expected one of: docker, cloud-hypervisor",
+        ]),
+        one("ring_runtimes_keel_does_not_drive_are_refused_by_name", web("    runtime: firecracker\n"), vec![
+            "app.yaml:6:14: deployments.web.runtime: runtime firecracker is not supported: keel runs microVMs on cloud-hypervisor (runtime: cloud-hypervisor)",
         ]),
         one("missing_required_field_is_named", "deployments:\n  web:\n    name: web\n    image: busybox\n".into(), vec![
             "app.yaml:3:5: deployments.web: missing required field \"namespace\"",
@@ -225,9 +253,20 @@ fn cases() -> Vec<Case> {
         one("vm_block_is_rejected_on_docker", web(VM_BOOT), vec![
             "app.yaml:7:7: deployments.web.vm: \"vm\" is only for runtime: cloud-hypervisor",
         ]),
-        one("cloud_hypervisor_needs_a_vm_block", vm(""), vec![
-            "app.yaml:3:5: deployments.edge.vm: a cloud-hypervisor deployment needs a \"vm\" block with a kernel or a firmware",
+        Case { valid: true, limits: with_variables(&[("REGISTRY", "registry.example.com")]), ..one("ring_variables_expand_before_validation", web("    environment:\n      HOME_DIR: \"$$HOME\"\n").replace("busybox:1.36", "${REGISTRY}/busybox:1.36"), vec![]) },
+        Case { limits: with_variables(&[]), ..one("an_undefined_variable_is_named_where_it_is_used", web("    command: [sh, -c, \"echo $GREETING\"]\n"), vec![
+            "app.yaml:6:23: deployments.web.command[2]: undefined variable GREETING: define it in a file of [variables] in the agent's keel.toml (keel validate --vars FILE), or write $$ for a literal $",
+        ]) },
+        Case { limits: with_variables(&[("TAG", "Not A Tag")]), ..one("a_substituted_value_is_validated_where_the_variable_is_used", web("").replace("busybox:1.36", "busybox:$TAG"), vec![
+            "app.yaml:5:12: deployments.web.image: \"busybox:Not A Tag\" is not a valid image reference: the tag may hold letters, digits, '_', '.' and '-' (at most 128)",
+        ]) },
+        one("cloud_hypervisor_without_a_boot_names_both_places_to_set_one", vm(""), vec![
+            "app.yaml:3:5: deployments.edge.vm: nothing to boot: set vm.kernel or vm.firmware in the manifest, or kernel or firmware under [cloud_hypervisor] in the agent's keel.toml (keel validate --config <keel.toml> reads it)",
         ]),
+        Case { valid: true, limits: with_vm_defaults(Some("/k/vmlinux"), None), ..one("ring_cloud_hypervisor_with_only_a_disk_boots_the_operator_defaults", vm("    image: /img/disk.raw\n"), vec![]) },
+        Case { limits: with_vm_defaults(None, Some("/k/fw")), ..one("a_default_firmware_still_needs_the_deployments_disk", vm(""), vec![
+            "app.yaml:3:5: deployments.edge.vm: a firmware boot needs a disk: set \"image\" to a raw disk image path",
+        ]) },
         one("vm_takes_kernel_or_firmware_not_both", vm("    image: /img/disk.raw\n    vm:\n      kernel: /k/vmlinux\n      firmware: /k/fw\n"), vec![
             "app.yaml:9:17: deployments.edge.vm.firmware: set either \"kernel\" or \"firmware\", not both",
         ]),

@@ -42,6 +42,22 @@ const RING_ONLY: &[(&str, &str)] = &[(
     "autoscale is not supported yet; set replicas (keel runs exactly that many instances)",
 )];
 
+/// Values of Ring's manifests keel does not implement (its other runtimes), with why.
+const RING_ONLY_VALUES: &[(&str, &str)] = &[
+    (
+        "podman",
+        "runtime podman is not supported: keel runs docker and cloud-hypervisor",
+    ),
+    (
+        "containerd",
+        "runtime containerd is not supported: keel runs docker and cloud-hypervisor",
+    ),
+    (
+        "firecracker",
+        "runtime firecracker is not supported: keel runs microVMs on cloud-hypervisor (runtime: cloud-hypervisor)",
+    ),
+];
+
 impl DeError {
     fn at(mut self, node: NodeId) -> Self {
         self.node.get_or_insert(node);
@@ -64,6 +80,9 @@ impl fmt::Display for DeError {
                 suggest(f, field, expected)
             }
             DeErrorKind::UnknownVariant { variant, expected } => {
+                if let Some((_, why)) = RING_ONLY_VALUES.iter().find(|(name, _)| name == variant) {
+                    return f.write_str(why);
+                }
                 write!(f, "unknown value {variant:?}")?;
                 suggest(f, variant, expected)
             }

@@ -9,6 +9,7 @@ mod de;
 mod parse;
 pub mod schema;
 pub mod validate;
+pub mod vars;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -18,18 +19,24 @@ use crate::model::desired::{
     ConfigId, DeploymentId, DesiredConfig, DesiredDeployment, DesiredState, Origin,
 };
 use crate::model::diagnostic::{Diagnostic, Severity};
-use crate::model::manifest::{DeploymentDecl, Protocol, VolumeKind};
+use crate::model::manifest::{DeploymentDecl, Protocol, VmSpec, VolumeKind};
 use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
 
 use parse::{Entry, ParsedFile};
 use validate::{Finding, Seg};
 pub use yaml::YamlLimits;
 
-/// Everything that bounds the work one revision may cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the operator configured that loading a revision depends on: the bounds on the work one
+/// revision may cause, and the microVM boot defaults a VM deployment may rely on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub size: SizeLimits,
     pub yaml: YamlLimits,
+    /// `[cloud_hypervisor]` kernel, initramfs, cmdline and firmware: what a deployment without
+    /// its own boot in `vm` boots (`VmSpec::over`).
+    pub vm_defaults: VmSpec,
+    /// The operator's `$VAR`s (`[variables]`); `None`: no substitution, `$` is taken literally.
+    pub variables: Option<vars::Variables>,
 }
 
 /// A valid revision.
@@ -72,13 +79,14 @@ pub fn load(entries: &[SnapshotEntry], limits: &Limits) -> Result<Loaded, Vec<Di
                         path,
                         bytes,
                         limits.yaml,
+                        limits.variables.as_ref(),
                         &mut diagnostics,
                     ));
                 }
             }
         }
     }
-    let state = assemble(&files, &mut diagnostics);
+    let state = assemble(&files, &limits.vm_defaults, &mut diagnostics);
     diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     if diagnostics.iter().any(Diagnostic::is_error) {
         Err(diagnostics)
@@ -112,11 +120,11 @@ fn rejection_message(reason: &Rejection) -> String {
 
 /// Runs per-declaration and revision-wide checks and builds the state (meaningful only when
 /// no error was pushed).
-fn assemble(files: &[ParsedFile], out: &mut Vec<Diagnostic>) -> DesiredState {
+fn assemble(files: &[ParsedFile], vm_defaults: &VmSpec, out: &mut Vec<Diagnostic>) -> DesiredState {
     let mut state = DesiredState::default();
     add_namespaces(files, &mut state, out);
     add_configs(files, &mut state, out);
-    add_deployments(files, &mut state, out);
+    add_deployments(files, vm_defaults, &mut state, out);
     state
 }
 
@@ -161,12 +169,17 @@ fn add_configs(files: &[ParsedFile], state: &mut DesiredState, out: &mut Vec<Dia
     }
 }
 
-fn add_deployments(files: &[ParsedFile], state: &mut DesiredState, out: &mut Vec<Diagnostic>) {
+fn add_deployments(
+    files: &[ParsedFile],
+    vm_defaults: &VmSpec,
+    state: &mut DesiredState,
+    out: &mut Vec<Diagnostic>,
+) {
     let mut host_ports = HostPorts::default();
     for file in files {
         for entry in &file.deployments {
             let decl = &entry.value;
-            push_findings(file, entry, validate::deployment(decl), out);
+            push_findings(file, entry, validate::deployment(decl, vm_defaults), out);
             let id = DeploymentId::new(&decl.namespace, &decl.name);
             if let Some(first) = state.deployments.get(&id) {
                 let message = format!("deployment {id} is also declared at {}", first.origin);

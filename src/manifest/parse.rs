@@ -9,6 +9,7 @@ use crate::model::manifest::{ConfigDecl, DeploymentDecl, NamespaceDecl};
 
 use super::de::{from_node, DeError, DeErrorKind};
 use super::validate::{Finding, Seg};
+use super::vars::{self, Variables};
 use super::yaml::{self, Document, NodeId, NodeKind, YamlLimits};
 
 /// The three top-level sections of a manifest file.
@@ -64,6 +65,7 @@ pub fn parse_file(
     path: &str,
     bytes: &[u8],
     limits: YamlLimits,
+    variables: Option<&Variables>,
     out: &mut Vec<Diagnostic>,
 ) -> ParsedFile {
     let mut file = ParsedFile {
@@ -108,10 +110,54 @@ pub fn parse_file(
         ));
         return file;
     }
+    if let Some(variables) = variables {
+        for doc in &mut file.docs {
+            substitute(path, doc, variables, out);
+        }
+    }
     for index in 0..file.docs.len() {
         read_document(&mut file, index, out);
     }
     file
+}
+
+/// Expands the operator's variables in the deployments of `doc` (see `vars`), reporting each
+/// undefined one where it is used.
+fn substitute(path: &str, doc: &mut Document, variables: &Variables, out: &mut Vec<Diagnostic>) {
+    let root = doc.root();
+    let Some((_, deployments)) = doc.get(root, "deployments") else {
+        return;
+    };
+    let decls: Vec<NodeId> = match &doc.node(deployments).kind {
+        NodeKind::Map(entries) => entries.iter().map(|(_, v)| *v).collect(),
+        NodeKind::Scalar(_) | NodeKind::Seq(_) => return,
+    };
+    for decl in decls {
+        for scalar in vars::substituted_scalars(doc, decl) {
+            let Some(text) = doc.scalar_text(scalar) else {
+                continue;
+            };
+            match vars::expand(text, variables) {
+                Ok(expanded) if expanded == text => {}
+                Ok(expanded) => doc.set_string(scalar, expanded),
+                Err(problem) => {
+                    let message = match problem {
+                        vars::Problem::Undefined(name) => format!("undefined variable {name}: define it in a file of [variables] in the agent's keel.toml (keel validate --vars FILE), or write $$ for a literal $"),
+                        vars::Problem::Unclosed => "\"${\" without its closing \"}\"; write $$ for a literal $".to_owned(),
+                    };
+                    let mark = doc.node(scalar).mark;
+                    out.push(Diagnostic {
+                        file: path.to_owned(),
+                        line: Some(mark.line),
+                        column: Some(mark.column),
+                        path: render_path(&path_to(doc, root, scalar).unwrap_or_default()),
+                        severity: Severity::Error,
+                        message,
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// An error about a whole file (no position).

@@ -134,7 +134,7 @@ pub fn config(decl: &ConfigDecl) -> Vec<Finding> {
 }
 
 /// Every per-deployment rule.
-pub fn deployment(d: &DeploymentDecl) -> Vec<Finding> {
+pub fn deployment(d: &DeploymentDecl, vm_defaults: &VmSpec) -> Vec<Finding> {
     let mut r = Report::default();
     if let Err(e) = check_name(&d.name) {
         r.error(at!["name"], e);
@@ -143,7 +143,7 @@ pub fn deployment(d: &DeploymentDecl) -> Vec<Finding> {
         r.error(at!["namespace"], e);
     }
     replicas(d, &mut r);
-    runtime_fields(d, &mut r);
+    runtime_fields(d, vm_defaults, &mut r);
     environment(d, &mut r);
     ports(d, &mut r);
     volumes(d, &mut r);
@@ -214,7 +214,7 @@ fn replicas(d: &DeploymentDecl, r: &mut Report) {
 }
 
 /// Docker-only fields on cloud-hypervisor, `vm` on docker, and each runtime's image rules.
-fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
+fn runtime_fields(d: &DeploymentDecl, vm_defaults: &VmSpec, r: &mut Report) {
     match d.runtime {
         RuntimeKind::Docker => {
             if d.vm.is_some() {
@@ -255,7 +255,7 @@ fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
                     );
                 }
             }
-            vm(d.vm.as_ref(), d.image.is_some(), r);
+            vm(d.vm.as_ref(), vm_defaults, d.image.is_some(), r);
             for (i, check) in d.health_checks.iter().enumerate() {
                 if check.kind == CheckKind::Command {
                     r.error(
@@ -268,24 +268,21 @@ fn runtime_fields(d: &DeploymentDecl, r: &mut Report) {
     }
 }
 
-fn vm(vm: Option<&VmSpec>, has_disk: bool, r: &mut Report) {
-    let Some(vm) = vm else {
-        r.error(
-            at!["vm"],
-            "a cloud-hypervisor deployment needs a \"vm\" block with a kernel or a firmware",
-        );
-        return;
-    };
-    match (&vm.kernel, &vm.firmware) {
-        (None, None) => r.error(at!["vm"], "set either \"kernel\" or \"firmware\""),
+/// The boot of a VM deployment: its own `vm` block over the operator's defaults
+/// (`VmSpec::over`, the rule the runtime boots by). Conflicts are the block's own; what is
+/// missing is judged on the merged boot, and named with both places it can come from.
+fn vm(own: Option<&VmSpec>, defaults: &VmSpec, has_disk: bool, r: &mut Report) {
+    let empty = VmSpec::default();
+    let own = own.unwrap_or(&empty);
+    match (&own.kernel, &own.firmware) {
         (Some(_), Some(_)) => r.error(
             at!["vm", "firmware"],
             "set either \"kernel\" or \"firmware\", not both",
         ),
         (None, Some(_)) => {
             for (field, present) in [
-                ("initramfs", vm.initramfs.is_some()),
-                ("cmdline", vm.cmdline.is_some()),
+                ("initramfs", own.initramfs.is_some()),
+                ("cmdline", own.cmdline.is_some()),
             ] {
                 if present {
                     r.error(
@@ -294,23 +291,29 @@ fn vm(vm: Option<&VmSpec>, has_disk: bool, r: &mut Report) {
                     );
                 }
             }
-            if !has_disk {
-                r.error(
-                    at!["vm", "firmware"],
-                    "a firmware boot needs a disk: set \"image\" to a raw disk image path",
-                );
-            }
         }
-        (Some(_), None) => {
-            if !has_disk && vm.initramfs.is_none() {
-                r.error(at!["vm"], "set \"image\" (a raw disk) or \"vm.initramfs\": the VM has nothing to boot into");
-            }
-        }
+        (Some(_) | None, None) => {}
+    }
+    let boot = own.over(defaults);
+    match (&boot.kernel, &boot.firmware) {
+        (None, None) => r.error(
+            at!["vm"],
+            "nothing to boot: set vm.kernel or vm.firmware in the manifest, or kernel or firmware under [cloud_hypervisor] in the agent's keel.toml (keel validate --config <keel.toml> reads it)",
+        ),
+        (None, Some(_)) if !has_disk => r.error(
+            at!["vm"],
+            "a firmware boot needs a disk: set \"image\" to a raw disk image path",
+        ),
+        (Some(_), _) if !has_disk && boot.initramfs.is_none() => r.error(
+            at!["vm"],
+            "set \"image\" (a raw disk) or \"vm.initramfs\": the VM has nothing to boot into",
+        ),
+        (None, Some(_)) | (Some(_), _) => {}
     }
     let paths = [
-        ("kernel", &vm.kernel),
-        ("firmware", &vm.firmware),
-        ("initramfs", &vm.initramfs),
+        ("kernel", &own.kernel),
+        ("firmware", &own.firmware),
+        ("initramfs", &own.initramfs),
     ];
     for (field, path) in paths {
         if let Some(path) = path {

@@ -100,6 +100,14 @@ impl Document {
         }
     }
 
+    /// Replaces a scalar with the string `text` (a variable expanded into it).
+    pub fn set_string(&mut self, id: NodeId, text: String) {
+        if let NodeKind::Scalar(s) = &mut self.nodes[id.0].kind {
+            s.text = text;
+            s.value = ScalarValue::Str;
+        }
+    }
+
     pub fn scalar_text(&self, id: NodeId) -> Option<&str> {
         match &self.node(id).kind {
             NodeKind::Scalar(s) => Some(&s.text),

@@ -799,9 +799,86 @@ pub struct VmSpec {
     pub cmdline: Option<String>,
 }
 
+impl VmSpec {
+    /// Whether the block names how to boot (a kernel or a firmware).
+    pub fn names_boot(&self) -> bool {
+        self.kernel.is_some() || self.firmware.is_some()
+    }
+
+    /// This block over the operator's defaults (`[cloud_hypervisor]` in keel.toml, Ring's
+    /// server-side boot files). A block that names its kernel or firmware boots exactly what it
+    /// names — a default initramfs belongs to the default kernel, so nothing is mixed in. A
+    /// block that names neither boots the defaults (a kernel before a firmware), its own
+    /// `initramfs` and `cmdline` replacing the defaults' ones.
+    pub fn over(&self, defaults: &VmSpec) -> VmSpec {
+        if self.names_boot() {
+            return self.clone();
+        }
+        VmSpec {
+            kernel: defaults.kernel.clone(),
+            firmware: defaults
+                .kernel
+                .is_none()
+                .then(|| defaults.firmware.clone())
+                .flatten(),
+            initramfs: self
+                .initramfs
+                .clone()
+                .or_else(|| defaults.initramfs.clone()),
+            cmdline: self.cmdline.clone().or_else(|| defaults.cmdline.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn boot(kernel: Option<&str>, firmware: Option<&str>, initramfs: Option<&str>) -> VmSpec {
+        VmSpec {
+            kernel: kernel.map(str::to_owned),
+            firmware: firmware.map(str::to_owned),
+            initramfs: initramfs.map(str::to_owned),
+            cmdline: None,
+        }
+    }
+
+    #[test]
+    fn a_vm_block_boots_what_it_names_and_otherwise_the_operator_defaults() {
+        let defaults = boot(Some("/d/kernel"), Some("/d/fw"), Some("/d/initrd"));
+        // (behaviour, the deployment's block, the boot)
+        let rows = [
+            (
+                "no boot of its own: the default kernel and initramfs",
+                boot(None, None, None),
+                boot(Some("/d/kernel"), None, Some("/d/initrd")),
+            ),
+            (
+                "its own initramfs replaces the default one",
+                boot(None, None, Some("/own/initrd")),
+                boot(Some("/d/kernel"), None, Some("/own/initrd")),
+            ),
+            (
+                "its own kernel comes without the default initramfs",
+                boot(Some("/own/kernel"), None, None),
+                boot(Some("/own/kernel"), None, None),
+            ),
+            (
+                "its own firmware is not overridden by a default kernel",
+                boot(None, Some("/own/fw"), None),
+                boot(None, Some("/own/fw"), None),
+            ),
+        ];
+        for (behaviour, own, expected) in rows {
+            assert_eq!(own.over(&defaults), expected, "{behaviour}");
+        }
+        let firmware_only = boot(None, Some("/d/fw"), None);
+        assert_eq!(
+            boot(None, None, None).over(&firmware_only),
+            firmware_only,
+            "a default firmware"
+        );
+    }
 
     fn vm_with(limits: Option<ResourceAmounts>) -> DeploymentDecl {
         DeploymentDecl {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::model::desired::DeploymentId;
-use crate::model::manifest::RuntimeKind;
+use crate::model::manifest::{RuntimeKind, VmSpec};
 use crate::model::observed::{ObservedInstance, Phase};
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
@@ -124,17 +124,22 @@ impl CloudHypervisorRuntime {
             .collect()
     }
 
-    /// How the instance boots: the deployment's `vm` block over the operator's defaults.
+    /// How the instance boots: the deployment's `vm` block over the operator's defaults
+    /// (`VmSpec::over`, the rule validation judges by).
     fn boot(&self, spec: &InstanceSpec) -> Result<Boot, RuntimeError> {
-        let vm = spec.spec.vm.clone().unwrap_or_default();
         let s = &self.settings;
-        let kernel = vm.kernel.or_else(|| s.kernel.clone());
-        let firmware = vm.firmware.or_else(|| s.firmware.clone());
-        let boot = match (kernel, firmware) {
+        let defaults = VmSpec {
+            kernel: s.kernel.clone(),
+            firmware: s.firmware.clone(),
+            initramfs: s.initramfs.clone(),
+            cmdline: s.cmdline.clone(),
+        };
+        let vm = spec.spec.vm.clone().unwrap_or_default().over(&defaults);
+        let boot = match (vm.kernel, vm.firmware) {
             (Some(kernel), _) => Boot::Kernel {
                 kernel,
-                initramfs: vm.initramfs.or_else(|| s.initramfs.clone()),
-                cmdline: vm.cmdline.or_else(|| s.cmdline.clone()).unwrap_or_default(),
+                initramfs: vm.initramfs,
+                cmdline: vm.cmdline.unwrap_or_default(),
             },
             (None, Some(firmware)) => Boot::Firmware { firmware },
             (None, None) => {
