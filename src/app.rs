@@ -400,6 +400,11 @@ fn docker_settings(config: &AgentConfig) -> DockerSettings {
         state_dir: config.state_dir.clone(),
         owner: config.node.clone(),
         allow_privileged: config.docker.allow_privileged,
+        host_auth: config
+            .docker
+            .use_host_auth
+            .then(crate::config::host_docker_config)
+            .flatten(),
     }
 }
 

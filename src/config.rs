@@ -318,6 +318,11 @@ pub struct DockerConfig {
     /// repository writer must not be able to take the host.
     #[serde(default)]
     pub allow_privileged: bool,
+    /// Whether pulls may use the agent user's own Docker credentials (`auths` of
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`) when a deployment names
+    /// none. Default: false.
+    #[serde(default)]
+    pub use_host_auth: bool,
 }
 
 /// Why the configuration cannot be used.
@@ -428,6 +433,15 @@ fn dotenv_value(raw: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// The agent user's Docker config file: `$DOCKER_CONFIG/config.json`, else
+/// `$HOME/.docker/config.json` (`None` without either variable).
+pub fn host_docker_config() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("DOCKER_CONFIG")
+        .map(|dir| PathBuf::from(dir).join("config.json"))
+        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".docker/config.json")))
 }
 
 /// The API token for the CLI, from `KEEL_TOKEN`.

@@ -167,6 +167,15 @@ fn cases() -> Vec<Case> {
         Case { valid: true, ..one("ring_privileged_is_a_warning_naming_the_operator_key", web("    config:\n      user:\n        id: 1000\n        privileged: true\n"), vec![
             "app.yaml:9:21: deployments.web.config.user.privileged: warning: a privileged container runs only on hosts whose keel.toml sets allow_privileged = true under [docker]; elsewhere it is refused with config_error",
         ]) },
+        one("ring_plain_text_registry_password_is_refused_without_repeating_it", web("    config:\n      username: robot\n      password: hunter2\n"), vec![
+            "app.yaml:8:17: deployments.web.config.password: a registry password must not be written in Git: put it in a file in the agent's secrets directory and write password: {secretRef: NAME}",
+        ]),
+        one("image_pull_secret_or_username_not_both", web("    config:\n      image_pull_secret: regcred\n      username: robot\n      password:\n        secretRef: pw\n"), vec![
+            "app.yaml:7:26: deployments.web.config.image_pull_secret: use either image_pull_secret or username/password, not both",
+        ]),
+        Case { valid: true, ..one("ring_use_host_auth_is_only_a_warning", web("    config:\n      use_host_auth: true\n"), vec![
+            "app.yaml:7:22: deployments.web.config.use_host_auth: warning: keel uses the host's Docker credentials for every deployment when the agent's keel.toml sets use_host_auth = true under [docker]; this field changes nothing",
+        ]) },
         one("another_driver_applies_to_named_volumes_only", web("    volumes:\n      - type: bind\n        source: /srv/data\n        destination: /data\n        driver: rexray\n"), vec![
             "app.yaml:10:17: deployments.web.volumes[0].driver: driver \"rexray\" only applies to type: volume",
         ]),

@@ -152,7 +152,52 @@ pub fn deployment(d: &DeploymentDecl, vm_defaults: &VmSpec) -> Vec<Finding> {
     }
     resources(d, &mut r);
     user(d, &mut r);
+    registry_credentials(d, &mut r);
     r.findings
+}
+
+/// Ring's registry fields: a password only by reference, credentials from one source.
+fn registry_credentials(d: &DeploymentDecl, r: &mut Report) {
+    let Some(c) = d.config.as_ref() else {
+        return;
+    };
+    if let Some(EnvValue::Plain(_)) = &c.password {
+        r.error(
+            at!["config", "password"],
+            "a registry password must not be written in Git: put it in a file in the agent's secrets directory and write password: {secretRef: NAME}",
+        );
+    }
+    match (c.username.is_some(), c.password.is_some()) {
+        (true, false) => r.error(
+            at!["config", "username"],
+            "username needs password: {secretRef: NAME}",
+        ),
+        (false, true) => r.error(at!["config", "password"], "password needs username"),
+        (true, true) | (false, false) => {}
+    }
+    if c.server.is_some() && c.username.is_none() && c.image_pull_secret.is_none() {
+        r.error(
+            at!["config", "server"],
+            "server needs username and password (or use image_pull_secret)",
+        );
+    }
+    if let Some(name) = &c.image_pull_secret {
+        if c.username.is_some() {
+            r.error(
+                at!["config", "image_pull_secret"],
+                "use either image_pull_secret or username/password, not both",
+            );
+        }
+        if let Err(e) = check_secret_name(name) {
+            r.error(at!["config", "image_pull_secret"], e);
+        }
+    }
+    if c.use_host_auth.is_some() {
+        r.warning(
+            at!["config", "use_host_auth"],
+            "keel uses the host's Docker credentials for every deployment when the agent's keel.toml sets use_host_auth = true under [docker]; this field changes nothing",
+        );
+    }
 }
 
 /// Ring's `config.user`: a group only with a user id; `privileged` depends on the host (the

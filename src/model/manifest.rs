@@ -728,6 +728,26 @@ pub struct DeploymentConfig {
     /// privileged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<UserConfig>,
+    /// A private registry's credentials as a Docker `config.json`: the name of that file in the
+    /// agent's secrets directory (Kubernetes' `imagePullSecrets`). Used before every other
+    /// source; not with `username`/`password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// The registry the credentials are for (Ring's `config.server`); default: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The registry user, with `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The registry password, as `{secretRef: NAME}` (a file in the agent's secrets
+    /// directory): a password written in Git is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<EnvValue>,
+    /// Ring's opt-in to the host's Docker credentials. keel takes them for every deployment
+    /// when the operator sets `use_host_auth = true` under `[docker]` in keel.toml, so this field
+    /// changes nothing (a warning says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_host_auth: Option<bool>,
 }
 
 /// The container's user, as Ring writes it: numeric ids, and `privileged`.

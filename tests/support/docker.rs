@@ -161,11 +161,16 @@ pub fn config() -> Config {
 
 impl Agent {
     pub fn new() -> Self {
-        Self::allowing_privileged(false)
+        Self::with_settings(|_| {})
     }
 
     /// An agent whose keel.toml sets `[docker] allow_privileged` as given.
     pub fn allowing_privileged(allow_privileged: bool) -> Self {
+        Self::with_settings(|s| s.allow_privileged = allow_privileged)
+    }
+
+    /// An agent whose Docker settings `edit` changes (as keel.toml's `[docker]` would).
+    pub fn with_settings(edit: impl FnOnce(&mut Settings)) -> Self {
         ensure_image();
         let dir = tempfile::tempdir().unwrap();
         for sub in ["secrets", "state", "allowed"] {
@@ -173,14 +178,16 @@ impl Agent {
         }
         let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
         let reader = store.reader().unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             socket: None,
             bind_allow: vec![dir.path().join("allowed")],
             secrets_dir: dir.path().join("secrets"),
             state_dir: dir.path().join("state"),
             owner: format!("test-{}", dir.path().file_name().unwrap().to_string_lossy()),
-            allow_privileged,
+            allow_privileged: false,
+            host_auth: None,
         };
+        edit(&mut settings);
         let runtime = Arc::new(DockerRuntime::connect(settings).unwrap());
         Agent {
             dir,

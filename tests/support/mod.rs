@@ -48,4 +48,5 @@ pub mod docker;
 pub mod git;
 pub mod host;
 pub mod receivers;
+pub mod registry;
 pub mod schema;

@@ -6,6 +6,7 @@
 //! stream broke and every 5 minutes; in between a listing re-inspects only the containers an
 //! event or one of keel's own verbs named, so a quiet host costs the daemon nothing.
 
+mod auth;
 mod build;
 mod cache;
 pub mod errors;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub owner: String,
     /// Whether a manifest may run a privileged container (`[docker] allow_privileged`).
     pub allow_privileged: bool,
+    /// The agent user's Docker config file, when `[docker] use_host_auth` lets pulls use it.
+    pub host_auth: Option<PathBuf>,
 }
 
 pub struct DockerRuntime {
@@ -170,7 +173,12 @@ impl DockerRuntime {
         }
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+    async fn ensure_image(
+        &self,
+        spec: &InstanceSpec,
+        image: &str,
+        policy: PullPolicy,
+    ) -> Result<(), RuntimeError> {
         let present = match self.docker.inspect_image(image).await {
             Ok(_) => true,
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -184,16 +192,27 @@ impl DockerRuntime {
                 image: image.to_owned(),
                 message: "the image is not present and image_pull_policy is Never".to_owned(),
             }),
-            (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => self.pull(image).await,
+            (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {
+                self.pull(spec, image).await
+            }
         }
     }
 
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+    /// Pulls `image` with the credentials `spec` and the operator give (`auth`).
+    async fn pull(&self, spec: &InstanceSpec, image: &str) -> Result<(), RuntimeError> {
+        let credentials = auth::credentials(
+            image,
+            &auth::Sources {
+                config: spec.spec.config.as_ref(),
+                secrets_dir: &self.settings.secrets_dir,
+                host_auth: self.settings.host_auth.as_deref(),
+            },
+        )?;
         let options = CreateImageOptions {
             from_image: Some(image.to_owned()),
             ..CreateImageOptions::default()
         };
-        let mut progress = self.docker.create_image(Some(options), None, None);
+        let mut progress = self.docker.create_image(Some(options), None, credentials);
         while let Some(step) = progress.next().await {
             let step = match step {
                 Ok(step) => step,
@@ -537,7 +556,7 @@ impl Runtime for DockerRuntime {
                 .map(|c| c.image_pull_policy)
                 .unwrap_or_default();
             if policy == PullPolicy::Always {
-                self.pull(&image).await?;
+                self.pull(spec, &image).await?;
             }
             let _in_use = self.networks.read().await;
             // Optimistic, like Docker's own `run`: the create is tried first, and only a
@@ -551,7 +570,7 @@ impl Runtime for DockerRuntime {
                 };
                 if !pulled && missing_image(&refused) {
                     pulled = true;
-                    self.ensure_image(&image, policy).await?;
+                    self.ensure_image(spec, &image, policy).await?;
                 } else if !networked && missing_network(&refused) {
                     networked = true;
                     self.ensure_network(&spec.deployment.namespace).await?;
