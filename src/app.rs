@@ -54,8 +54,16 @@ pub async fn run(
         source: Some(source_label(&settings)),
         ..SourceDto::default()
     }));
-    let docker: Arc<dyn Runtime> =
-        Arc::new(DockerRuntime::connect(docker_settings(&settings.config))?);
+    let access = Access {
+        tokens: settings.config.api.tokens.clone(),
+        public_metrics: settings.config.api.public_metrics,
+    };
+    let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
+    api_state.cache_under(store.writes());
+    let docker: Arc<dyn Runtime> = Arc::new(
+        DockerRuntime::connect(docker_settings(&settings.config))?
+            .with_pull_board(api_state.pulls.clone()),
+    );
     let runtimes = vec![docker, cloud_hypervisor(&settings)?];
     // One agent per node name and runtime: everything is owned by that name. Another live
     // holder stops the start here; a runtime that does not answer yet is claimed in the
@@ -69,12 +77,6 @@ pub async fn run(
         resync: settings.resync,
         ..ControllerConfig::default()
     };
-    let access = Access {
-        tokens: settings.config.api.tokens.clone(),
-        public_metrics: settings.config.api.public_metrics,
-    };
-    let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
-    api_state.cache_under(store.writes());
     let controller = Controller::new(
         store.clone(),
         runtimes.clone(),

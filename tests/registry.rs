@@ -160,3 +160,69 @@ async fn a_wrong_password_is_image_pull_back_off_with_the_registrys_message_and_
         );
     }
 }
+
+/// `keel deployment NS/NAME` against `base`, as an operator runs it.
+async fn keel_deployment(base: &str, id: &str) -> String {
+    let (base, id) = (base.to_owned(), id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["deployment", &id, "--api", &base])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_building_while_its_image_is_pulled() {
+    let mut registry = Registry::start("robot", "building-pw");
+    let image = registry.push("building");
+    let agent = Agent::new();
+    std::fs::write(
+        agent.path("secrets/regcred"),
+        registry.config_json("building-pw"),
+    )
+    .unwrap();
+    let state = keel::api::ApiState::with_boards(
+        agent.path("keel.db"),
+        keel::api::Access::default(),
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        agent.runtime.pulls(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, keel::api::router(state)).await });
+
+    // The registry holds the pull for as long as it is paused.
+    registry.pause();
+    let web = worker(&agent, &image, "      image_pull_secret: regcred\n");
+    agent.apply("r1", &[("web.yaml", &web)]);
+    let mut controller = agent.controller();
+    controller.pass().await.unwrap();
+    let id = format!("{}/web", agent.ns.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let shown = loop {
+        let shown = keel_deployment(&base, &id).await;
+        if shown.contains("building") || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        shown.contains("building") && shown.contains(&format!("pulling {image}")),
+        "{shown}"
+    );
+
+    registry.resume();
+    agent
+        .until(&mut controller, 60, "web to run once the pull ends", |a| {
+            a.status("web") == Some(S::Running)
+        })
+        .await;
+    let shown = keel_deployment(&base, &id).await;
+    assert!(!shown.contains("building"), "{shown}");
+}

@@ -80,6 +80,22 @@ pub struct InstanceDto {
     pub exit_code: Option<i64>,
 }
 
+impl From<&crate::model::observed::PullProgress> for InstanceDto {
+    /// An instance whose image is being pulled: no container yet, so no runtime id.
+    fn from(p: &crate::model::observed::PullProgress) -> Self {
+        Self {
+            id: String::new(),
+            ordinal: p.ordinal,
+            generation: p.generation,
+            state: InstanceState::Building,
+            reason: Some(p.reason()),
+            ip: None,
+            started_at: None,
+            exit_code: None,
+        }
+    }
+}
+
 impl From<&StoredInstance> for InstanceDto {
     fn from(i: &StoredInstance) -> Self {
         Self {

@@ -50,6 +50,8 @@ pub struct ApiState {
     pub source: SourceStatus,
     /// Each runtime's availability, published by the controller (`with_runtime_board`).
     pub runtimes: crate::reconcile::controller::RuntimeBoard,
+    /// Image pulls under way (published by the Docker runtime): shown as `building` instances.
+    pub pulls: crate::runtime::PullBoard,
     /// Deployment views rendered once per change of the store.
     views: rendered::Views,
     /// One rebuild of the deployment list at a time (the others wait and take it).
@@ -74,6 +76,19 @@ impl ApiState {
         source: SourceStatus,
         runtimes: crate::reconcile::controller::RuntimeBoard,
     ) -> Arc<Self> {
+        Self::with_boards(db, access, metrics, source, runtimes, Default::default())
+    }
+
+    /// Like `with_runtimes`, also showing the image pulls a runtime publishes in `pulls` as
+    /// `building` instances.
+    pub fn with_boards(
+        db: PathBuf,
+        access: Access,
+        metrics: Arc<crate::metrics::Metrics>,
+        source: SourceStatus,
+        runtimes: crate::reconcile::controller::RuntimeBoard,
+        pulls: crate::runtime::PullBoard,
+    ) -> Arc<Self> {
         Arc::new(Self {
             db,
             readers: Mutex::new(Vec::new()),
@@ -81,6 +96,7 @@ impl ApiState {
             metrics,
             source,
             runtimes,
+            pulls,
             views: rendered::Views::default(),
             rebuilding: tokio::sync::Mutex::new(()),
         })
@@ -473,8 +489,20 @@ async fn deployment(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = DeploymentId::new(namespace, name);
+    let pulling = state
+        .pulls
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
     let count = state.views.count();
-    if let Some(detail) = state.views.detail(count, &id) {
+    // A pull moves without a write to the store: its view is not cached.
+    if let Some(detail) = state
+        .views
+        .detail(count, &id)
+        .filter(|_| pulling.is_empty())
+    {
         return Ok(detail.respond(&headers, None));
     }
     let (row, instances) = {
@@ -489,10 +517,16 @@ async fn deployment(
         status_since: d.status_since.to_rfc3339(),
         spec_hash: d.spec_hash.to_string(),
         waiting_on: d.waiting_on.clone(),
-        instances: instances.iter().map(InstanceDto::from).collect(),
+        instances: instances
+            .iter()
+            .map(InstanceDto::from)
+            .chain(pulling.iter().map(InstanceDto::from))
+            .collect(),
     };
     let rendered = Arc::new(rendered::Rendered::json(&detail).map_err(internal)?);
-    state.views.keep_detail(count, id, rendered.clone());
+    if pulling.is_empty() {
+        state.views.keep_detail(count, id, rendered.clone());
+    }
     Ok(rendered.respond(&headers, None))
 }
 

@@ -242,7 +242,7 @@ pub fn deployment(api: &ApiArgs, args: &DeploymentArgs) -> anyhow::Result<ExitCo
     drop(out);
     let rows = d.instances.iter().map(|i| {
         vec![
-            i.id.chars().take(12).collect(),
+            optional(Some(i.id.chars().take(12).collect::<String>()).filter(|id| !id.is_empty())),
             i.state.to_string(),
             optional(i.ip.clone()),
             i.started_at.as_deref().map_or_else(|| "-".to_owned(), age),

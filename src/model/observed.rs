@@ -106,3 +106,120 @@ pub struct CheckState {
     /// The last run's message (the error of a failure).
     pub last_message: Option<String>,
 }
+
+/// An image pull under way for one instance of a deployment: there is no container yet, so
+/// the API shows it as an instance in state `building`, with this progress as its reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub image: String,
+    pub ordinal: u32,
+    pub generation: u64,
+    /// Per layer id: bytes downloaded, bytes in all, and whether it is in place.
+    layers: std::collections::BTreeMap<String, (u64, u64, bool)>,
+}
+
+impl PullProgress {
+    pub fn new(image: &str, ordinal: u32, generation: u64) -> Self {
+        Self {
+            image: image.to_owned(),
+            ordinal,
+            generation,
+            layers: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Folds one line of the daemon's pull stream: a layer `id` with its `status` and, while
+    /// downloading, its `current` and `total` bytes. Lines about the image as a whole (no
+    /// layer status) change nothing.
+    pub fn record(
+        &mut self,
+        id: Option<&str>,
+        status: &str,
+        current: Option<i64>,
+        total: Option<i64>,
+    ) {
+        let Some(id) = id else {
+            return;
+        };
+        let known = [
+            "Pulling fs layer",
+            "Waiting",
+            "Downloading",
+            "Verifying Checksum",
+            "Download complete",
+            "Extracting",
+            "Pull complete",
+            "Already exists",
+        ];
+        if !known.contains(&status) {
+            return;
+        }
+        let layer = self.layers.entry(id.to_owned()).or_default();
+        let bytes = |v: Option<i64>| v.and_then(|b| u64::try_from(b).ok());
+        match status {
+            "Downloading" => {
+                layer.0 = bytes(current).unwrap_or(layer.0);
+                layer.1 = bytes(total).unwrap_or(layer.1);
+            }
+            "Download complete" => layer.0 = layer.1,
+            "Pull complete" | "Already exists" => {
+                layer.0 = layer.1;
+                layer.2 = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// `pulling <image>: 2/5 layers, 12.3 of 40.1 MB`.
+    pub fn reason(&self) -> String {
+        let done = self.layers.values().filter(|l| l.2).count();
+        let (current, total) = self
+            .layers
+            .values()
+            .fold((0u64, 0u64), |(c, t), l| (c + l.0, t + l.1));
+        let mb = |b: u64| b as f64 / 1_000_000.0;
+        match (self.layers.len(), total) {
+            (0, _) => format!("pulling {}", self.image),
+            (n, 0) => format!("pulling {}: {done}/{n} layers", self.image),
+            (n, _) => format!(
+                "pulling {}: {done}/{n} layers, {:.1} of {:.1} MB",
+                self.image,
+                mb(current),
+                mb(total)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pull_tests {
+    use super::PullProgress;
+
+    #[test]
+    fn pull_progress_counts_layers_and_bytes_from_the_daemons_stream() {
+        let mut p = PullProgress::new("127.0.0.1:5000/app:1", 0, 1);
+        assert_eq!(p.reason(), "pulling 127.0.0.1:5000/app:1");
+        // (layer, status, current, total) as the daemon sends them
+        type Line<'a> = (Option<&'a str>, &'a str, Option<i64>, Option<i64>);
+        let lines: &[Line] = &[
+            (Some("1"), "Pulling from app", None, None),
+            (Some("a"), "Pulling fs layer", None, None),
+            (Some("b"), "Already exists", None, None),
+            (Some("a"), "Downloading", Some(1_500_000), Some(4_000_000)),
+            (None, "Digest: sha256:00", None, None),
+        ];
+        for (id, status, current, total) in lines {
+            p.record(*id, status, *current, *total);
+        }
+        assert_eq!(
+            p.reason(),
+            "pulling 127.0.0.1:5000/app:1: 1/2 layers, 1.5 of 4.0 MB"
+        );
+        p.record(Some("a"), "Download complete", None, None);
+        p.record(Some("a"), "Pull complete", None, None);
+        assert_eq!(
+            p.reason(),
+            "pulling 127.0.0.1:5000/app:1: 2/2 layers, 4.0 of 4.0 MB"
+        );
+    }
+}

@@ -44,6 +44,18 @@ pub struct RuntimeEvent {
     pub what: String,
 }
 
+/// The image pulls under way, per deployment (one entry per instance waiting for its image):
+/// written by the runtime that pulls, read by the API, which shows each as a `building`
+/// instance.
+pub type PullBoard = std::sync::Arc<
+    std::sync::RwLock<
+        std::collections::BTreeMap<
+            crate::model::desired::DeploymentId,
+            Vec<crate::model::observed::PullProgress>,
+        >,
+    >,
+>;
+
 /// The verbs of a runtime.
 pub trait Runtime: Send + Sync {
     fn kind(&self) -> RuntimeKind;

@@ -104,6 +104,15 @@ impl Registry {
         image
     }
 
+    /// Stops the registry process (SIGSTOP): the daemon's requests hang until `resume`.
+    pub fn pause(&self) {
+        run(Command::new("kill").args(["-STOP", &self.child.id().to_string()]));
+    }
+
+    pub fn resume(&self) {
+        run(Command::new("kill").args(["-CONT", &self.child.id().to_string()]));
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -116,6 +125,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
         for image in &self.pushed {

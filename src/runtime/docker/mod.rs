@@ -59,6 +59,8 @@ pub struct Settings {
 pub struct DockerRuntime {
     docker: Docker,
     settings: Settings,
+    /// Pulls under way, shown by the API as `building` instances.
+    pulls: super::PullBoard,
     events: broadcast::Sender<RuntimeEvent>,
     /// Held shared while a container is created or started on a namespace network, and
     /// exclusively while an unused network is removed, so a network never vanishes under a
@@ -99,6 +101,7 @@ impl DockerRuntime {
         Ok(Self {
             docker,
             settings,
+            pulls: super::PullBoard::default(),
             events,
             networks: tokio::sync::RwLock::new(()),
             network_create: tokio::sync::Mutex::new(()),
@@ -106,6 +109,17 @@ impl DockerRuntime {
             cache,
             reads: AtomicU64::new(0),
         })
+    }
+
+    /// Publishes the pulls under way into `board` (shared with the API).
+    pub fn with_pull_board(mut self, board: super::PullBoard) -> Self {
+        self.pulls = board;
+        self
+    }
+
+    /// The pulls under way.
+    pub fn pulls(&self) -> super::PullBoard {
+        self.pulls.clone()
     }
 
     /// How many requests observing the daemon has made so far (listings and inspections).
@@ -213,6 +227,7 @@ impl DockerRuntime {
             ..CreateImageOptions::default()
         };
         let mut progress = self.docker.create_image(Some(options), None, credentials);
+        let _shown = Pulling::start(&self.pulls, spec, image);
         while let Some(step) = progress.next().await {
             let step = match step {
                 Ok(step) => step,
@@ -230,7 +245,15 @@ impl DockerRuntime {
                     message,
                 });
             }
-            tracing::debug!(image, status = ?step.status, "pulling");
+            let detail = step.progress_detail.unwrap_or_default();
+            Pulling::record(&self.pulls, spec, |p| {
+                p.record(
+                    step.id.as_deref(),
+                    step.status.as_deref().unwrap_or_default(),
+                    detail.current,
+                    detail.total,
+                )
+            });
         }
         Ok(())
     }
@@ -498,6 +521,57 @@ fn observed(
             && inspection.finished_at.is_some_and(|f| outages.covers(f)),
         last_output: None,
     })
+}
+
+/// One instance's entry on the pull board, from the start of its pull to its end (whatever
+/// the end: the guard removes it on drop).
+struct Pulling<'a> {
+    board: &'a super::PullBoard,
+    deployment: DeploymentId,
+    ordinal: u32,
+}
+
+impl<'a> Pulling<'a> {
+    fn start(board: &'a super::PullBoard, spec: &InstanceSpec, image: &str) -> Self {
+        let progress =
+            crate::model::observed::PullProgress::new(image, spec.ordinal, spec.generation);
+        let mut pulls = board.write().unwrap_or_else(|p| p.into_inner());
+        pulls
+            .entry(spec.deployment.clone())
+            .or_default()
+            .push(progress);
+        Self {
+            board,
+            deployment: spec.deployment.clone(),
+            ordinal: spec.ordinal,
+        }
+    }
+
+    fn record(
+        board: &super::PullBoard,
+        spec: &InstanceSpec,
+        update: impl FnOnce(&mut crate::model::observed::PullProgress),
+    ) {
+        let mut pulls = board.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pulls
+            .get_mut(&spec.deployment)
+            .and_then(|all| all.iter_mut().find(|p| p.ordinal == spec.ordinal))
+        {
+            update(p);
+        }
+    }
+}
+
+impl Drop for Pulling<'_> {
+    fn drop(&mut self) {
+        let mut pulls = self.board.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(all) = pulls.get_mut(&self.deployment) {
+            all.retain(|p| p.ordinal != self.ordinal);
+            if all.is_empty() {
+                pulls.remove(&self.deployment);
+            }
+        }
+    }
 }
 
 /// A create refused because the image is not on the host.
