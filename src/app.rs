@@ -65,6 +65,7 @@ pub async fn run(
             .with_pull_board(api_state.pulls.clone()),
     );
     let runtimes = vec![docker, cloud_hypervisor(&settings)?];
+    api_state.serve_logs_from(&runtimes);
     // One agent per node name and runtime: everything is owned by that name. Another live
     // holder stops the start here; a runtime that does not answer yet is claimed in the
     // background, before the first pass.

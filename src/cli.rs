@@ -84,6 +84,12 @@ pub enum Command {
     Deployment(views::DeploymentArgs),
     /// Show a deployment's events, oldest first; `--follow` keeps printing new ones.
     Events(views::EventsArgs),
+    /// Print what an instance prints: a container's stdout and stderr, a VM's serial console.
+    ///
+    /// One instance: `--instance` (a container id or its prefix, as `keel deployment` shows)
+    /// or, by default, the newest generation's first. Examples:
+    /// `keel logs demo/web --follow`, `keel logs demo/web --since 10m --tail 100`.
+    Logs(views::LogsArgs),
     /// List the revisions the agent received, newest first, with their sync state.
     Revisions(views::ListArgs),
     /// Show the source, the latest revision and every namespace's status.
@@ -243,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deployments(args) => views::deployments(&api, &args),
         Command::Deployment(args) => views::deployment(&api, &args),
         Command::Events(args) => views::events(&api, &args),
+        Command::Logs(args) => views::logs(&api, &args),
         Command::Revisions(args) => views::revisions(&api, &args),
         Command::Status(args) => views::status(&api, &args),
         Command::Wait(args) => views::wait(&api, &args),

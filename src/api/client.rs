@@ -60,6 +60,105 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Reply, C
     parse(&raw).ok_or(ClientError::Malformed(address))
 }
 
+/// `GET base + path` whose answer is streamed: a 200's body goes to `sink` chunk by chunk as it
+/// arrives (until the server ends it); any other answer is returned whole.
+pub async fn stream(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<Option<Reply>, ClientError> {
+    let rest = base
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
+    let address = rest.trim_end_matches('/').to_owned();
+    let io = |source| ClientError::Connect {
+        address: address.clone(),
+        source,
+    };
+    let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(io)?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/plain\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err(ClientError::Malformed(address));
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        stream.read_to_end(&mut buffer).await.map_err(io)?;
+        return parse(&buffer)
+            .map(Some)
+            .ok_or(ClientError::Malformed(address));
+    }
+    let chunked = head.contains("transfer-encoding: chunked");
+    let mut body = Dechunker::new(chunked);
+    let mut pending = buffer.split_off(head_end);
+    loop {
+        let done = body.feed(&mut pending, &mut sink).map_err(io)?;
+        if done {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Decodes a body as it arrives: chunked transfer coding, or the bytes as they are.
+struct Dechunker {
+    chunked: bool,
+}
+
+impl Dechunker {
+    fn new(chunked: bool) -> Self {
+        Self { chunked }
+    }
+
+    /// Hands every complete piece of `pending` to `sink`, keeping what is incomplete; true at
+    /// the last chunk.
+    fn feed(
+        &mut self,
+        pending: &mut Vec<u8>,
+        sink: &mut impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<bool> {
+        if !self.chunked {
+            sink(pending)?;
+            pending.clear();
+            return Ok(false);
+        }
+        loop {
+            let Some(line_end) = pending.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(false);
+            };
+            let size_text = String::from_utf8_lossy(&pending[..line_end]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::other("a malformed chunk size"))?;
+            if size == 0 {
+                return Ok(true);
+            }
+            let start = line_end + 2;
+            if pending.len() < start + size + 2 {
+                return Ok(false);
+            }
+            sink(&pending[start..start + size])?;
+            pending.drain(..start + size + 2);
+        }
+    }
+}
+
 fn parse(raw: &[u8]) -> Option<Reply> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -124,6 +223,28 @@ fn dechunk(mut body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_chunked_body_is_decoded_whatever_the_pieces_it_arrives_in() {
+        let wire = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+        for piece in [1, 3, 7, wire.len()] {
+            let mut out = Vec::new();
+            let mut decoder = Dechunker::new(true);
+            let mut pending = Vec::new();
+            let mut done = false;
+            for part in wire.chunks(piece) {
+                pending.extend_from_slice(part);
+                done = decoder
+                    .feed(&mut pending, &mut |b: &[u8]| {
+                        out.extend_from_slice(b);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            assert!(done, "pieces of {piece}");
+            assert_eq!(out, b"hello, world", "pieces of {piece}");
+        }
+    }
 
     #[test]
     fn parses_plain_and_chunked_responses() {

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod dto;
 pub mod hooks;
+mod logs;
 mod metrics;
 pub mod openapi;
 mod rendered;
@@ -24,6 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::model::desired::DeploymentId;
+use crate::model::manifest::RuntimeKind;
 use crate::model::status::DeploymentStatus;
 use crate::reconcile::views;
 use crate::store::{StoreError, StoreReader};
@@ -52,6 +54,8 @@ pub struct ApiState {
     pub runtimes: crate::reconcile::controller::RuntimeBoard,
     /// Image pulls under way (published by the Docker runtime): shown as `building` instances.
     pub pulls: crate::runtime::PullBoard,
+    /// The runtimes whose instances' output `…/logs` streams (`serve_logs_from`).
+    log_sources: std::sync::RwLock<BTreeMap<RuntimeKind, Arc<dyn crate::runtime::Runtime>>>,
     /// Deployment views rendered once per change of the store.
     views: rendered::Views,
     /// One rebuild of the deployment list at a time (the others wait and take it).
@@ -97,9 +101,27 @@ impl ApiState {
             source,
             runtimes,
             pulls,
+            log_sources: Default::default(),
             views: rendered::Views::default(),
             rebuilding: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Streams instances' output from these runtimes (`GET …/logs`).
+    pub fn serve_logs_from(&self, runtimes: &[Arc<dyn crate::runtime::Runtime>]) {
+        let mut sources = self.log_sources.write().unwrap_or_else(|p| p.into_inner());
+        for runtime in runtimes {
+            sources.insert(runtime.kind(), runtime.clone());
+        }
+    }
+
+    /// The runtime that runs `kind`, when logs are served from it.
+    fn log_source(&self, kind: RuntimeKind) -> Option<Arc<dyn crate::runtime::Runtime>> {
+        self.log_sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&kind)
+            .cloned()
     }
 
     /// Caches the deployment views under the store's write count (`Store::writes`): from now
@@ -171,6 +193,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/deployments", get(deployments))
         .route("/v1/deployments/{namespace}/{name}", get(deployment))
         .route("/v1/deployments/{namespace}/{name}/events", get(events))
+        .route("/v1/deployments/{namespace}/{name}/logs", get(logs::logs))
         .route("/v1/namespaces", get(namespaces))
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{id}", get(revision))

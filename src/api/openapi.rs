@@ -182,6 +182,15 @@ pub fn document() -> Value {
                     query("before", json!({"type": "integer"}), "Only events older than this cursor (`next_before`)")],
                 "responses": with_errors(ok("EventPage"), &[("400", "A malformed limit or cursor"), ("404", "No such deployment"), auth[0]])
             }},
+            "/v1/deployments/{namespace}/{name}/logs": {"get": {
+                "summary": "What one instance prints (a container's stdout and stderr, a VM's serial console), streamed; it may hold whatever the application writes",
+                "parameters": [path_param("namespace"), path_param("name"),
+                    query("instance", json!({"type": "string"}), "A runtime id or its prefix (default: the newest generation's lowest ordinal)"),
+                    query("follow", json!({"type": "boolean"}), "Go on streaming what it prints next"),
+                    query("since", json!({"type": "string"}), "Only output from then on: a duration back from now (10m) or an RFC 3339 time (containers only)"),
+                    query("tail", json!({"type": "integer", "minimum": 0}), "Only the last lines")],
+                "responses": with_errors(json!({"200": {"description": "The output, as it is printed", "content": {"text/plain": {"schema": {"type": "string"}}}}}), &[("400", "A malformed follow, since or tail"), ("404", "No such deployment, or no instance to read"), auth[0]])
+            }},
             "/v1/namespaces": {"get": {"summary": "Namespaces and their status", "responses": with_errors(ok("NamespaceList"), &auth)}},
             "/v1/revisions": {"get": {
                 "summary": "Revisions, newest first",

@@ -75,6 +75,25 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// NAMESPACE/NAME
+    pub deployment: String,
+    /// The instance: a container id (or its prefix); default the newest generation's first.
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+    /// Keep printing what it prints, until it ends or Ctrl-C.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only output since then: a duration back from now (`10m`, `2h`) or an RFC 3339 time
+    /// (containers; a VM's serial console has no times).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -253,6 +272,41 @@ pub fn deployment(api: &ApiArgs, args: &DeploymentArgs) -> anyhow::Result<ExitCo
         &["INSTANCE", "STATE", "IP", "AGE", "REASON"],
         rows.collect(),
     )
+}
+
+pub fn logs(api: &ApiArgs, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = split_id(&args.deployment)?;
+    let mut query = vec![format!("follow={}", args.follow)];
+    if let Some(instance) = &args.instance {
+        query.push(format!("instance={}", crate::api::percent_encode(instance)));
+    }
+    if let Some(since) = &args.since {
+        query.push(format!("since={}", crate::api::percent_encode(since)));
+    }
+    if let Some(tail) = args.tail {
+        query.push(format!("tail={tail}"));
+    }
+    let path = format!(
+        "/v1/deployments/{namespace}/{name}/logs?{}",
+        query.join("&")
+    );
+    block_on(async {
+        let token = crate::config::api_token_from_env();
+        let mut out = std::io::stdout();
+        let refused = client::stream(&api.api, &path, token.as_deref(), |bytes| {
+            out.write_all(bytes)?;
+            out.flush()
+        })
+        .await?;
+        match refused {
+            None => Ok(ExitCode::SUCCESS),
+            Some(reply) => {
+                let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+                let detail = body["detail"].as_str().unwrap_or(reply.body.trim());
+                bail!("{} {}/{}: {detail}", reply.status, namespace, name)
+            }
+        }
+    })
 }
 
 pub fn events(api: &ApiArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {

@@ -66,6 +66,10 @@ impl Runtime for Disabled {
         Box::pin(async move { self.refuse() })
     }
 
+    fn logs(&self, _runtime_id: &str, _options: super::LogOptions) -> super::LogStream {
+        super::no_logs(RuntimeError::NotEnabled(self.kind))
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }

@@ -399,6 +399,16 @@ impl Runtime for FakeRuntime {
         })
     }
 
+    fn logs(&self, runtime_id: &str, _options: super::LogOptions) -> super::LogStream {
+        // The fake runs nothing: an instance's only output is the line that it exists.
+        let known = self.lock().instances.contains_key(runtime_id);
+        if !known {
+            return super::no_logs(RuntimeError::NotFound(runtime_id.to_owned()));
+        }
+        let line = format!("fake instance {runtime_id}\n").into_bytes();
+        Box::pin(futures_util::stream::once(async move { Ok(line) }))
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }

@@ -56,6 +56,26 @@ pub type PullBoard = std::sync::Arc<
     >,
 >;
 
+/// Which part of an instance's output to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Go on with what it prints next, until it ends or the reader goes away.
+    pub follow: bool,
+    /// Only what it printed from then on (where the runtime keeps times).
+    pub since: Option<crate::model::time::Timestamp>,
+    /// Only the last lines (of what `since` selects).
+    pub tail: Option<u32>,
+}
+
+/// An instance's output, in chunks as it arrives.
+pub type LogStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>, RuntimeError>> + Send>>;
+
+/// A stream of one error (what `logs` returns when there is nothing to read).
+pub fn no_logs(error: RuntimeError) -> LogStream {
+    Box::pin(futures_util::stream::once(async move { Err(error) }))
+}
+
 /// The verbs of a runtime.
 pub trait Runtime: Send + Sync {
     fn kind(&self) -> RuntimeKind;
@@ -75,6 +95,8 @@ pub trait Runtime: Send + Sync {
         command: &'a [String],
         timeout: Duration,
     ) -> RuntimeFuture<'a, ExecOutput>;
+    /// What the instance prints (a container's stdout and stderr, a VM's serial console).
+    fn logs(&self, runtime_id: &str, options: LogOptions) -> LogStream;
     /// Wake-ups.
     fn events(&self) -> broadcast::Receiver<RuntimeEvent>;
     /// Takes this agent's node name on the runtime for `holder`, exclusively (see `lease`):

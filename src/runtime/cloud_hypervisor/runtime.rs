@@ -398,6 +398,69 @@ fn read_tail(path: &Path, bytes: usize) -> Option<Vec<u8>> {
     Some(tail)
 }
 
+/// How often a followed serial log is looked at for new output.
+const SERIAL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reads a VM's serial log for `logs`: what is there (its last `tail` lines), then, when
+/// following, what is appended, until the VM's directory is gone. The log has no times, so
+/// `since` does not apply.
+struct SerialReader {
+    path: PathBuf,
+    dir: PathBuf,
+    /// How far the log has been read; `None` before the first read.
+    offset: Option<usize>,
+    options: crate::runtime::LogOptions,
+}
+
+impl SerialReader {
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let path = self.path.clone();
+            let content = tokio::task::spawn_blocking(move || std::fs::read(path))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let from = match self.offset {
+                None => tail_start(&content, self.options.tail),
+                // Shorter than read: cut down by `cap_serial`, read again from its start.
+                Some(offset) if content.len() < offset => 0,
+                Some(offset) => offset,
+            };
+            self.offset = Some(content.len());
+            if from < content.len() {
+                return Some(content[from..].to_vec());
+            }
+            if !self.options.follow || !self.dir.exists() {
+                return None;
+            }
+            tokio::time::sleep(SERIAL_POLL).await;
+        }
+    }
+}
+
+/// Where the last `tail` lines of `content` start (0 without a tail).
+fn tail_start(content: &[u8], tail: Option<u32>) -> usize {
+    let Some(lines) = tail else {
+        return 0;
+    };
+    let body = content.strip_suffix(b"\n").unwrap_or(content);
+    let mut seen = 0;
+    for (i, byte) in body.iter().enumerate().rev() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == lines {
+                return i + 1;
+            }
+        }
+    }
+    if lines == 0 {
+        content.len()
+    } else {
+        0
+    }
+}
+
 /// The last lines of a serial log (at most 5, 400 characters), for the event of a failure.
 fn serial_tail(path: &Path) -> Option<String> {
     let tail = read_tail(path, 4096)?;
@@ -578,6 +641,27 @@ impl Runtime for CloudHypervisorRuntime {
         })
     }
 
+    fn logs(
+        &self,
+        runtime_id: &str,
+        options: crate::runtime::LogOptions,
+    ) -> crate::runtime::LogStream {
+        let dir = self.dir(runtime_id);
+        if !dir.exists() {
+            return crate::runtime::no_logs(RuntimeError::NotFound(runtime_id.to_owned()));
+        }
+        let reader = SerialReader {
+            path: dir.join("serial.log"),
+            dir,
+            offset: None,
+            options,
+        };
+        Box::pin(futures_util::stream::unfold(
+            reader,
+            |mut reader| async move { reader.next_chunk().await.map(|chunk| (Ok(chunk), reader)) },
+        ))
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
@@ -623,6 +707,23 @@ impl Runtime for CloudHypervisorRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serial_tail_starts_at_its_last_lines() {
+        let log = b"one\ntwo\nthree\n";
+        // (tail, where it starts)
+        for (tail, start) in [
+            (None, 0),
+            (Some(1), 8),
+            (Some(2), 4),
+            (Some(3), 0),
+            (Some(9), 0),
+            (Some(0), 14),
+        ] {
+            assert_eq!(tail_start(log, tail), start, "{tail:?}");
+        }
+        assert_eq!(tail_start(b"no newline at the end", Some(1)), 0);
+    }
 
     #[test]
     fn the_serial_tail_is_the_last_lines_and_the_log_stays_small_on_disk() {

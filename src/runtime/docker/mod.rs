@@ -779,6 +779,30 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    fn logs(&self, runtime_id: &str, options: super::LogOptions) -> super::LogStream {
+        let query = bollard::query_parameters::LogsOptions {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            since: options
+                .since
+                .map_or(0, |t| i32::try_from(t.0 / 1000).unwrap_or(0)),
+            until: 0,
+            timestamps: false,
+            tail: options
+                .tail
+                .map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        };
+        Box::pin(
+            self.docker
+                .logs(runtime_id, Some(query))
+                .map(|chunk| match chunk {
+                    Ok(output) => Ok(output.into_bytes().to_vec()),
+                    Err(e) => Err(Self::fail(Operation::Other, "")(e)),
+                }),
+        )
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
