@@ -1,7 +1,8 @@
 //! Ring's manifests, as Ring's reference and examples write them (`tests/fixtures/ring`): each
 //! supported feature validates with keel's loader — against the fixtures' keel.toml, which
 //! holds the boot defaults Ring takes from its server configuration — and with the JSON
-//! Schema; each file under `refused/` is refused with its own message (its first line).
+//! Schema; each file of `tests/fixtures/ring-refused` is refused with its own message (its
+//! first line).
 
 mod support;
 
@@ -92,7 +93,7 @@ fn the_microvm_fixture_needs_the_operators_boot_defaults() {
 
 #[test]
 fn every_unsupported_ring_feature_is_refused_with_its_own_message() {
-    let files = yaml_files(&fixtures().join("refused"));
+    let files = yaml_files(&fixtures().with_file_name("ring-refused"));
     assert!(files.len() >= 5, "{files:?}");
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -136,4 +137,35 @@ fn the_variables_fixture_takes_its_values_from_the_operators_file_not_the_reposi
     assert_eq!(api.spec.command[2], "exec api --stage prod --home $HOME");
     let secret = serde_json::to_value(&api.spec.environment["DB_PASSWORD"]).unwrap();
     assert_eq!(secret["secretRef"], "api-db-password");
+}
+
+#[test]
+fn keel_validate_accepts_the_ring_fixtures_as_one_repository_with_the_agents_config() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "validate",
+            "tests/fixtures/ring",
+            "--config",
+            "tests/fixtures/ring/keel.toml",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("valid —"), "{text}");
+    // Refused one by one, each with its own message, by the binary too.
+    for path in yaml_files(&fixtures().with_file_name("ring-refused")) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&path, dir.path().join("app.yaml")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["validate", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = std::fs::read_to_string(&path).unwrap();
+        let expected = first.lines().next().unwrap().trim_start_matches("# ");
+        assert_eq!(out.status.code(), Some(1), "{}: {text}", path.display());
+        assert!(text.contains(expected), "{}: {text}", path.display());
+    }
 }
