@@ -735,18 +735,7 @@ async fn a_quiet_pass_reads_nothing_from_the_daemon_and_a_crash_reads_one_contai
 async fn a_start_creates_the_namespace_network_missing_since_the_create() {
     use keel::runtime::Runtime;
     let agent = Agent::new();
-    let spec = keel::model::desired::InstanceSpec {
-        deployment: agent.id("web"),
-        generation: 1,
-        ordinal: 0,
-        template: "t".into(),
-        spec: serde_json::from_value(serde_json::json!({
-            "name": "web", "namespace": agent.ns.0, "image": support::docker::IMAGE,
-            "command": ["sleep", "3600"],
-        }))
-        .unwrap(),
-        mounted_configs: Default::default(),
-    };
+    let spec = agent.instance_spec("web", serde_json::json!({}));
     // Docker accepts a create on a network that does not exist and refuses the start: keel
     // creates without looking the network up, so it may not exist yet; if it does, it is
     // removed by hand here, as an operator might.
@@ -799,18 +788,10 @@ async fn config_user_sets_the_process_user_and_privileged_needs_the_operator() {
     // (a daemon without every capability, as in CI's sandbox, refuses to start it).
     use keel::runtime::Runtime;
     let allowing = Agent::allowing_privileged(true);
-    let spec = keel::model::desired::InstanceSpec {
-        deployment: allowing.id("root"),
-        generation: 1,
-        ordinal: 0,
-        template: "t".into(),
-        spec: serde_json::from_value(serde_json::json!({
-            "name": "root", "namespace": allowing.ns.0, "image": support::docker::IMAGE,
-            "command": ["sleep", "3600"], "config": {"user": {"privileged": true}},
-        }))
-        .unwrap(),
-        mounted_configs: Default::default(),
-    };
+    let spec = allowing.instance_spec(
+        "root",
+        serde_json::json!({"config": {"user": {"privileged": true}}}),
+    );
     let id = allowing.runtime.create(&spec).await.unwrap();
     assert_eq!(inspect(&id, "{{.HostConfig.Privileged}}"), "true");
 }

@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use keel::model::status::DeploymentStatus as S;
 use keel::runtime::Runtime;
 use support::docker::Agent;
 
@@ -41,13 +40,7 @@ fn number(line: &str) -> u64 {
 async fn keel_logs_prints_the_tail_then_follows_what_the_container_prints_next() {
     let agent = Agent::new();
     let web = agent.deployment("web", COUNTER);
-    agent.apply("r1", &[("web.yaml", &web)]);
-    let mut controller = agent.controller();
-    agent
-        .until(&mut controller, 60, "web to run", |a| {
-            a.status("web") == Some(S::Running)
-        })
-        .await;
+    let mut controller = agent.running("web", &[("web.yaml", &web)]).await;
     // A pass records the instance for the API to find.
     controller.pass().await.unwrap();
     let base = serve(&agent).await;

@@ -18,16 +18,7 @@ fn worker(agent: &Agent, image: &str, config: &str) -> String {
 }
 
 async fn runs(agent: &Agent, files: &[(&str, &str)]) {
-    agent.apply("r1", files);
-    let mut controller = agent.controller();
-    agent
-        .until(
-            &mut controller,
-            60,
-            "web to run from the private registry",
-            |a| a.status("web") == Some(S::Running),
-        )
-        .await;
+    agent.running("web", files).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,6 +217,41 @@ impl Agent {
         .unwrap()
     }
 
+    /// Applies `files` as revision r1 and runs passes until deployment `name` is running; the
+    /// controller, for more passes.
+    pub async fn running(&self, name: &str, files: &[(&str, &str)]) -> Controller {
+        self.apply("r1", files);
+        let mut controller = self.controller();
+        self.until(&mut controller, 60, &format!("{name} to run"), |a| {
+            a.status(name) == Some(DeploymentStatus::Running)
+        })
+        .await;
+        controller
+    }
+
+    /// The instance `ordinal` 0, generation 1, of deployment `name` in this agent's namespace,
+    /// running the test image's `sleep 3600`, with `extra` fields of the manifest merged in.
+    pub fn instance_spec(
+        &self,
+        name: &str,
+        extra: serde_json::Value,
+    ) -> keel::model::desired::InstanceSpec {
+        let mut spec = serde_json::json!({
+            "name": name, "namespace": self.ns.0, "image": IMAGE, "command": ["sleep", "3600"],
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        keel::model::desired::InstanceSpec {
+            deployment: self.id(name),
+            generation: 1,
+            ordinal: 0,
+            template: "t".into(),
+            spec: serde_json::from_value(spec).unwrap(),
+            mounted_configs: Default::default(),
+        }
+    }
+
     pub fn id(&self, name: &str) -> DeploymentId {
         DeploymentId::new(&self.ns.0, name)
     }
