@@ -21,6 +21,8 @@ use support::docker::IMAGE;
 use support::host::Host;
 
 const SLEEPER: &str = "    command: [sleep, \"3600\"]\n";
+/// A worker behind a readiness gate: httpd probed over TCP every 100 ms.
+const GATED: &str = "    command: [httpd, -f, -p, \"8080\"]\n    health_checks:\n      - {type: tcp, port: 8080, interval: 100ms, readiness: true, min_healthy_time: 1s}\n";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,21 +67,47 @@ fn main() {
     println!("baseline: Docker's own create + start of the same container: {create_start:.3} s\n");
     latencies(&host, &agent, samples, create_start);
     crash(&host, &agent, samples, create_start);
-    // Idle means no health checks either: only the plain workers stay.
+    // Idle first without health checks: 20 plain workers.
+    let idle_window = window * 2;
     for i in 0..samples {
         let _ = std::fs::remove_file(host.repo().join(format!("gated{i}.yaml")));
     }
-    settled(&host, &agent, samples);
-    idle(&agent, window);
-    api(&host, &agent, window, &format!("{samples} deployments"));
+    let workers = 20;
+    for i in samples..workers {
+        host.write(
+            &format!("plain{i}.yaml"),
+            &host.deployment(&format!("plain{i}"), SLEEPER),
+        );
+    }
+    settled(&host, &agent, workers);
+    idle(&agent, idle_window, "20 workers");
+    api(&host, &agent, window, &format!("{workers} deployments"));
+    // Then 20 more, each probed every 100 ms: the probes are the operator's, not the daemon's.
+    for i in 0..workers {
+        host.write(
+            &format!("gated{i}.yaml"),
+            &host.deployment(&format!("gated{i}"), GATED),
+        );
+    }
+    settled(&host, &agent, 2 * workers);
+    idle(
+        &agent,
+        idle_window,
+        "20 workers and 20 readiness-gated workers (tcp probes every 100 ms)",
+    );
+    for i in 0..workers {
+        let _ = std::fs::remove_file(host.repo().join(format!("gated{i}.yaml")));
+    }
     let many = 1000;
     let delivered_before = receiver.count();
     zero_replicas(&host, &agent, many);
     deliveries(&receiver, delivered_before, window);
-    idle(&agent, window);
+    idle(&agent, idle_window, "1,000 deployments");
     api(&host, &agent, window, &format!("{many} deployments"));
     api_while_reconciling(&host, &agent, window, many);
     memory(&host, &agent, many, 5);
+    zero_replicas(&host, &agent, 10 * many);
+    idle(&agent, idle_window, "10,000 deployments");
     drop(agent);
     push_receiver(samples);
 }
@@ -187,7 +215,7 @@ fn newest_revision(agent: &AgentProcess) -> Option<(String, Timestamp)> {
 /// A file written → revision recorded → worker running, for a plain worker and one behind a
 /// readiness check.
 fn latencies(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64) {
-    let gated_checks = "    command: [httpd, -f, -p, \"8080\"]\n    health_checks:\n      - {type: tcp, port: 8080, interval: 100ms, readiness: true, min_healthy_time: 1s}\n";
+    let gated_checks = GATED;
     for (label, extra, gate) in [
         ("plain worker", SLEEPER, 0.0),
         ("readiness-gated worker", gated_checks, 1.0),
@@ -289,7 +317,7 @@ fn dockerd_pid() -> Option<u32> {
 /// Agent and daemon CPU over `window` with every deployment running and nothing changing,
 /// against the daemon's CPU over a window with the agent paused between two running ones
 /// (the daemon's own background work drifts; bracketing evens it out).
-fn idle(agent: &AgentProcess, window: Duration) {
+fn idle(agent: &AgentProcess, window: Duration, label: &str) {
     let pid = agent.child.id();
     let daemon = dockerd_pid();
     let daemon_cpu = || daemon.map_or(0.0, cpu);
@@ -311,12 +339,7 @@ fn idle(agent: &AgentProcess, window: Duration) {
     let (agent_2, running_2) = measure(false);
     let running = (running_1 + running_2) / 2.0;
     let agent_used = (agent_1 + agent_2) / 2.0;
-    let count = get_json(&agent.base, "/v1/deployments?limit=5000")
-        .map_or(0, |l| l.as_array().map_or(0, Vec::len));
-    println!(
-        "idle, {count} deployments running, windows of {} s:",
-        window.as_secs()
-    );
+    println!("idle, {label}, windows of {} s:", window.as_secs());
     println!(
         "  agent CPU                                                 {:>6.2} % of a core",
         percent(agent_used)

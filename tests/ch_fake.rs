@@ -399,3 +399,52 @@ async fn an_adopted_vmm_that_ended_tells_a_clean_power_off_from_a_death() {
         later.remove(&name).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vms_logs_are_its_serial_console_tailed_then_followed_until_it_is_removed() {
+    use futures_util::StreamExt;
+    use keel::runtime::LogOptions;
+    let rig = Rig::new();
+    let runtime = rig.runtime();
+    let name = runtime
+        .create(&spec(0, serde_json::json!({})))
+        .await
+        .unwrap();
+    runtime.start(&name).await.unwrap();
+    let serial = rig.vms().join(&name).join("serial.log");
+    std::fs::write(&serial, "boot\nstarted sshd\nready\n").unwrap();
+
+    let tail = LogOptions {
+        tail: Some(2),
+        ..LogOptions::default()
+    };
+    let chunks: Vec<Vec<u8>> = runtime
+        .logs(&name, tail)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(chunks.concat(), b"started sshd\nready\n");
+
+    let follow = LogOptions {
+        follow: true,
+        tail: Some(1),
+        ..LogOptions::default()
+    };
+    let mut followed = runtime.logs(&name, follow);
+    assert_eq!(followed.next().await.unwrap().unwrap(), b"ready\n");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&serial)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"printed later\n").unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), followed.next())
+        .await
+        .expect("the appended line within the poll period");
+    assert_eq!(next.unwrap().unwrap(), b"printed later\n");
+
+    runtime.remove(&name).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), followed.next())
+        .await
+        .expect("the stream ends with the VM");
+    assert!(ended.is_none());
+}
