@@ -118,6 +118,16 @@ fn cases() -> Vec<Case> {
         one("unknown_kind_suggests_the_nearest", web("    kind: wroker\n"), vec![
             "app.yaml:6:11: deployments.web.kind: unknown value \"wroker\", did you mean \"worker\"?",
         ]),
+        one("every_missing_required_field_is_reported_at_once", "deployments:\n  web:\n    replicas: 1\n".into(), vec![
+            "app.yaml:3:5: deployments.web: missing required field \"name\"",
+            "app.yaml:3:5: deployments.web: missing required field \"namespace\"",
+            "app.yaml:3:5: deployments.web: missing required field \"image\" (e.g. \"busybox:1.36\")",
+        ]),
+        one("messages_use_the_users_words_not_type_names", web("    kind:\n    network: host\n    health_checks:\n      - {type: tcp, port: 80, on_failure: [x]}\n"), vec![
+            "app.yaml:7:5: deployments.web.kind: expected one of worker, job, found null",
+            "app.yaml:7:14: deployments.web.network: expected a mapping, found string \"host\"",
+            "app.yaml:9:43: deployments.web.health_checks[0].on_failure: expected one of restart, stop, alert, found a sequence",
+        ]),
         one("unknown_runtime_is_rejected", web("    runtime: kvm\n"), vec![
             "app.yaml:6:14: deployments.web.runtime: unknown value \"kvm\"; expected one of: docker, cloud-hypervisor",
         ]),

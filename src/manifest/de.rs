@@ -150,7 +150,7 @@ fn humanize(exp: &dyn de::Expected) -> String {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
-        _ => text,
+        _ => super::schema::expected_words(&text).unwrap_or(text),
     }
 }
 

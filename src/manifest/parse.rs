@@ -8,7 +8,7 @@ use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::model::manifest::{ConfigDecl, DeploymentDecl, NamespaceDecl};
 
 use super::de::{from_node, DeError, DeErrorKind};
-use super::validate::{Finding, Seg};
+use super::validate::{self, Finding, Seg};
 use super::vars::{self, Variables};
 use super::yaml::{self, Document, NodeId, NodeKind, YamlLimits};
 
@@ -239,6 +239,12 @@ fn read_document(file: &mut ParsedFile, index: usize, out: &mut Vec<Diagnostic>)
                 continue;
             };
             let base = vec![Seg::Key(section.to_owned()), Seg::Key(handle.to_owned())];
+            let schema_type = match section {
+                "namespaces" => "NamespaceDecl",
+                "configs" => "ConfigDecl",
+                _ => "DeploymentDecl",
+            };
+            missing_fields(file, index, entry_value, &base, schema_type, out);
             match section {
                 "namespaces" => namespaces.extend(decode(file, index, entry_value, base, out)),
                 "configs" => configs.extend(decode(file, index, entry_value, base, out)),
@@ -249,6 +255,54 @@ fn read_document(file: &mut ParsedFile, index: usize, out: &mut Vec<Diagnostic>)
     file.namespaces.extend(namespaces);
     file.configs.extend(configs);
     file.deployments.extend(deployments);
+}
+
+/// Reports every required field a declaration lacks, at once (serde stops at the first);
+/// `decode` then leaves those out. A field with a misspelt key is the unknown field's error.
+fn missing_fields(
+    file: &ParsedFile,
+    index: usize,
+    node: NodeId,
+    base: &[Seg],
+    schema_type: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let doc = &file.docs[index];
+    let NodeKind::Map(entries) = &doc.node(node).kind else {
+        return;
+    };
+    let keys: Vec<&str> = entries
+        .iter()
+        .filter_map(|(k, _)| doc.scalar_text(*k))
+        .collect();
+    let absent = |field: &str| {
+        !keys.contains(&field) && !keys.iter().any(|k| super::nearest(k, &[field]).is_some())
+    };
+    let mut missing: Vec<String> = super::schema::required_fields(schema_type)
+        .iter()
+        .filter(|field| absent(field))
+        .map(|field| format!("missing required field {field:?}"))
+        .collect();
+    // A docker deployment's image is checked once it decodes; when it cannot (a field above is
+    // missing), it is named here with the rest.
+    let docker = doc
+        .get(node, "runtime")
+        .and_then(|(_, v)| doc.scalar_text(v))
+        .is_none_or(|runtime| runtime == "docker");
+    if schema_type == "DeploymentDecl" && !missing.is_empty() && docker && absent("image") {
+        missing.push(validate::MISSING_IMAGE.to_owned());
+    }
+    let mark = doc.node(node).mark;
+    for message in missing {
+        out.push(Diagnostic {
+            file: file.path.clone(),
+            line: Some(mark.line),
+            column: Some(mark.column),
+            path: render_path(base),
+            severity: Severity::Error,
+            message,
+        });
+    }
 }
 
 /// Deserializes one declaration. Each error is reported, then the map entry holding the bad
@@ -278,7 +332,9 @@ fn decode<T: serde::de::DeserializeOwned>(
             Err(err) => err,
         };
         let at = err.node.unwrap_or(node);
-        if !is_consequence_of_mask(doc, &err, at, &masked) {
+        // A field missing from the declaration itself was reported by `missing_fields`.
+        let reported = matches!(err.kind, DeErrorKind::MissingField(field) if at == node && doc.get(node, field).is_none());
+        if !reported && !is_consequence_of_mask(doc, &err, at, &masked) {
             let mut path = base.clone();
             path.extend(path_to(doc, node, at).unwrap_or_default());
             let mark = doc.node(at).mark;

@@ -134,6 +134,9 @@ pub fn config(decl: &ConfigDecl) -> Vec<Finding> {
 }
 
 /// Every per-deployment rule.
+/// A docker deployment without its image.
+pub const MISSING_IMAGE: &str = "missing required field \"image\" (e.g. \"busybox:1.36\")";
+
 pub fn deployment(d: &DeploymentDecl, vm_defaults: &VmSpec) -> Vec<Finding> {
     let mut r = Report::default();
     if let Err(e) = check_name(&d.name) {
@@ -266,10 +269,7 @@ fn runtime_fields(d: &DeploymentDecl, vm_defaults: &VmSpec, r: &mut Report) {
                 r.error(at!["vm"], "\"vm\" is only for runtime: cloud-hypervisor");
             }
             match &d.image {
-                None => r.error(
-                    at!["image"],
-                    "missing required field \"image\" (e.g. \"busybox:1.36\")",
-                ),
+                None => r.error(at!["image"], MISSING_IMAGE),
                 Some(image) => {
                     if let Err(e) = check_image_reference(image) {
                         r.error(at!["image"], e);
