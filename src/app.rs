@@ -64,7 +64,23 @@ pub async fn run(
         DockerRuntime::connect(docker_settings(&settings.config))?
             .with_pull_board(api_state.pulls.clone()),
     );
-    let runtimes = vec![docker, cloud_hypervisor(&settings)?];
+    let (vms, vms_disabled) = cloud_hypervisor(&settings)?;
+    let runtimes = vec![docker, vms];
+    // The first line of the log: what this agent is and what it runs.
+    let enabled = match &vms_disabled {
+        None => "docker, cloud-hypervisor".to_owned(),
+        Some(reason) => {
+            format!("docker (cloud-hypervisor disabled: {reason}; its deployments hold)")
+        }
+    };
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        source = %source_label(&settings),
+        node = %settings.config.node,
+        db = %settings.db.display(),
+        runtimes = %enabled,
+        "keel agent starting"
+    );
     api_state.serve_logs_from(&runtimes);
     // One agent per node name and runtime: everything is owned by that name. Another live
     // holder stops the start here; a runtime that does not answer yet is claimed in the
@@ -360,7 +376,9 @@ fn notifier_settings(settings: &AgentSettings) -> NotifierSettings {
 
 /// The Cloud Hypervisor runtime when this host can run it (its binary exists and `/dev/kvm`
 /// opens read-write); otherwise a disabled one, so that its deployments hold with the reason.
-fn cloud_hypervisor(settings: &AgentSettings) -> anyhow::Result<Arc<dyn Runtime>> {
+fn cloud_hypervisor(
+    settings: &AgentSettings,
+) -> anyhow::Result<(Arc<dyn Runtime>, Option<String>)> {
     let ch = &settings.cloud_hypervisor;
     let network: Network = ch
         .network
@@ -375,14 +393,13 @@ fn cloud_hypervisor(settings: &AgentSettings) -> anyhow::Result<Arc<dyn Runtime>
     let binary = match (ch.binary.clone(), kvm) {
         (Ok(binary), Ok(())) => binary,
         (Err(reason), _) | (Ok(_), Err(reason)) => {
-            tracing::info!(%reason, "the cloud-hypervisor runtime is disabled; its deployments hold");
             let disabled = Disabled::new(RuntimeKind::CloudHypervisor, reason.clone());
-            return Ok(Arc::new(disabled));
+            return Ok((Arc::new(disabled), Some(reason)));
         }
     };
     std::fs::create_dir_all(&ch.state_dir)
         .with_context(|| format!("cannot create {}", ch.state_dir.display()))?;
-    Ok(Arc::new(CloudHypervisorRuntime::new(ChSettings {
+    let runtime = CloudHypervisorRuntime::new(ChSettings {
         binary,
         state_dir: ch.state_dir.clone(),
         network,
@@ -391,7 +408,8 @@ fn cloud_hypervisor(settings: &AgentSettings) -> anyhow::Result<Arc<dyn Runtime>
         initramfs: ch.initramfs.clone(),
         cmdline: ch.cmdline.clone(),
         firmware: ch.firmware.clone(),
-    })))
+    });
+    Ok((Arc::new(runtime), None))
 }
 
 /// The Docker adapter's settings, from the agent's.

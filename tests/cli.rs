@@ -307,6 +307,20 @@ fn a_redirected_agent_log_carries_no_colour_codes() {
         lines.iter().any(|l| l.contains("keel agent started")),
         "the agent did not start: {lines:?}"
     );
+    let first_info = lines.iter().find(|l| l.contains(" INFO ")).unwrap();
+    for field in [
+        "keel agent starting",
+        &format!("version={}", env!("CARGO_PKG_VERSION")),
+        "source=",
+        &format!("node=cli-log-test-{}", std::process::id()),
+        "db=",
+        "runtimes=docker",
+    ] {
+        assert!(
+            first_info.contains(field),
+            "{field:?} not in the first line: {first_info}"
+        );
+    }
     for line in &lines {
         assert!(
             !line.contains('\x1b'),
