@@ -40,6 +40,10 @@ fn requests() -> Vec<(&'static str, &'static str)> {
             "/v1/deployments/{namespace}/{name}/events",
             "/v1/deployments/demo/web/events",
         ),
+        (
+            "/v1/deployments/{namespace}/{name}/logs",
+            "/v1/deployments/demo/web/logs?tail=5",
+        ),
         ("/v1/namespaces", "/v1/namespaces"),
         ("/v1/revisions", "/v1/revisions"),
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
@@ -828,4 +832,111 @@ async fn cached_views_page_answer_304_and_follow_every_write() {
         (d0["name"].as_str(), d0["generation"].as_u64()),
         (Some("d0"), Some(2))
     );
+}
+
+/// Every `$ref` of `value`, anywhere.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Checks of the OpenAPI 3.1 rules a generator relies on, written from the specification,
+/// independent of how the document is built: unique operationIds, every `$ref` resolving,
+/// every path template parameter declared (and only those), and what generators want besides
+/// (summary, tags that exist, problem+json 4xx answers, servers, license).
+#[test]
+fn the_openapi_document_follows_the_specifications_rules_generators_rely_on() {
+    let doc = openapi::document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["info"]["license"]["name"].is_string(), "info.license");
+    assert!(
+        doc["servers"][0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http")),
+        "servers"
+    );
+    let tags: std::collections::BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let templated: std::collections::BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no operationId"));
+            assert!(
+                ids.insert(id.to_owned()),
+                "{at}: operationId {id} is not unique"
+            );
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{at}: no summary"
+            );
+            let op_tags = op["tags"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: no tags"));
+            assert!(!op_tags.is_empty(), "{at}: no tags");
+            for tag in op_tags {
+                assert!(
+                    tags.contains(tag.as_str().unwrap()),
+                    "{at}: tag {tag} is not declared"
+                );
+            }
+            let declared: std::collections::BTreeSet<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .inspect(|p| {
+                            assert_eq!(
+                                p["required"], true,
+                                "{at}: a path parameter must be required"
+                            )
+                        })
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(declared, templated, "{at}: path parameters");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|c| c.starts_with('2')), "{at}: no 2xx");
+            let public = op["security"].as_array().is_some_and(Vec::is_empty);
+            if !public {
+                assert!(responses.contains_key("401"), "{at}: no 401");
+                for (code, r) in responses.iter().filter(|(c, _)| c.starts_with('4')) {
+                    assert!(
+                        r["content"]["application/problem+json"].is_object(),
+                        "{at}: {code} is not problem+json"
+                    );
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{r}: not a local reference"));
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
 }

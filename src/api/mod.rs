@@ -218,6 +218,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/deployments",
     "/v1/deployments/{namespace}/{name}",
     "/v1/deployments/{namespace}/{name}/events",
+    "/v1/deployments/{namespace}/{name}/logs",
     "/v1/namespaces",
     "/v1/revisions",
     "/v1/revisions/{id}",

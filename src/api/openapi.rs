@@ -146,9 +146,20 @@ pub fn document() -> Value {
             json!({"description": "Not modified: the ETag in If-None-Match is current"});
         responses
     };
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
-        "info": {"title": "keel status API", "version": env!("CARGO_PKG_VERSION"), "description": "Read-only view of a keel agent: deployments, events, namespaces, revisions, the source and the runtimes."},
+        "info": {
+            "title": "keel status API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Read-only view of a keel agent: deployments, events, logs, namespaces, revisions, the source and the runtimes.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "servers": [{"url": "http://127.0.0.1:7878", "description": "An agent on its default listen address (`--listen`)"}],
+        "tags": [
+            {"name": "deployments", "description": "What runs, its instances, events and output"},
+            {"name": "revisions", "description": "What the source delivered and how it converged"},
+            {"name": "agent", "description": "The agent itself: health, metrics, source, runtimes, deliveries"}
+        ],
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -216,5 +227,48 @@ pub fn document() -> Value {
             }}
         },
         "webhooks": webhooks(&body)
-    })
+    });
+    name_operations(&mut document);
+    document
+}
+
+/// Every operation's stable `operationId` and tag, for client generators: (path, id, tag).
+const OPERATIONS: &[(&str, &str, &str)] = &[
+    ("/healthz", "getHealth", "agent"),
+    ("/metrics", "getMetrics", "agent"),
+    ("/openapi.json", "getOpenApiDocument", "agent"),
+    ("/v1/deployments", "listDeployments", "deployments"),
+    (
+        "/v1/deployments/{namespace}/{name}",
+        "getDeployment",
+        "deployments",
+    ),
+    (
+        "/v1/deployments/{namespace}/{name}/events",
+        "listDeploymentEvents",
+        "deployments",
+    ),
+    (
+        "/v1/deployments/{namespace}/{name}/logs",
+        "getDeploymentLogs",
+        "deployments",
+    ),
+    ("/v1/namespaces", "listNamespaces", "deployments"),
+    ("/v1/revisions", "listRevisions", "revisions"),
+    ("/v1/revisions/{id}", "getRevision", "revisions"),
+    ("/v1/source", "getSource", "agent"),
+    ("/v1/runtimes", "listRuntimes", "agent"),
+    ("/v1/deliveries", "listDeliveries", "agent"),
+];
+
+fn name_operations(document: &mut Value) {
+    for (path, id, tag) in OPERATIONS {
+        if let Some(get) = document["paths"]
+            .get_mut(*path)
+            .and_then(|p| p.get_mut("get"))
+        {
+            get["operationId"] = json!(id);
+            get["tags"] = json!([tag]);
+        }
+    }
 }

@@ -73,6 +73,7 @@ pub async fn server(access: Access) -> Server {
     config.policy.backoff_base = keel::model::units::Duration::from_millis(5);
     config.policy.backoff_max = keel::model::units::Duration::from_millis(10);
     let runtime: Arc<dyn Runtime> = Arc::new(fake);
+    let logs_from = runtime.clone();
     let board = keel::reconcile::controller::RuntimeBoard::default();
     let mut controller =
         Controller::new(store.clone(), vec![runtime], config, keel::clock::system())
@@ -113,6 +114,7 @@ pub async fn server(access: Access) -> Server {
         ..SourceDto::default()
     }));
     let state = ApiState::with_runtimes(db, access, Arc::default(), source, board);
+    state.serve_logs_from(&[logs_from]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
