@@ -41,6 +41,55 @@ fn schema_documents_every_property() {
     );
 }
 
+/// What an editor shows on hover is the field's own text: every property has a non-empty
+/// description, soft-wrapped, and each branch of an optional field's `anyOf` carries it too
+/// (yaml-language-server shows the branch a value matches).
+#[test]
+fn every_property_carries_its_own_soft_wrapped_text_on_every_branch() {
+    let schema: serde_json::Value = serde_json::from_str(&manifest_schema_json()).unwrap();
+    let mut problems = Vec::new();
+    let mut defs: Vec<(&str, &serde_json::Value)> = vec![("(root)", &schema)];
+    defs.extend(
+        schema["$defs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v)),
+    );
+    for (def_name, def) in defs {
+        for (prop, body) in def
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+        {
+            let at = format!("{def_name}.{prop}");
+            let Some(text) = body
+                .get("description")
+                .and_then(|d| d.as_str())
+                .filter(|d| !d.trim().is_empty())
+            else {
+                problems.push(format!("{at}: no description"));
+                continue;
+            };
+            if text.replace("\n\n", "").contains('\n') {
+                problems.push(format!("{at}: a line break inside a paragraph"));
+            }
+            for branch in body
+                .get("anyOf")
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if branch.get("description").and_then(|d| d.as_str()) != Some(text) {
+                    problems.push(format!("{at}: a branch of anyOf without the field's text"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
