@@ -110,3 +110,50 @@ async fn keel_logs_of_an_unknown_deployment_says_so_and_exits_1() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_quiet_container_keeps_its_stream_past_the_idle_timeout() {
+    let agent = Agent::new();
+    // Quiet for longer than the listener's idle timeout between its lines.
+    let quiet = "    command: [sh, -c, \"echo first; sleep 4; echo second; sleep 3600\"]\n";
+    let web = agent.deployment("web", quiet);
+    let mut controller = agent.running("web", &[("web.yaml", &web)]).await;
+    controller.pass().await.unwrap();
+    let state = keel::api::ApiState::new(
+        agent.path("keel.db"),
+        keel::api::Access::default(),
+        Default::default(),
+        Default::default(),
+    );
+    let runtime: Arc<dyn Runtime> = agent.runtime.clone();
+    state.serve_logs_from(&[runtime]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = keel::api::serve::ServeLimits {
+        idle_timeout: std::time::Duration::from_millis(300),
+        ..keel::api::serve::ServeLimits::default()
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(keel::api::serve::serve(
+        listener,
+        keel::api::router(state),
+        limits,
+        stopped,
+    ));
+    let id = format!("{}/web", agent.ns.0);
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["logs", &id, "--follow", "--api", &base])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let read: Vec<String> = (0..2).map_while(|_| lines.next()?.ok()).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        read
+    })
+    .await
+    .unwrap();
+    assert_eq!(lines, ["first", "second"]);
+}

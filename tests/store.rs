@@ -775,6 +775,13 @@ fn the_change_log_names_each_deployment_written_and_forgets_what_was_consumed() 
     let (row, _) = reader.deployment_by_uuid(&uuid_a).unwrap().unwrap();
     assert_eq!(row.ready, 1);
 
+    // In the order of their last write.
+    record_pass(&store, "b", at(2), |outcome| outcome.ready = 2);
+    record_pass(&store, "a", at(3), |outcome| outcome.ready = 2);
+    let uuid_b = reader.deployment(&id("b")).unwrap().unwrap().uuid;
+    let (newer, order) = reader.changes_since(newer).unwrap().unwrap();
+    assert_eq!(order, [uuid_b, uuid_a.clone()]);
+
     // Consumed rows are trimmed by the next write; a reader that had not read them is told so.
     store.consumed_changes(newer);
     record_pass(&store, "b", at(2), |outcome| outcome.ready = 1);

@@ -180,6 +180,9 @@ fn cases() -> Vec<Case> {
         one("ring_plain_text_registry_password_is_refused_without_repeating_it", web("    config:\n      username: robot\n      password: hunter2\n"), vec![
             "app.yaml:8:17: deployments.web.config.password: a registry password must not be written in Git: put it in a file in the agent's secrets directory and write password: {secretRef: NAME}",
         ]),
+        one("a_registry_password_reference_stays_in_the_secrets_directory", web("    config:\n      username: robot\n      password:\n        secretRef: ../../etc/shadow\n"), vec![
+            "app.yaml:9:20: deployments.web.config.password.secretRef: \"../../etc/shadow\" is not a valid secret name: use letters, digits, '.', '_' and '-', not starting with '.' (it names a file in the agent's secrets directory)",
+        ]),
         one("image_pull_secret_or_username_not_both", web("    config:\n      image_pull_secret: regcred\n      username: robot\n      password:\n        secretRef: pw\n"), vec![
             "app.yaml:7:26: deployments.web.config.image_pull_secret: use either image_pull_secret or username/password, not both",
         ]),
@@ -273,6 +276,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:7:7: deployments.web.vm: \"vm\" is only for runtime: cloud-hypervisor",
         ]),
         Case { valid: true, limits: with_variables(&[("REGISTRY", "registry.example.com")]), ..one("ring_variables_expand_before_validation", web("    environment:\n      HOME_DIR: \"$$HOME\"\n").replace("busybox:1.36", "${REGISTRY}/busybox:1.36"), vec![]) },
+        Case { valid: true, limits: with_variables(&[]), ..one("an_aliased_value_is_expanded_once_wherever_it_is_used", web("    command: [sh, -c, &greet \"echo $$HOME\"]\n    environment:\n      GREETING: *greet\n"), vec![]) },
         Case { limits: with_variables(&[]), ..one("an_undefined_variable_is_named_where_it_is_used", web("    command: [sh, -c, \"echo $GREETING\"]\n"), vec![
             "app.yaml:6:23: deployments.web.command[2]: undefined variable GREETING: define it in a file of [variables] in the agent's keel.toml (keel validate --vars FILE), or write $$ for a literal $",
         ]) },

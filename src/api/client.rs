@@ -26,6 +26,8 @@ pub enum ClientError {
     },
     #[error("the keel API at {0} sent a malformed response")]
     Malformed(String),
+    #[error("the keel API at {0} closed the stream before its end")]
+    Cut(String),
 }
 
 /// `GET base + path`, with a bearer token when given.
@@ -111,11 +113,18 @@ pub async fn stream(
         }
         let n = stream.read(&mut chunk).await.map_err(io)?;
         if n == 0 {
-            return Ok(None);
+            // A chunked body ends with its last chunk; a closed connection before it is a cut.
+            return match chunked {
+                true => Err(ClientError::Cut(address)),
+                false => Ok(None),
+            };
         }
         pending.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// The longest chunk-size line accepted (a size in hex and its extensions).
+const MAX_SIZE_LINE: usize = 1024;
 
 /// Decodes a body as it arrives: chunked transfer coding, or the bytes as they are.
 struct Dechunker {
@@ -139,22 +148,33 @@ impl Dechunker {
             pending.clear();
             return Ok(false);
         }
+        let malformed = |what: &str| std::io::Error::other(format!("a malformed chunk: {what}"));
         loop {
             let Some(line_end) = pending.windows(2).position(|w| w == b"\r\n") else {
+                if pending.len() > MAX_SIZE_LINE {
+                    return Err(malformed("its size line is too long"));
+                }
                 return Ok(false);
             };
             let size_text = String::from_utf8_lossy(&pending[..line_end]);
             let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| std::io::Error::other("a malformed chunk size"))?;
+                .map_err(|_| malformed("its size is not hexadecimal"))?;
             if size == 0 {
                 return Ok(true);
             }
             let start = line_end + 2;
-            if pending.len() < start + size + 2 {
+            let end = start
+                .checked_add(size)
+                .and_then(|e| e.checked_add(2))
+                .ok_or_else(|| malformed("its size is too large"))?;
+            if pending.len() < end {
                 return Ok(false);
             }
-            sink(&pending[start..start + size])?;
-            pending.drain(..start + size + 2);
+            if &pending[end - 2..end] != b"\r\n" {
+                return Err(malformed("no CRLF after its data"));
+            }
+            sink(&pending[start..end - 2])?;
+            pending.drain(..end);
         }
     }
 }
@@ -244,6 +264,19 @@ mod tests {
             assert!(done, "pieces of {piece}");
             assert_eq!(out, b"hello, world", "pieces of {piece}");
         }
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors_not_panics() {
+        for wire in [&b"ffffffffffffffff\r\nx"[..], b"5\r\nhelloXX", b"zz\r\n"] {
+            let mut pending = wire.to_vec();
+            let result = Dechunker::new(true).feed(&mut pending, &mut |_: &[u8]| Ok(()));
+            assert!(result.is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+        let mut endless = vec![b'1'; MAX_SIZE_LINE + 1];
+        assert!(Dechunker::new(true)
+            .feed(&mut endless, &mut |_: &[u8]| Ok(()))
+            .is_err());
     }
 
     #[test]

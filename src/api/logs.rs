@@ -26,6 +26,7 @@ pub async fn logs(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    streaming: Option<axum::Extension<super::serve::Streaming>>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let options = options(&pairs, crate::clock::now())?;
@@ -38,10 +39,19 @@ pub async fn logs(
             .await?
     };
     let row = row.ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
-    let instance = pick(&instances, wanted.as_deref()).ok_or_else(|| match &wanted {
-        Some(w) => ApiError::NotFound(format!("{id} has no instance {w}")),
-        None => ApiError::NotFound(format!("{id} has no instance to read the output of")),
+    let instance = pick(&instances, wanted.as_deref()).map_err(|why| match why {
+        Pick::None => match &wanted {
+            Some(w) => ApiError::NotFound(format!("{id} has no instance {w}")),
+            None => ApiError::NotFound(format!("{id} has no instance to read the output of")),
+        },
+        Pick::Ambiguous(ids) => ApiError::BadRequest(format!(
+            "instance {} names several instances of {id}: {}",
+            wanted.as_deref().unwrap_or_default(),
+            ids.join(", ")
+        )),
     })?;
+    // The connection stays open while this body streams, however quiet the instance is.
+    let held = streaming.map(|axum::Extension(s)| s.hold());
     let runtime = state.log_source(row.spec.runtime).ok_or_else(|| {
         ApiError::NotFound(format!(
             "the {} runtime does not serve logs here",
@@ -50,7 +60,8 @@ pub async fn logs(
     })?;
     let chunks = runtime
         .logs(&instance.runtime_id, options)
-        .scan(false, |ended, chunk| {
+        .scan(false, move |ended, chunk| {
+            let _held = &held;
             let next = match (*ended, chunk) {
                 (true, _) => None,
                 (false, Ok(bytes)) => Some(bytes),
@@ -109,15 +120,38 @@ fn options(pairs: &[(String, String)], now: Timestamp) -> Result<LogOptions, Api
     })
 }
 
-/// The instance `wanted` names (a runtime id or its prefix), or by default the newest
-/// generation's lowest ordinal.
-fn pick<'a>(instances: &'a [StoredInstance], wanted: Option<&str>) -> Option<&'a StoredInstance> {
+/// Why no one instance was picked.
+enum Pick {
+    None,
+    Ambiguous(Vec<String>),
+}
+
+/// The instance `wanted` names (a runtime id or a prefix only it has), or by default the
+/// newest generation's lowest ordinal.
+fn pick<'a>(
+    instances: &'a [StoredInstance],
+    wanted: Option<&str>,
+) -> Result<&'a StoredInstance, Pick> {
     match wanted {
-        Some(w) => instances
-            .iter()
-            .find(|i| !w.is_empty() && i.runtime_id.starts_with(w)),
+        Some(w) => {
+            let matching: Vec<&StoredInstance> = instances
+                .iter()
+                .filter(|i| !w.is_empty() && i.runtime_id.starts_with(w))
+                .collect();
+            match matching.as_slice() {
+                [] => Err(Pick::None),
+                [one] => Ok(one),
+                several => Err(Pick::Ambiguous(
+                    several
+                        .iter()
+                        .map(|i| i.runtime_id.chars().take(12).collect())
+                        .collect(),
+                )),
+            }
+        }
         None => instances
             .iter()
-            .max_by_key(|i| (i.generation, std::cmp::Reverse(i.ordinal))),
+            .max_by_key(|i| (i.generation, std::cmp::Reverse(i.ordinal)))
+            .ok_or(Pick::None),
     }
 }

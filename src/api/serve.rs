@@ -84,6 +84,9 @@ async fn connection(
 ) {
     let started = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
+    // A response still streaming (a followed log) keeps its connection however quiet it is.
+    let streaming = Streaming::default();
+    let app = app.layer(axum::Extension(streaming.clone()));
     let io = Tracked {
         inner: stream,
         started,
@@ -101,7 +104,8 @@ async fn connection(
             _ = conn.as_mut() => return,
             _ = tokio::time::sleep(check) => {
                 let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                if started.elapsed().saturating_sub(last) >= limits.idle_timeout {
+                let idle = started.elapsed().saturating_sub(last) >= limits.idle_timeout;
+                if idle && !streaming.active() {
                     // Dropping the connection closes the socket.
                     return;
                 }
@@ -112,6 +116,31 @@ async fn connection(
                 return;
             }
         }
+    }
+}
+
+/// How many responses of one connection are still streaming (see `hold`).
+#[derive(Debug, Clone, Default)]
+pub struct Streaming(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Streaming {
+    /// Marks a response as streaming until the returned guard is dropped (with its body).
+    pub fn hold(&self) -> StreamingGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        StreamingGuard(self.0.clone())
+    }
+
+    fn active(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// See `Streaming::hold`.
+pub struct StreamingGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -132,18 +132,29 @@ fn substitute(path: &str, doc: &mut Document, variables: &Variables, out: &mut V
         NodeKind::Map(entries) => entries.iter().map(|(_, v)| *v).collect(),
         NodeKind::Scalar(_) | NodeKind::Seq(_) => return,
     };
+    // A declaration or a list an alias shares is expanded once: its slots then hold their
+    // expanded values, which must not be expanded again.
+    let mut seen = std::collections::HashSet::new();
     for decl in decls {
-        for scalar in vars::substituted_scalars(doc, decl) {
+        let slots: Vec<vars::Slot> = vars::substituted_slots(doc, decl)
+            .into_iter()
+            .filter(|s| seen.insert((s.parent, s.slot)))
+            .collect();
+        for slot in slots {
+            let Some(scalar) = doc.child(slot.parent, slot.slot) else {
+                continue;
+            };
             let Some(text) = doc.scalar_text(scalar) else {
                 continue;
             };
             match vars::expand(text, variables) {
                 Ok(expanded) if expanded == text => {}
-                Ok(expanded) => doc.set_string(scalar, expanded),
+                Ok(expanded) => doc.replace_with_string(slot.parent, slot.slot, expanded),
                 Err(problem) => {
                     let message = match problem {
                         vars::Problem::Undefined(name) => format!("undefined variable {name}: define it in a file of [variables] in the agent's keel.toml (keel validate --vars FILE), or write $$ for a literal $"),
                         vars::Problem::Unclosed => "\"${\" without its closing \"}\"; write $$ for a literal $".to_owned(),
+                        vars::Problem::NotAName(name) => format!("\"${{{name}}}\" is not a variable: a name is letters, digits and _, not starting with a digit; write $$ for a literal $"),
                     };
                     let mark = doc.node(scalar).mark;
                     out.push(Diagnostic {

@@ -164,6 +164,11 @@ fn registry_credentials(d: &DeploymentDecl, r: &mut Report) {
     let Some(c) = d.config.as_ref() else {
         return;
     };
+    if let Some(EnvValue::Secret(secret)) = &c.password {
+        if let Err(e) = check_secret_name(&secret.secret_ref) {
+            r.error(at!["config", "password", "secretRef"], e);
+        }
+    }
     if let Some(EnvValue::Plain(_)) = &c.password {
         r.error(
             at!["config", "password"],

@@ -2,7 +2,9 @@
 //! in keel.toml, `keel validate --vars`), never from the repository. Applied to the YAML trees
 //! after parsing and before decoding, to the fields Ring substitutes — a deployment's `name`,
 //! `namespace`, `image`, `command` and plain `environment` values (never a `secretRef`) — so
-//! each use keeps its own file, line and column for diagnostics.
+//! each use keeps its own file, line and column for diagnostics. Each substituted value gets its
+//! own node first: an alias shares its node with its other uses (a `secretRef` among them),
+//! which must not change, and a value is expanded once, never again.
 //!
 //! Grammar: `$$` is a literal `$`; `${NAME}` and `$NAME` (NAME = `[A-Za-z_][A-Za-z0-9_]*`) are
 //! replaced; a `$` followed by anything else stays as written. An undefined name is an error
@@ -20,6 +22,8 @@ pub type Variables = BTreeMap<String, String>;
 pub enum Problem {
     Undefined(String),
     Unclosed,
+    /// `${...}` around something that is not a variable name.
+    NotAName(String),
 }
 
 /// `text` with every variable replaced, or the first problem found.
@@ -34,7 +38,11 @@ pub fn expand(text: &str, vars: &Variables) -> Result<String, Problem> {
             rest = tail;
         } else if let Some(braced) = after.strip_prefix('{') {
             let end = braced.find('}').ok_or(Problem::Unclosed)?;
-            out.push_str(lookup(&braced[..end], vars)?);
+            let name = &braced[..end];
+            if name.is_empty() || name_len(name) != name.len() {
+                return Err(Problem::NotAName(name.to_owned()));
+            }
+            out.push_str(lookup(name, vars)?);
             rest = &braced[end + 1..];
         } else {
             let len = name_len(after);
@@ -70,28 +78,53 @@ fn name_len(text: &str) -> usize {
     len
 }
 
-/// The scalars of one deployment declaration (the map `decl`) that Ring substitutes.
-pub fn substituted_scalars(doc: &Document, decl: NodeId) -> Vec<NodeId> {
+/// Where a substituted value sits: slot `slot` of the map or sequence `parent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub parent: NodeId,
+    pub slot: usize,
+}
+
+/// The slots of one deployment declaration (the map `decl`) that Ring substitutes, and the
+/// containers they belong to (so that a container an alias shares is expanded once).
+pub fn substituted_slots(doc: &Document, decl: NodeId) -> Vec<Slot> {
     let mut out = Vec::new();
-    for field in ["name", "namespace", "image"] {
-        if let Some((_, value)) = doc.get(decl, field) {
-            out.push(value);
+    let NodeKind::Map(entries) = &doc.node(decl).kind else {
+        return out;
+    };
+    for (index, (key, value)) in entries.iter().enumerate() {
+        match doc.scalar_text(*key).unwrap_or_default() {
+            "name" | "namespace" | "image" => out.push(Slot {
+                parent: decl,
+                slot: index,
+            }),
+            "command" => match &doc.node(*value).kind {
+                NodeKind::Seq(items) => out.extend((0..items.len()).map(|slot| Slot {
+                    parent: *value,
+                    slot,
+                })),
+                NodeKind::Scalar(_) => out.push(Slot {
+                    parent: decl,
+                    slot: index,
+                }),
+                NodeKind::Map(_) => {}
+            },
+            "environment" => {
+                // A map value is a `{secretRef}`: never substituted.
+                if let NodeKind::Map(variables) = &doc.node(*value).kind {
+                    out.extend((0..variables.len()).map(|slot| Slot {
+                        parent: *value,
+                        slot,
+                    }));
+                }
+            }
+            _ => {}
         }
     }
-    if let Some((_, command)) = doc.get(decl, "command") {
-        match &doc.node(command).kind {
-            NodeKind::Seq(items) => out.extend(items.iter().copied()),
-            NodeKind::Scalar(_) => out.push(command),
-            NodeKind::Map(_) => {}
-        }
-    }
-    if let Some((_, environment)) = doc.get(decl, "environment") {
-        if let NodeKind::Map(entries) = &doc.node(environment).kind {
-            // A map value is a `{secretRef}`: never substituted.
-            out.extend(entries.iter().map(|(_, v)| *v));
-        }
-    }
-    out.retain(|id| matches!(doc.node(*id).kind, NodeKind::Scalar(_)));
+    out.retain(|s| {
+        doc.child(s.parent, s.slot)
+            .is_some_and(|id| matches!(doc.node(id).kind, NodeKind::Scalar(_)))
+    });
     out
 }
 
@@ -140,6 +173,12 @@ mod tests {
                 Err(Problem::Undefined("NOPE".into())),
             ),
             ("unclosed brace", "${REGISTRY", Err(Problem::Unclosed)),
+            (
+                "an empty name",
+                "${}",
+                Err(Problem::NotAName(String::new())),
+            ),
+            ("not a name", "${A-B}", Err(Problem::NotAName("A-B".into()))),
         ];
         for (behaviour, text, expected) in rows {
             let got = expand(text, &vars);

@@ -100,11 +100,36 @@ impl Document {
         }
     }
 
-    /// Replaces a scalar with the string `text` (a variable expanded into it).
-    pub fn set_string(&mut self, id: NodeId, text: String) {
-        if let NodeKind::Scalar(s) = &mut self.nodes[id.0].kind {
-            s.text = text;
-            s.value = ScalarValue::Str;
+    /// The value at `slot` of the map or sequence `parent`.
+    pub fn child(&self, parent: NodeId, slot: usize) -> Option<NodeId> {
+        match &self.node(parent).kind {
+            NodeKind::Map(entries) => entries.get(slot).map(|(_, v)| *v),
+            NodeKind::Seq(items) => items.get(slot).copied(),
+            NodeKind::Scalar(_) => None,
+        }
+    }
+
+    /// Puts the string `text` at `slot` of `parent` as a scalar of its own, at the position of
+    /// the value it replaces: the node that was there, which an alias may share with other
+    /// places, stays as it was.
+    pub fn replace_with_string(&mut self, parent: NodeId, slot: usize, text: String) {
+        let Some(old) = self.child(parent, slot) else {
+            return;
+        };
+        let node = Node {
+            kind: NodeKind::Scalar(Scalar {
+                text,
+                value: ScalarValue::Str,
+            }),
+            mark: self.node(old).mark,
+            expanded: 1,
+        };
+        let id = NodeId(self.nodes.len());
+        self.nodes.push(node);
+        match &mut self.nodes[parent.0].kind {
+            NodeKind::Map(entries) => entries[slot].1 = id,
+            NodeKind::Seq(items) => items[slot] = id,
+            NodeKind::Scalar(_) => {}
         }
     }
 

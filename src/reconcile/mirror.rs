@@ -114,9 +114,18 @@ impl Mirror {
                     self.stored.deployments.insert(row.id.clone(), row);
                 }
                 None => {
+                    // A purged row's name may already belong to a new row (a revert after the
+                    // purge, read first in this refresh): only the row with this id goes.
                     if let Some(id) = self.by_uuid.remove(uuid) {
-                        self.stored.deployments.remove(&id);
-                        self.memory.remove(&id);
+                        let same_row = self
+                            .stored
+                            .deployments
+                            .get(&id)
+                            .is_some_and(|d| d.uuid == *uuid);
+                        if same_row {
+                            self.stored.deployments.remove(&id);
+                            self.memory.remove(&id);
+                        }
                     }
                 }
             }

@@ -19,27 +19,33 @@ pub fn latest(conn: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-/// What was written after `seen`: the newest `seq`, and each deployment row id once (`None`
-/// when rows after `seen` were trimmed before this reader saw them).
+/// What was written after `seen`: the newest `seq`, and each deployment row id once, in the
+/// order of its last write (a purged row before the new row of the same name), or `None` when
+/// rows after `seen` were trimmed before this reader saw them.
 pub fn since(conn: &Connection, seen: i64) -> Result<Option<(i64, Vec<String>)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT seq, deployment FROM changes WHERE seq > ?1 ORDER BY seq")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT MIN(seq), MAX(seq), deployment FROM changes WHERE seq > ?1
+         GROUP BY deployment ORDER BY MAX(seq)",
+    )?;
     let rows = stmt.query_map([seen], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
     })?;
-    let (mut newest, mut ids) = (seen, std::collections::BTreeSet::new());
+    let (mut first, mut newest, mut ids) = (i64::MAX, seen, Vec::new());
     for row in rows {
-        let (seq, id) = row?;
-        if newest == seen && seq != seen + 1 {
-            return Ok(None);
-        }
-        newest = seq;
-        ids.insert(id);
+        let (min, max, id) = row?;
+        first = first.min(min);
+        newest = newest.max(max);
+        ids.push(id);
     }
-    if newest == seen && latest(conn)? > seen {
-        return Ok(None);
-    }
-    Ok(Some((newest, ids.into_iter().collect())))
+    let lost = match ids.is_empty() {
+        true => latest(conn)? > seen,
+        false => first != seen + 1,
+    };
+    Ok((!lost).then_some((newest, ids)))
 }
 
 /// Forgets the rows up to `consumed` (the reader has seen them).

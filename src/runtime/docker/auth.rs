@@ -81,11 +81,8 @@ pub fn from_config_json(text: &str, registry: &str) -> Result<Option<DockerCrede
             (user.to_owned(), pass.to_owned())
         }
         (None, Some(user), Some(pass)) => (user.clone(), pass.clone()),
-        (None, _, _) => {
-            return Err(format!(
-                "the entry for {key} has no auth and no username/password"
-            ))
-        }
+        // An entry a credential helper fills (`credsStore`): nothing here to use.
+        (None, _, _) => return Ok(None),
     };
     Ok(Some(DockerCredentials {
         username: Some(username),
@@ -132,6 +129,13 @@ pub fn credentials(
             .map_err(|why| RuntimeError::Config(format!("image pull secret {name}: {why}")));
     }
     if let Some(c) = config.filter(|c| c.username.is_some()) {
+        // The daemon sends credentials to the image's registry: never a password meant for
+        // another one.
+        if let Some(server) = c.server.as_deref().filter(|s| normalize(s) != registry) {
+            return Err(RuntimeError::Config(format!(
+                "config.server {server} is not the registry of image {image} ({registry}): the credentials would go to another registry"
+            )));
+        }
         let password = match &c.password {
             Some(EnvValue::Secret(s)) => read_secret(from.secrets_dir, &s.secret_ref, "secret")?,
             // Validation refuses a plain-text password; a stored spec never holds one.
@@ -167,6 +171,12 @@ pub fn credentials(
 }
 
 fn read_secret(dir: &Path, name: &str, what: &str) -> Result<String, RuntimeError> {
+    // Validation allows plain file names only; a stored spec is checked again here.
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(RuntimeError::Config(format!(
+            "{what} {name:?} is not a plain file name in the agent's secrets directory"
+        )));
+    }
     std::fs::read_to_string(dir.join(name)).map_err(|_| {
         RuntimeError::Config(format!(
             "{what} {name} not found in the agent's secrets directory ({})",
@@ -178,6 +188,48 @@ fn read_secret(dir: &Path, name: &str, what: &str) -> Result<String, RuntimeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sources<'a>(config: &'a DeploymentConfig, secrets_dir: &'a Path) -> Sources<'a> {
+        Sources {
+            config: Some(config),
+            secrets_dir,
+            host_auth: None,
+        }
+    }
+
+    #[test]
+    fn credentials_never_go_to_another_registry_and_secret_names_stay_in_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret").unwrap();
+        let config = |server: Option<&str>, secret: &str| DeploymentConfig {
+            server: server.map(str::to_owned),
+            username: Some("robot".into()),
+            password: Some(EnvValue::Secret(crate::model::manifest::SecretRef {
+                secret_ref: secret.into(),
+            })),
+            ..DeploymentConfig::default()
+        };
+        let elsewhere = config(Some("registry.corp"), "pw");
+        let refused = credentials("shop/api:1", &sources(&elsewhere, dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("not the registry of image") && !refused.contains("s3cret"),
+            "{refused}"
+        );
+        let same = config(Some("https://registry.corp/v2/"), "pw");
+        let creds = credentials("registry.corp/shop/api:1", &sources(&same, dir.path()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(creds.password.as_deref(), Some("s3cret"));
+        for escape in ["../pw", "/etc/shadow", ".hidden"] {
+            let outside = config(None, escape);
+            assert!(
+                credentials("registry.corp/a", &sources(&outside, dir.path())).is_err(),
+                "{escape}"
+            );
+        }
+    }
 
     #[test]
     fn the_registry_of_an_image() {

@@ -632,21 +632,26 @@ impl Runtime for DockerRuntime {
             if policy == PullPolicy::Always {
                 self.pull(spec, &image).await?;
             }
-            let _in_use = self.networks.read().await;
             // Optimistic, like Docker's own `run`: the create is tried first, and only a
             // create refused for a missing image or network pulls or creates it and tries
-            // again (each cause once). The usual create is one request, not three.
+            // again (each cause once). The usual create is one request, not three. The
+            // network lock is held around each request, never across a pull (a prune waiting
+            // for it would stall every create and start behind the pull).
             let (mut pulled, mut networked) = (policy == PullPolicy::Always, false);
             loop {
-                let refused = match self.create_container(spec, &body).await {
-                    Ok(id) => return Ok(id),
-                    Err(e) => e,
+                let refused = {
+                    let _in_use = self.networks.read().await;
+                    match self.create_container(spec, &body).await {
+                        Ok(id) => return Ok(id),
+                        Err(e) => e,
+                    }
                 };
                 if !pulled && missing_image(&refused) {
                     pulled = true;
                     self.ensure_image(spec, &image, policy).await?;
                 } else if !networked && missing_network(&refused) {
                     networked = true;
+                    let _in_use = self.networks.read().await;
                     self.ensure_network(&spec.deployment.namespace).await?;
                 } else {
                     return Err(Self::fail(Operation::CreateContainer, &image)(refused));
