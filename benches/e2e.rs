@@ -76,7 +76,10 @@ fn main() {
     for i in samples..workers {
         host.write(
             &format!("plain{i}.yaml"),
-            &host.deployment(&format!("plain{i}"), SLEEPER),
+            &format!(
+                "deployments:\n{}",
+                host.deployment(&format!("plain{i}"), SLEEPER)
+            ),
         );
     }
     settled(&host, &agent, workers);
@@ -86,7 +89,10 @@ fn main() {
     for i in 0..workers {
         host.write(
             &format!("gated{i}.yaml"),
-            &host.deployment(&format!("gated{i}"), GATED),
+            &format!(
+                "deployments:\n{}",
+                host.deployment(&format!("gated{i}"), GATED)
+            ),
         );
     }
     settled(&host, &agent, 2 * workers);
