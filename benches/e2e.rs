@@ -56,6 +56,13 @@ fn main() {
         api_while_reconciling(&host, &agent, window, many);
         return;
     }
+    // `idle [deployments=N]`: the idle cost at that size only.
+    if args.iter().any(|a| a == "idle") {
+        let many = number("deployments", 10_000);
+        zero_replicas(&host, &agent, many);
+        idle(&agent, window * 2, &format!("{many} deployments"));
+        return;
+    }
     if memory_only {
         let many = number("deployments", 1000);
         zero_replicas(&host, &agent, many);
@@ -104,6 +111,9 @@ fn main() {
     for i in 0..workers {
         let _ = std::fs::remove_file(host.repo().join(format!("gated{i}.yaml")));
     }
+    // Their removals' notifications go out before the delivery window opens.
+    settled(&host, &agent, workers);
+    std::thread::sleep(Duration::from_secs(5));
     let many = 1000;
     let delivered_before = receiver.count();
     zero_replicas(&host, &agent, many);
@@ -327,7 +337,12 @@ fn idle(agent: &AgentProcess, window: Duration, label: &str) {
     let pid = agent.child.id();
     let daemon = dockerd_pid();
     let daemon_cpu = || daemon.map_or(0.0, cpu);
-    // Let what the last change started (removals, network pruning) finish first.
+    // Let what the last change started finish first: removals, network pruning, and the
+    // notifications of its status changes (30k at 10k deployments).
+    wait("the outbox to drain", 600, || {
+        let (_, metrics) = support::binary::request(&agent.base, "GET", "/metrics", &[], b"");
+        metrics.lines().any(|l| l == "keel_outbox_depth 0")
+    });
     std::thread::sleep(Duration::from_secs(5));
     let percent = |used: f64| used / window.as_secs_f64() * 100.0;
     let measure = |paused: bool| {
