@@ -14,7 +14,9 @@ use support::docker::Agent;
 const COUNTER: &str =
     "    command: [sh, -c, \"i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done\"]\n";
 
-async fn serve(agent: &Agent) -> String {
+/// The API over `agent`'s store, serving its containers' logs, bound to 127.0.0.1:0: the
+/// listener and its base URL.
+async fn api(agent: &Agent) -> (Arc<keel::api::ApiState>, tokio::net::TcpListener, String) {
     let state = keel::api::ApiState::new(
         agent.path("keel.db"),
         keel::api::Access::default(),
@@ -25,6 +27,11 @@ async fn serve(agent: &Agent) -> String {
     state.serve_logs_from(&[runtime]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    (state, listener, base)
+}
+
+async fn serve(agent: &Agent) -> String {
+    let (state, listener, base) = api(agent).await;
     tokio::spawn(async move { axum::serve(listener, keel::api::router(state)).await });
     base
 }
@@ -119,16 +126,7 @@ async fn a_followed_quiet_container_keeps_its_stream_past_the_idle_timeout() {
     let web = agent.deployment("web", quiet);
     let mut controller = agent.running("web", &[("web.yaml", &web)]).await;
     controller.pass().await.unwrap();
-    let state = keel::api::ApiState::new(
-        agent.path("keel.db"),
-        keel::api::Access::default(),
-        Default::default(),
-        Default::default(),
-    );
-    let runtime: Arc<dyn Runtime> = agent.runtime.clone();
-    state.serve_logs_from(&[runtime]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (state, listener, base) = api(&agent).await;
     let limits = keel::api::serve::ServeLimits {
         idle_timeout: std::time::Duration::from_millis(300),
         ..keel::api::serve::ServeLimits::default()
