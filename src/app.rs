@@ -404,10 +404,7 @@ fn cloud_hypervisor(
         state_dir: ch.state_dir.clone(),
         network,
         owner: settings.config.node.clone(),
-        kernel: ch.kernel.clone(),
-        initramfs: ch.initramfs.clone(),
-        cmdline: ch.cmdline.clone(),
-        firmware: ch.firmware.clone(),
+        boot: ch.boot.clone(),
     });
     Ok((Arc::new(runtime), None))
 }

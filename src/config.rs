@@ -102,16 +102,26 @@ pub struct CloudHypervisorConfig {
     pub firmware: Option<String>,
 }
 
+impl CloudHypervisorConfig {
+    /// The boot defaults it sets, as a `vm` block would name them.
+    pub fn boot(&self) -> crate::model::manifest::VmSpec {
+        crate::model::manifest::VmSpec {
+            kernel: self.kernel.clone(),
+            firmware: self.firmware.clone(),
+            initramfs: self.initramfs.clone(),
+            cmdline: self.cmdline.clone(),
+        }
+    }
+}
+
 /// `[cloud_hypervisor]` resolved: the binary found (or why not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudHypervisorSettings {
     pub binary: Result<PathBuf, String>,
     pub state_dir: PathBuf,
     pub network: String,
-    pub kernel: Option<String>,
-    pub initramfs: Option<String>,
-    pub cmdline: Option<String>,
-    pub firmware: Option<String>,
+    /// The boot of VM deployments whose `vm` block names none (`VmSpec::over`).
+    pub boot: crate::model::manifest::VmSpec,
 }
 
 /// One `[[webhooks]]` endpoint.
@@ -507,13 +517,7 @@ impl AgentConfig {
         let yaml = &mut limits.yaml;
         yaml.max_document_nodes = config.max_document_nodes.unwrap_or(yaml.max_document_nodes);
         yaml.max_alias_nodes = config.max_alias_nodes.unwrap_or(yaml.max_alias_nodes);
-        let ch = &self.cloud_hypervisor;
-        limits.vm_defaults = crate::model::manifest::VmSpec {
-            kernel: ch.kernel.clone(),
-            firmware: ch.firmware.clone(),
-            initramfs: ch.initramfs.clone(),
-            cmdline: ch.cmdline.clone(),
-        };
+        limits.vm_defaults = self.cloud_hypervisor.boot();
         limits.variables = self
             .variables
             .as_ref()
@@ -786,10 +790,7 @@ fn cloud_hypervisor(config: &AgentConfig) -> CloudHypervisorSettings {
             .network
             .clone()
             .unwrap_or_else(|| "10.213.0.0/16".to_owned()),
-        kernel: ch.kernel.clone(),
-        initramfs: ch.initramfs.clone(),
-        cmdline: ch.cmdline.clone(),
-        firmware: ch.firmware.clone(),
+        boot: ch.boot(),
     }
 }
 

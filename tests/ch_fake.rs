@@ -47,10 +47,12 @@ impl Rig {
             state_dir: self.vms(),
             network: "10.213.0.0/16".parse().unwrap(),
             owner: owner.to_owned(),
-            kernel: Some(self.kernel.display().to_string()),
-            initramfs: None,
-            cmdline: Some("console=ttyS0".into()),
-            firmware: None,
+            boot: keel::model::manifest::VmSpec {
+                kernel: Some(self.kernel.display().to_string()),
+                initramfs: None,
+                cmdline: Some("console=ttyS0".into()),
+                firmware: None,
+            },
         }
     }
 

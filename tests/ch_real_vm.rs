@@ -148,10 +148,12 @@ async fn scenario() {
         state_dir: vms.clone(),
         network: "10.213.0.0/16".parse().unwrap(),
         owner: format!("real-{}", std::process::id()),
-        kernel: Some(guest.join("vmlinux").display().to_string()),
-        initramfs: Some(guest.join("initramfs.cpio").display().to_string()),
-        cmdline: Some(cmdline.clone()),
-        firmware: None,
+        boot: keel::model::manifest::VmSpec {
+            kernel: Some(guest.join("vmlinux").display().to_string()),
+            initramfs: Some(guest.join("initramfs.cpio").display().to_string()),
+            cmdline: Some(cmdline.clone()),
+            firmware: None,
+        },
     };
     let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
     let runtime: Arc<dyn Runtime> = Arc::new(CloudHypervisorRuntime::new(settings));

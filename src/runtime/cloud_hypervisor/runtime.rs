@@ -42,10 +42,7 @@ pub struct Settings {
     /// This agent's node name: it lists and removes only its own instances.
     pub owner: String,
     /// The operator's boot defaults, which a deployment's `vm` block overrides.
-    pub kernel: Option<String>,
-    pub initramfs: Option<String>,
-    pub cmdline: Option<String>,
-    pub firmware: Option<String>,
+    pub boot: VmSpec,
 }
 
 /// One instance's record, `instance.json` in its directory.
@@ -127,14 +124,12 @@ impl CloudHypervisorRuntime {
     /// How the instance boots: the deployment's `vm` block over the operator's defaults
     /// (`VmSpec::over`, the rule validation judges by).
     fn boot(&self, spec: &InstanceSpec) -> Result<Boot, RuntimeError> {
-        let s = &self.settings;
-        let defaults = VmSpec {
-            kernel: s.kernel.clone(),
-            firmware: s.firmware.clone(),
-            initramfs: s.initramfs.clone(),
-            cmdline: s.cmdline.clone(),
-        };
-        let vm = spec.spec.vm.clone().unwrap_or_default().over(&defaults);
+        let vm = spec
+            .spec
+            .vm
+            .clone()
+            .unwrap_or_default()
+            .over(&self.settings.boot);
         let boot = match (vm.kernel, vm.firmware) {
             (Some(kernel), _) => Boot::Kernel {
                 kernel,

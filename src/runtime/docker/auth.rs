@@ -60,7 +60,7 @@ struct DockerConfigFile {
 /// is wrong with the file, never its content.
 pub fn from_config_json(text: &str, registry: &str) -> Result<Option<DockerCredentials>, String> {
     let file: DockerConfigFile = serde_json::from_str(text)
-        .map_err(|e| format!("not a Docker config file ({})", e.classify_name()))?;
+        .map_err(|e| format!("not a Docker config file ({})", category(&e)))?;
     let Some((key, entry)) = file
         .auths
         .iter()
@@ -92,19 +92,13 @@ pub fn from_config_json(text: &str, registry: &str) -> Result<Option<DockerCrede
     }))
 }
 
-/// Small helper on serde_json errors: the category only (a message could quote the content).
-trait Classify {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "unexpected structure",
-            serde_json::error::Category::Eof => "truncated JSON",
-        }
+/// What kind of JSON error it is, without its message (which could quote the content).
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "unexpected structure",
+        serde_json::error::Category::Eof => "truncated JSON",
     }
 }
 

@@ -574,24 +574,13 @@ impl Drop for Pulling<'_> {
     }
 }
 
-/// A create refused because the image is not on the host.
-fn missing_image(e: &bollard::errors::Error) -> bool {
+/// A refusal of the daemon that `why` (a pure rule of `errors`, by status and message) names.
+fn refusal_is(e: &bollard::errors::Error, why: fn(u16, &str) -> bool) -> bool {
     match e {
         bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,
-        } => errors::missing_image(*status_code, message),
-        _ => false,
-    }
-}
-
-/// A refusal of the daemon because the container's network is gone.
-fn missing_network(e: &bollard::errors::Error) -> bool {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => errors::missing_network(*status_code, message),
+        } => why(*status_code, message),
         _ => false,
     }
 }
@@ -646,10 +635,10 @@ impl Runtime for DockerRuntime {
                         Err(e) => e,
                     }
                 };
-                if !pulled && missing_image(&refused) {
+                if !pulled && refusal_is(&refused, errors::missing_image) {
                     pulled = true;
                     self.ensure_image(spec, &image, policy).await?;
-                } else if !networked && missing_network(&refused) {
+                } else if !networked && refusal_is(&refused, errors::missing_network) {
                     networked = true;
                     let _in_use = self.networks.read().await;
                     self.ensure_network(&spec.deployment.namespace).await?;
@@ -669,7 +658,7 @@ impl Runtime for DockerRuntime {
             // Marked whatever the answer: a failed start can still change the container.
             let _mark = Mark(self, runtime_id);
             match self.start_container(runtime_id).await {
-                Err(e) if missing_network(&e) => {
+                Err(e) if refusal_is(&e, errors::missing_network) => {
                     if let Some(namespace) = self.bridge_namespace(runtime_id).await {
                         self.ensure_network(&namespace).await?;
                     }
