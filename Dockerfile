@@ -1,7 +1,7 @@
 # keel in a container: a release build in a Rust image, run from a slim Debian with CA
 # certificates (for HTTPS Git remotes, forges and webhooks).
 #
-#   docker build -t keel .
+#   docker build --build-arg KEEL_BUILD="$(git rev-parse --short=12 HEAD)" -t keel .
 #   docker run -d --name keel \
 #     -v keel-state:/var/lib/keel \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
@@ -13,7 +13,8 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+ARG KEEL_BUILD
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo ./.cargo
 COPY src ./src
 COPY schemas ./schemas

@@ -75,6 +75,7 @@ pub async fn run(
     };
     tracing::info!(
         version = %env!("CARGO_PKG_VERSION"),
+        build = %env!("KEEL_BUILD"),
         source = %source_label(&settings),
         node = %settings.config.node,
         db = %settings.db.display(),

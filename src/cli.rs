@@ -1,10 +1,12 @@
 //! The command line: `keel agent` (hands over to `app`), the offline checks `keel validate`,
-//! `keel plan` and `keel schema`, and the views of a running agent read from its API
-//! (`deployments`, `deployment`, `events`, `revisions`, `status`, `wait`, `deliveries`; see
-//! `views`). Parses
-//! arguments with clap, calls the library, prints for humans or as JSON, and maps outcomes to
-//! exit codes. `anyhow` is allowed here.
+//! `keel plan` and `keel schema`, the views of a running agent read from its API
+//! (`deployments`, `deployment`, `events`, `logs`, `revisions`, `status`, `wait`,
+//! `deliveries`, `version`; see `views`, printed by `render`), and `keel completion`. Parses
+//! arguments with clap, calls the library, prints for humans or as JSON/YAML, and maps outcomes
+//! to exit codes. Flags live on the commands that use them (`--api` only on the views).
+//! `anyhow` is allowed here.
 
+mod render;
 mod views;
 
 use std::io::Write;
@@ -29,10 +31,8 @@ use crate::store::StoreReader;
 /// against the manifest schema and converges Docker containers and Cloud Hypervisor microVMs
 /// to match, reporting readiness-gated status.
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, propagate_version = true)]
+#[command(name = "keel", version = VERSION, propagate_version = true)]
 pub struct Cli {
-    #[command(flatten)]
-    pub api: views::ApiArgs,
     /// Log filter (tracing's env-filter syntax), e.g. `info`, `keel=debug`. Default: `info` for
     /// the agent, `warn` otherwise.
     #[arg(long, global = true, value_name = "FILTER")]
@@ -40,6 +40,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `keel --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (build ",
+    env!("KEEL_BUILD"),
+    ")"
+);
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -78,11 +86,19 @@ pub enum Command {
     Plan(PlanArgs),
     /// List the agent's deployments: status, health, ready/desired instances, restarts.
     ///
-    /// Example: keel deployments --status crash_loop_back_off --status failed -n demo
+    /// Every namespace unless `-n` names one. `-o wide` adds the runtime, image, revision and
+    /// instance addresses; `-o name` prints NAMESPACE/NAME per line; `--watch` prints the
+    /// list again at each change. Examples:
+    /// `keel deployments --status crash_loop_back_off --status failed -n demo`,
+    /// `keel deployments -o name | xargs -n1 keel events`.
     Deployments(views::DeploymentsArgs),
-    /// Show one deployment (NAMESPACE/NAME) with its instances.
+    /// Show one deployment (NAMESPACE/NAME, or NAME -n NAMESPACE) with its instances.
+    ///
+    /// Example: keel deployment demo/web --watch
     Deployment(views::DeploymentArgs),
     /// Show a deployment's events, oldest first; `--follow` keeps printing new ones.
+    ///
+    /// `-o json` prints one JSON array; with `--follow`, one JSON object per line (JSON Lines).
     Events(views::EventsArgs),
     /// Print what an instance prints: a container's stdout and stderr, a VM's serial console.
     ///
@@ -92,8 +108,8 @@ pub enum Command {
     Logs(views::LogsArgs),
     /// List the revisions the agent received, newest first, with their sync state.
     Revisions(views::ListArgs),
-    /// Show the source, the latest revision and every namespace's status.
-    Status(views::ListArgs),
+    /// Show the source, the latest revision and every namespace's status (`-n`: one).
+    Status(views::StatusArgs),
     /// Wait until a revision has converged: exit 0 when it succeeded, 1 when it failed, was
     /// invalid or superseded, or on timeout. Run it in CI after a push.
     ///
@@ -103,6 +119,21 @@ pub enum Command {
     ///
     /// Example: keel deliveries --state dead
     Deliveries(views::DeliveriesArgs),
+    /// Print this program's version and build and, unless `--client`, the agent's.
+    Version(views::VersionArgs),
+    /// Print a shell completion script.
+    ///
+    /// Examples: `keel completion bash > /etc/bash_completion.d/keel`,
+    /// `keel completion zsh > "${fpath[1]}/_keel"`,
+    /// `keel completion fish > ~/.config/fish/completions/keel.fish`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +145,7 @@ pub struct PlanArgs {
     #[arg(long, default_value = "keel-state/keel.db")]
     pub db: PathBuf,
     /// Output format: `text` or `json` (`{"items": [...], "counts": {...}}`).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Text)]
     pub format: Format,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -179,7 +210,7 @@ pub struct ValidateArgs {
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Output format: `text` (one line per problem) or `json` (a list for CI tools).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Text)]
     pub format: Format,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -233,7 +264,7 @@ fn log_directives(filter: &str) -> String {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli { api, log, command } = cli;
+    let Cli { log, command } = cli;
     // The agent sets up logging itself, once its configuration says which format.
     if !matches!(command, Command::Agent(_)) {
         init_tracing(log.as_deref(), "warn", false);
@@ -246,14 +277,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan(&args),
-        Command::Deployments(args) => views::deployments(&api, &args),
-        Command::Deployment(args) => views::deployment(&api, &args),
-        Command::Events(args) => views::events(&api, &args),
-        Command::Logs(args) => views::logs(&api, &args),
-        Command::Revisions(args) => views::revisions(&api, &args),
-        Command::Status(args) => views::status(&api, &args),
-        Command::Wait(args) => views::wait(&api, &args),
-        Command::Deliveries(args) => views::deliveries(&api, &args),
+        Command::Deployments(args) => views::deployments(&args),
+        Command::Deployment(args) => views::deployment(&args),
+        Command::Events(args) => views::events(&args),
+        Command::Logs(args) => views::logs(&args),
+        Command::Revisions(args) => views::revisions(&args),
+        Command::Status(args) => views::status(&args),
+        Command::Wait(args) => views::wait(&args),
+        Command::Deliveries(args) => views::deliveries(&args),
+        Command::Version(args) => views::version(&args),
+        Command::Completion(args) => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(args.shell, &mut command, "keel", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -459,6 +459,11 @@ pub fn api_token_from_env() -> Option<String> {
     std::env::var("KEEL_TOKEN").ok().filter(|t| !t.is_empty())
 }
 
+/// Whether the user asked for no colours (`NO_COLOR` set and not empty; no-color.org).
+pub fn no_color_from_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
 fn default_node() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

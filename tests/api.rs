@@ -48,6 +48,7 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("/v1/revisions", "/v1/revisions"),
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
         ("/v1/source", "/v1/source"),
+        ("/v1/version", "/v1/version"),
         ("/v1/runtimes", "/v1/runtimes"),
         ("/v1/deliveries", "/v1/deliveries"),
     ]
@@ -939,4 +940,84 @@ fn the_openapi_document_follows_the_specifications_rules_generators_rely_on() {
             .unwrap_or_else(|| panic!("{r}: not a local reference"));
         assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
     }
+}
+
+/// A held request (`If-None-Match` + `wait`) answers at the write that changes its answer,
+/// not at a write that leaves it as it was, and `304` when the wait runs out; the list and the
+/// events hold the same way; a malformed wait is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_answers_when_its_answer_changes_or_304_when_the_wait_ends() {
+    use keel::store::Store;
+    use std::sync::{Arc, RwLock};
+    use support::{deployment, desired, revision};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Store::open(&db).unwrap();
+    let apply = |rev: &str, d0: &str, d1: &str| {
+        let (a, b) = (deployment("held", "d0", d0), deployment("held", "d1", d1));
+        let files = [("d0.yaml", a.as_str()), ("d1.yaml", b.as_str())];
+        keel::ingest::apply_revision(&store, revision(rev), desired(&files), keel::clock::now())
+            .unwrap();
+    };
+    apply("r1", "", "");
+    let source: keel::api::SourceStatus = Arc::new(RwLock::new(Default::default()));
+    let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), source);
+    state.cache_under(store.writes());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, keel::api::router(state))
+            .await
+            .unwrap()
+    });
+    let etag_of = |path: &'static str| {
+        let base = base.clone();
+        async move {
+            let (status, head, body) = get_with(&base, path, &[]).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            header_value(&head, "etag").expect("an etag")
+        }
+    };
+    let hold = |path: String, etag: String| {
+        let base = base.clone();
+        tokio::spawn(async move { get_with(&base, &path, &[("If-None-Match", &etag)]).await })
+    };
+
+    let detail = "/v1/deployments/held/d0";
+    let etag = etag_of(detail).await;
+    let (status, _, body) = hold(format!("{detail}?wait=300ms"), etag.clone())
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (304, ""), "nothing changed");
+
+    let held = hold(format!("{detail}?wait=30s"), etag.clone());
+    let list_etag = etag_of("/v1/deployments?namespace=held").await;
+    let held_list = hold(
+        "/v1/deployments?namespace=held&wait=30s".to_owned(),
+        list_etag,
+    );
+    let events_etag = etag_of("/v1/deployments/held/d0/events").await;
+    let held_events = hold(
+        "/v1/deployments/held/d0/events?wait=30s".to_owned(),
+        events_etag,
+    );
+    apply("r2", "", "    replicas: 2\n");
+    let (status, _, body) = held_list.await.unwrap();
+    assert_eq!(status, 200, "d1 changed, so did the list: {body}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "d0's detail did not change with d1");
+    apply("r3", "    replicas: 3\n", "    replicas: 2\n");
+    let (status, _, body) = held.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["generation"],
+        2
+    );
+    let (status, _, body) = held_events.await.unwrap();
+    assert_eq!(status, 200, "d0's update is an event: {body}");
+
+    let (status, _, body) = get_with(&base, &format!("{detail}?wait=soon"), &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("wait"), "{body}");
 }

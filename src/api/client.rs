@@ -11,6 +11,8 @@ pub struct Reply {
     pub body: String,
     /// The path of the next page (a `Link: <path>; rel="next"` header), when there is one.
     pub next: Option<String>,
+    /// The answer's entity tag (`ETag`), when it has one.
+    pub etag: Option<String>,
 }
 
 /// Why a request got no answer.
@@ -32,6 +34,17 @@ pub enum ClientError {
 
 /// `GET base + path`, with a bearer token when given.
 pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Reply, ClientError> {
+    get_unless(base, path, token, None).await
+}
+
+/// `GET base + path` for a client that holds the copy tagged `held` (`If-None-Match`): a
+/// `304` without a body while it is current.
+pub async fn get_unless(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    held: Option<&str>,
+) -> Result<Reply, ClientError> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
@@ -45,7 +58,11 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Reply, C
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n{auth}Connection: close\r\n\r\n");
+    let held = held
+        .filter(|tag| !tag.contains(['\r', '\n']))
+        .map(|tag| format!("If-None-Match: {tag}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n{auth}{held}Connection: close\r\n\r\n");
     let io = |source| ClientError::Connect {
         address: address.clone(),
         source,
@@ -187,12 +204,14 @@ fn parse(raw: &[u8]) -> Option<Reply> {
     let mut content_type = String::new();
     let mut chunked = false;
     let mut next = None;
+    let mut etag = None;
     for line in lines {
         let (name, value) = line.split_once(':')?;
         match name.trim().to_ascii_lowercase().as_str() {
             "content-type" => content_type = value.trim().to_owned(),
             "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
             "link" => next = next_page(value),
+            "etag" => etag = Some(value.trim().to_owned()),
             _ => {}
         }
     }
@@ -206,6 +225,7 @@ fn parse(raw: &[u8]) -> Option<Reply> {
         content_type,
         body,
         next,
+        etag,
     })
 }
 

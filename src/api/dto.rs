@@ -12,7 +12,9 @@ use crate::model::event::Event;
 use crate::model::status::{
     DeploymentStatus, Health, InstanceState, NamespaceStatus, RevisionState,
 };
-use crate::model::stored::{RevisionRecord, StoredDeployment, StoredInstance, StoredSummary};
+use crate::model::stored::{
+    Listing, RevisionRecord, StoredDeployment, StoredInstance, StoredSummary,
+};
 
 /// One line of `GET /v1/deployments`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,6 +23,8 @@ pub struct DeploymentSummary {
     pub name: String,
     pub kind: String,
     pub runtime: String,
+    /// The image (on `cloud-hypervisor`, the disk), when the deployment names one.
+    pub image: Option<String>,
     pub status: DeploymentStatus,
     pub health: Option<Health>,
     pub ready: u32,
@@ -28,16 +32,20 @@ pub struct DeploymentSummary {
     pub restart_count: u32,
     pub generation: u64,
     pub revision: String,
+    /// The addresses of its live instances (a container's or VM's IP), oldest generation
+    /// first.
+    pub ips: Vec<String>,
     pub created_at: String,
 }
 
-impl From<&StoredSummary> for DeploymentSummary {
-    fn from(d: &StoredSummary) -> Self {
+impl DeploymentSummary {
+    pub fn new(d: &StoredSummary, listing: &Listing) -> Self {
         Self {
             namespace: d.id.namespace.clone(),
             name: d.id.name.clone(),
             kind: d.kind.as_str().to_owned(),
             runtime: d.runtime.as_str().to_owned(),
+            image: listing.image.clone(),
             status: d.status,
             health: d.health,
             ready: d.ready,
@@ -45,14 +53,14 @@ impl From<&StoredSummary> for DeploymentSummary {
             restart_count: d.restart_count,
             generation: d.generation,
             revision: d.revision.clone(),
+            ips: listing.ips.clone(),
             created_at: d.created_at.to_rfc3339(),
         }
     }
-}
 
-impl From<&StoredDeployment> for DeploymentSummary {
-    fn from(d: &StoredDeployment) -> Self {
-        Self::from(&StoredSummary::from(d))
+    /// A stored deployment's summary, with its instances' addresses.
+    pub fn of(d: &StoredDeployment, instances: &[StoredInstance]) -> Self {
+        Self::new(&StoredSummary::from(d), &Listing::of(d, instances))
     }
 }
 
@@ -202,6 +210,25 @@ pub struct SourceDto {
     pub last_revision: Option<String>,
     pub last_error: Option<String>,
     pub fetch_errors: u64,
+}
+
+/// `GET /v1/version`: what is running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VersionDto {
+    /// The agent's release, e.g. `0.1.0`.
+    pub version: String,
+    /// The commit it was built from (`unknown` when built outside a Git checkout).
+    pub build: String,
+}
+
+impl VersionDto {
+    /// This binary's version and build.
+    pub fn current() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            build: env!("KEEL_BUILD").to_owned(),
+        }
+    }
 }
 
 /// `GET /v1/runtimes`: one runtime as the reconciler last saw it.

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod dto;
+mod held;
 pub mod hooks;
 mod logs;
 mod metrics;
@@ -126,7 +127,7 @@ impl ApiState {
 
     /// Caches the deployment views under the store's write count (`Store::writes`): from now
     /// on they are rebuilt only after a write, not per request.
-    pub fn cache_under(&self, writes: Arc<std::sync::atomic::AtomicU64>) {
+    pub fn cache_under(&self, writes: Arc<crate::store::Writes>) {
         self.views.key_by(writes);
     }
 
@@ -134,13 +135,18 @@ impl ApiState {
     /// One request rebuilds it; while it does, the others get the previous rendering (stale by
     /// that one rebuild at most) instead of queueing behind it — a reconciling agent writes
     /// often, and readers must not pay for each write.
-    async fn deployment_list(self: &Arc<Self>) -> Result<Arc<rendered::List>, ApiError> {
+    /// A held request (`fresh`) waits for the rebuild instead: it must not take the previous
+    /// rendering for the current one.
+    async fn deployment_list(
+        self: &Arc<Self>,
+        fresh: bool,
+    ) -> Result<Arc<rendered::List>, ApiError> {
         if let Some(list) = self.views.list(self.views.count()) {
             return Ok(list);
         }
         let _one = match self.rebuilding.try_lock() {
             Ok(guard) => guard,
-            Err(_) => match self.views.latest_list() {
+            Err(_) => match self.views.latest_list().filter(|_| !fresh) {
                 Some(stale) => return Ok(stale),
                 None => self.rebuilding.lock().await,
             },
@@ -149,10 +155,13 @@ impl ApiState {
         if let Some(list) = self.views.list(count) {
             return Ok(list);
         }
-        let all = self.read(|r| Ok(r.summaries()?)).await?;
-        let summaries: Vec<DeploymentSummary> = all.iter().map(DeploymentSummary::from).collect();
+        let all = self.read(|r| Ok(r.listed()?)).await?;
+        let summaries: Vec<DeploymentSummary> = all
+            .iter()
+            .map(|(s, listing)| DeploymentSummary::new(s, listing))
+            .collect();
         let list = Arc::new(rendered::List {
-            all: rendered::Rendered::json(&summaries).map_err(internal)?,
+            all: Arc::new(rendered::Rendered::json(&summaries).map_err(internal)?),
             summaries,
         });
         self.views.keep_list(count, list.clone());
@@ -198,6 +207,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{id}", get(revision))
         .route("/v1/source", get(source))
+        .route("/v1/version", get(|| async { Json(VersionDto::current()) }))
         .route("/v1/runtimes", get(runtimes))
         .route("/v1/deliveries", get(deliveries))
         .route("/openapi.json", get(openapi_document))
@@ -223,6 +233,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/revisions",
     "/v1/revisions/{id}",
     "/v1/source",
+    "/v1/version",
     "/v1/runtimes",
     "/v1/deliveries",
 ];
@@ -420,41 +431,81 @@ async fn deployments(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    let statuses = status_filter(&pairs)?;
-    let namespace = single(&pairs, "namespace").map(str::to_owned);
-    let kind = single(&pairs, "kind").map(str::to_owned);
-    if let Some(k) = kind.as_deref() {
-        if k != "worker" && k != "job" {
-            return Err(ApiError::BadRequest(format!(
-                "unknown kind {k:?}; valid kinds: worker, job"
-            )));
+    let filter = ListFilter::of(&pairs)?;
+    let wait = held::wait_of(&pairs)?;
+    let (state, pairs, filter) = (&state, &pairs, &filter);
+    held::answer(&state.views, &headers, wait, move || async move {
+        let list = state.deployment_list(wait.is_some()).await?;
+        filter.page(&list, pairs)
+    })
+    .await
+}
+
+/// What `GET /v1/deployments` asks for: statuses, a namespace, a kind, and a page.
+struct ListFilter {
+    statuses: Vec<DeploymentStatus>,
+    namespace: Option<String>,
+    kind: Option<String>,
+    limit: usize,
+    after: Option<(String, String)>,
+}
+
+impl ListFilter {
+    fn of(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+        let kind = single(pairs, "kind").map(str::to_owned);
+        if let Some(k) = kind.as_deref() {
+            if k != "worker" && k != "job" {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown kind {k:?}; valid kinds: worker, job"
+                )));
+            }
         }
-    }
-    let (limit, after) = list_paging(&pairs)?;
-    let list = state.deployment_list().await?;
-    let filtered = !statuses.is_empty() || namespace.is_some() || kind.is_some() || after.is_some();
-    if !filtered && list.summaries.len() <= limit {
-        return Ok(list.all.respond(&headers, None));
-    }
-    let matching: Vec<&DeploymentSummary> = list
-        .summaries
-        .iter()
-        .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
-        .filter(|d| namespace.as_deref().is_none_or(|n| d.namespace == n))
-        .filter(|d| kind.as_deref().is_none_or(|k| d.kind == k))
-        .filter(|d| {
-            after
-                .as_ref()
-                .is_none_or(|(ns, name)| (d.namespace.as_str(), d.name.as_str()) > (ns, name))
+        let (limit, after) = list_paging(pairs)?;
+        Ok(Self {
+            statuses: status_filter(pairs)?,
+            namespace: single(pairs, "namespace").map(str::to_owned),
+            kind,
+            limit,
+            after,
         })
-        .collect();
-    let page = &matching[..matching.len().min(limit)];
-    let next = match (matching.len() > limit, page.last()) {
-        (true, Some(last)) => Some((header::LINK, next_link(&pairs, last))),
-        (true, None) | (false, _) => None,
-    };
-    let rendered = rendered::Rendered::json(&page).map_err(internal)?;
-    Ok(rendered.respond(&headers, next))
+    }
+
+    /// The page of `list` this filter asks for (the whole rendered list when it asks for all).
+    fn page(
+        &self,
+        list: &rendered::List,
+        pairs: &[(String, String)],
+    ) -> Result<held::Answer, ApiError> {
+        let filtered = !self.statuses.is_empty()
+            || self.namespace.is_some()
+            || self.kind.is_some()
+            || self.after.is_some();
+        if !filtered && list.summaries.len() <= self.limit {
+            return Ok(held::Answer::of(list.all.clone()));
+        }
+        let matching: Vec<&DeploymentSummary> = list
+            .summaries
+            .iter()
+            .filter(|d| self.statuses.is_empty() || self.statuses.contains(&d.status))
+            .filter(|d| self.namespace.as_deref().is_none_or(|n| d.namespace == n))
+            .filter(|d| self.kind.as_deref().is_none_or(|k| d.kind == k))
+            .filter(|d| {
+                self.after
+                    .as_ref()
+                    .is_none_or(|(ns, name)| (d.namespace.as_str(), d.name.as_str()) > (ns, name))
+            })
+            .collect();
+        let page = &matching[..matching.len().min(self.limit)];
+        let link = match (matching.len() > self.limit, page.last()) {
+            (true, Some(last)) => Some((header::LINK, next_link(pairs, last))),
+            (true, None) | (false, _) => None,
+        };
+        Ok(held::Answer {
+            rendered: Arc::new(rendered::Rendered::json(&page).map_err(internal)?),
+            link,
+            volatile: false,
+        })
+    }
 }
 
 /// `limit` (1–5000, default 500) and the `after=<namespace>/<name>` cursor of the list.
@@ -510,24 +561,29 @@ fn internal(error: serde_json::Error) -> ApiError {
 async fn deployment(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let wait = held::wait_of(&query_pairs(raw.as_deref()))?;
     let id = DeploymentId::new(namespace, name);
+    let (state, id) = (&state, &id);
+    held::answer(&state.views, &headers, wait, move || detail(state, id)).await
+}
+
+/// One deployment's detail: from the cache unless the store was written since, or an image
+/// pull of its is under way (a pull moves without a write to the store).
+async fn detail(state: &Arc<ApiState>, id: &DeploymentId) -> Result<held::Answer, ApiError> {
     let pulling = state
         .pulls
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
+        .get(id)
         .cloned()
         .unwrap_or_default();
     let count = state.views.count();
-    // A pull moves without a write to the store: its view is not cached.
-    if let Some(detail) = state
-        .views
-        .detail(count, &id)
-        .filter(|_| pulling.is_empty())
-    {
-        return Ok(detail.respond(&headers, None));
+    let volatile = !pulling.is_empty();
+    if let Some(detail) = state.views.detail(count, id).filter(|_| !volatile) {
+        return Ok(held::Answer::of(detail));
     }
     let (row, instances) = {
         let id = id.clone();
@@ -537,7 +593,7 @@ async fn deployment(
     };
     let d = row.ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
     let detail = DeploymentDetail {
-        summary: DeploymentSummary::from(&d),
+        summary: DeploymentSummary::of(&d, &instances),
         status_since: d.status_since.to_rfc3339(),
         spec_hash: d.spec_hash.to_string(),
         waiting_on: d.waiting_on.clone(),
@@ -548,20 +604,43 @@ async fn deployment(
             .collect(),
     };
     let rendered = Arc::new(rendered::Rendered::json(&detail).map_err(internal)?);
-    if pulling.is_empty() {
-        state.views.keep_detail(count, id, rendered.clone());
+    if !volatile {
+        state.views.keep_detail(count, id.clone(), rendered.clone());
     }
-    Ok(rendered.respond(&headers, None))
+    Ok(held::Answer {
+        rendered,
+        link: None,
+        volatile,
+    })
 }
 
 async fn events(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<EventPage>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let (limit, before) = paging(&pairs)?;
+    let wait = held::wait_of(&pairs)?;
     let id = DeploymentId::new(namespace, name);
+    let (state, id) = (&state, &id);
+    held::answer(&state.views, &headers, wait, move || async move {
+        let page = event_page(state, id.clone(), limit, before).await?;
+        Ok(held::Answer::of(Arc::new(
+            rendered::Rendered::json(&page).map_err(internal)?,
+        )))
+    })
+    .await
+}
+
+/// A page of a deployment's events, newest first.
+async fn event_page(
+    state: &Arc<ApiState>,
+    id: DeploymentId,
+    limit: i64,
+    before: Option<i64>,
+) -> Result<EventPage, ApiError> {
     let page = state
         .read(move |r| {
             let page = r.events_page(&id, u32::try_from(limit).unwrap_or(50), before)?;
@@ -576,10 +655,10 @@ async fn events(
     let next_before = (page.len() as i64 == limit)
         .then(|| page.last().map(|(seq, _)| *seq))
         .flatten();
-    Ok(Json(EventPage {
+    Ok(EventPage {
         events: page.iter().map(|(seq, e)| EventDto::new(*seq, e)).collect(),
         next_before,
-    }))
+    })
 }
 
 async fn deliveries(
@@ -668,14 +747,14 @@ async fn revision(
     let (record, all) = {
         let id = id.clone();
         state
-            .read(move |r| Ok((r.revision(&id)?, r.summaries()?)))
+            .read(move |r| Ok((r.revision(&id)?, r.listed()?)))
             .await?
     };
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no revision {id}")))?;
     let deployments = all
         .iter()
-        .filter(|d| d.revision == record.id)
-        .map(DeploymentSummary::from)
+        .filter(|(d, _)| d.revision == record.id)
+        .map(|(d, listing)| DeploymentSummary::new(d, listing))
         .collect();
     Ok(Json(RevisionDetail {
         revision: RevisionDto::from(&record),

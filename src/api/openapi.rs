@@ -103,6 +103,7 @@ pub fn document() -> Value {
         generator.subschema_for::<RevisionDetail>(),
     );
     add("Source", generator.subschema_for::<SourceDto>());
+    add("Version", generator.subschema_for::<VersionDto>());
     add("RuntimeList", generator.subschema_for::<Vec<RuntimeDto>>());
     add("DeliveryPage", generator.subschema_for::<DeliveryPage>());
     // The webhooks' data, from the very types the notifier serializes.
@@ -135,6 +136,7 @@ pub fn document() -> Value {
     let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
     let query = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
     let if_none_match = json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"}, "description": "The ETag of a copy you hold: 304 without a body while it is current"});
+    let wait = query("wait", json!({"type": "string", "examples": ["30s"]}), "With If-None-Match: hold the request until the answer differs from that copy (200) or this long has passed (304); at most 30s");
     // A cacheable answer: an ETag (and, for a paged list, a Link to the next page) and a 304.
     let cached = |mut responses: Value, paged: bool| {
         let mut headers = json!({"ETag": {"description": "The entity tag of this answer", "schema": {"type": "string"}}});
@@ -177,21 +179,23 @@ pub fn document() -> Value {
                     query("kind", json!({"type": "string", "enum": ["worker", "job"]}), "Only workers or jobs"),
                     query("limit", json!({"type": "integer", "minimum": 1, "maximum": 5000}), "Deployments per page (default 500)"),
                     query("after", json!({"type": "string"}), "Only deployments after this `<namespace>/<name>` (the cursor the `Link` header of the previous page carries)"),
-                    if_none_match.clone()
+                    if_none_match.clone(),
+                    wait.clone()
                 ],
-                "responses": with_errors(cached(ok("DeploymentList"), true), &[("400", "An unknown status or kind, or a malformed limit or cursor"), auth[0]])
+                "responses": with_errors(cached(ok("DeploymentList"), true), &[("400", "An unknown status or kind, or a malformed limit, cursor or wait"), auth[0]])
             }},
             "/v1/deployments/{namespace}/{name}": {"get": {
                 "summary": "One deployment with its instances",
-                "parameters": [path_param("namespace"), path_param("name"), if_none_match.clone()],
-                "responses": with_errors(cached(ok("DeploymentDetail"), false), &[("404", "No such deployment"), auth[0]])
+                "parameters": [path_param("namespace"), path_param("name"), if_none_match.clone(), wait.clone()],
+                "responses": with_errors(cached(ok("DeploymentDetail"), false), &[("400", "A malformed wait"), ("404", "No such deployment"), auth[0]])
             }},
             "/v1/deployments/{namespace}/{name}/events": {"get": {
                 "summary": "A deployment's events, newest first",
                 "parameters": [path_param("namespace"), path_param("name"),
                     query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "Events per page (default 50)"),
-                    query("before", json!({"type": "integer"}), "Only events older than this cursor (`next_before`)")],
-                "responses": with_errors(ok("EventPage"), &[("400", "A malformed limit or cursor"), ("404", "No such deployment"), auth[0]])
+                    query("before", json!({"type": "integer"}), "Only events older than this cursor (`next_before`)"),
+                    if_none_match.clone(), wait],
+                "responses": with_errors(cached(ok("EventPage"), false), &[("400", "A malformed limit, cursor or wait"), ("404", "No such deployment"), auth[0]])
             }},
             "/v1/deployments/{namespace}/{name}/logs": {"get": {
                 "summary": "What one instance prints (a container's stdout and stderr, a VM's serial console), streamed; it may hold whatever the application writes",
@@ -214,6 +218,7 @@ pub fn document() -> Value {
                 "responses": with_errors(ok("RevisionDetail"), &[("404", "No such revision"), auth[0]])
             }},
             "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}},
+            "/v1/version": {"get": {"summary": "The agent's version and build", "responses": with_errors(ok("Version"), &auth)}},
             "/v1/runtimes": {"get": {"summary": "Whether each runtime can be listed (while one cannot, its deployments hold)", "responses": with_errors(ok("RuntimeList"), &auth)}},
             "/v1/deliveries": {"get": {
                 "summary": "Webhook and commit-status deliveries, newest first (never a secret, token or signature)",
@@ -257,6 +262,7 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("/v1/revisions", "listRevisions", "revisions"),
     ("/v1/revisions/{id}", "getRevision", "revisions"),
     ("/v1/source", "getSource", "agent"),
+    ("/v1/version", "getVersion", "agent"),
     ("/v1/runtimes", "listRuntimes", "agent"),
     ("/v1/deliveries", "listDeliveries", "agent"),
 ];

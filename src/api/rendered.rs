@@ -12,16 +12,20 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::model::desired::DeploymentId;
+use crate::store::Writes;
 
 use super::dto::DeploymentSummary;
+
+/// How often a held request looks again when no write signals a change.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Details kept at most (then the cache starts over: a bound, not an eviction policy).
 const DETAILS_KEPT: usize = 4096;
@@ -46,6 +50,17 @@ impl Rendered {
         Self { body, etag }
     }
 
+    /// Whether the request's `If-None-Match` names this entity (the client holds it).
+    pub fn held_by(&self, request: &HeaderMap) -> bool {
+        request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| {
+                tags.split(',')
+                    .any(|t| t.trim() == self.etag || t.trim() == "*")
+            })
+    }
+
     /// `200` with the body, or `304` when the client already holds this entity.
     pub fn respond(
         &self,
@@ -53,14 +68,7 @@ impl Rendered {
         extra: Option<(header::HeaderName, String)>,
     ) -> Response {
         let etag = HeaderValue::from_str(&self.etag).ok();
-        let fresh = request
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|tags| {
-                tags.split(',')
-                    .any(|t| t.trim() == self.etag || t.trim() == "*")
-            });
-        let mut response = if fresh {
+        let mut response = if self.held_by(request) {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
             let mut r = (StatusCode::OK, self.body.clone()).into_response();
@@ -86,27 +94,40 @@ impl Rendered {
 #[derive(Debug)]
 pub struct List {
     pub summaries: Vec<DeploymentSummary>,
-    pub all: Rendered,
+    pub all: Arc<Rendered>,
 }
 
 /// The caches, and the store's write count they are keyed by (`None`: the API reads a
 /// database another process writes, so nothing is cached).
 #[derive(Default)]
 pub struct Views {
-    writes: std::sync::OnceLock<Arc<AtomicU64>>,
+    writes: std::sync::OnceLock<Arc<Writes>>,
     list: Mutex<Option<(u64, Arc<List>)>>,
     details: Mutex<(u64, HashMap<DeploymentId, Arc<Rendered>>)>,
 }
 
 impl Views {
     /// Caches views from now on, under `writes` (set once; later calls are ignored).
-    pub fn key_by(&self, writes: Arc<AtomicU64>) {
+    pub fn key_by(&self, writes: Arc<Writes>) {
         let _ = self.writes.set(writes);
     }
 
     /// The store's write count now (read this before reading the store).
     pub fn count(&self) -> Option<u64> {
-        self.writes.get().map(|w| w.load(Ordering::Acquire))
+        self.writes.get().map(|w| w.count())
+    }
+
+    /// Returns when the store may hold something new since `seen` (its count then): at the
+    /// next write, or after `RECHECK` when writes are not counted here (another process
+    /// writes the database) or the answer moves without a write (`volatile`: an image pull).
+    pub async fn changed_since(&self, seen: Option<u64>, volatile: bool) {
+        match (self.writes.get(), seen) {
+            (Some(writes), Some(seen)) if !volatile => writes.after(seen).await,
+            (Some(writes), Some(seen)) => {
+                let _ = tokio::time::timeout(RECHECK, writes.after(seen)).await;
+            }
+            (Some(_), None) | (None, _) => tokio::time::sleep(RECHECK).await,
+        }
     }
 
     pub fn list(&self, count: Option<u64>) -> Option<Arc<List>> {

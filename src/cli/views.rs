@@ -1,83 +1,147 @@
 //! The CLI's views of a running agent, read from its API: deployments, one deployment, events,
-//! revisions, the overall status, and `wait` — the primitive a CI job runs after a push.
-//! Tables for people (colours only on a terminal), `-o json` for scripts (the API's JSON as is).
-//! Tables are built from the API's typed DTOs (`api::dto`), so a status or field this CLI does
-//! not know fails loudly instead of printing a blank cell.
+//! logs, revisions, the overall status, deliveries, versions, and `wait` — the primitive a CI
+//! job runs after a push. Each view prints in the output `-o` picks (`render`); tables are
+//! built from the API's typed DTOs (`api::dto`), so a status or field this CLI does not know
+//! fails loudly instead of printing a blank cell, while `json`/`yaml` print the API's document
+//! as it was sent.
+//!
+//! `--watch` and `--follow` ask the API to hold each request until its answer changes
+//! (`If-None-Match` + `wait`, see `api::held`), so a watching terminal costs the agent nothing
+//! while nothing changes; Ctrl-C ends them with exit code 0. The API's address comes from
+//! `--api` or `KEEL_API` (read by clap), its token from `KEEL_TOKEN` (read by `config`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::client;
+use super::render::{age, optional, paint, render, short, table_maybe_wide, Output, Style, View};
+use crate::api::client::{self, Reply};
 use crate::api::dto::{
     DeliveryPage, DeploymentDetail, DeploymentSummary, EventDto, EventPage, NamespaceDto,
-    RevisionDetail, RevisionDto, SourceDto,
+    RevisionDetail, RevisionDto, SourceDto, VersionDto,
 };
-use crate::model::delivery::DeliveryState;
-use crate::model::status::{DeploymentStatus, Health, NamespaceStatus, RevisionState};
+use crate::model::status::RevisionState;
+
+/// How long the API holds a watching request before answering "unchanged" (below its cap).
+const HOLD: Duration = Duration::from_secs(25);
 
 /// Where the agent's API is.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// The agent's API (token from KEEL_TOKEN).
+    /// The agent's API (its token, when it needs one, from KEEL_TOKEN).
     #[arg(
         long,
-        global = true,
+        env = "KEEL_API",
         default_value = "http://127.0.0.1:7878",
         value_name = "URL"
     )]
     pub api: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
+/// One deployment: `NAMESPACE/NAME`, or `NAME` with `-n NAMESPACE`.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// NAMESPACE/NAME (or NAME with -n NAMESPACE)
+    pub deployment: String,
+    /// The namespace, when DEPLOYMENT is a bare name.
+    #[arg(long, short, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+impl Target {
+    /// (namespace, name).
+    pub fn id(&self) -> anyhow::Result<(&str, &str)> {
+        match (self.deployment.split_once('/'), self.namespace.as_deref()) {
+            (Some((ns, name)), given) if !ns.is_empty() && !name.is_empty() => match given {
+                Some(other) if other != ns => {
+                    bail!("{} is in namespace {ns}, not {other}", self.deployment)
+                }
+                Some(_) | None => Ok((ns, name)),
+            },
+            (None, Some(ns)) if !self.deployment.is_empty() && !ns.is_empty() => {
+                Ok((ns, &self.deployment))
+            }
+            (Some(_), _) | (None, _) => bail!(
+                "{:?} is not NAMESPACE/NAME (or give NAME with -n NAMESPACE)",
+                self.deployment
+            ),
+        }
+    }
+}
+
+/// Which namespaces a list shows: every one (the default) or the one `-n` names.
+#[derive(Debug, Args)]
+pub struct Namespaces {
+    /// Only this namespace.
+    #[arg(long, short, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace (the default; kubectl users type it by habit).
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DeploymentsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Only deployments in this status (repeat for several).
     #[arg(long)]
     pub status: Vec<String>,
-    /// Only this namespace.
-    #[arg(long, short)]
-    pub namespace: Option<String>,
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[command(flatten)]
+    pub namespaces: Namespaces,
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
+    /// Print the list again each time it changes, until Ctrl-C.
+    #[arg(long, short)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DeploymentArgs {
-    /// NAMESPACE/NAME
-    pub deployment: String,
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub target: Target,
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
+    /// Print it again each time it changes, until Ctrl-C.
+    #[arg(long, short)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// NAMESPACE/NAME
-    pub deployment: String,
-    /// Keep printing new events as they happen.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub target: Target,
+    /// Keep printing new events as they happen, until Ctrl-C (`-o json`: one JSON object per
+    /// line, JSON Lines).
     #[arg(long, short)]
     pub follow: bool,
     /// How many of the latest events to show first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    /// `json` prints one JSON array (JSON Lines with --follow).
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// NAMESPACE/NAME
-    pub deployment: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub target: Target,
     /// The instance: a container id (or its prefix); default the newest generation's first.
     #[arg(long, value_name = "ID")]
     pub instance: Option<String>,
@@ -95,12 +159,28 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub namespaces: Namespaces,
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
 
 #[derive(Debug, Args)]
 pub struct DeliveriesArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Only deliveries in this state: pending, delivered or dead.
     #[arg(long)]
     pub state: Option<String>,
@@ -110,12 +190,15 @@ pub struct DeliveriesArgs {
     /// How many, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// The revision (commit SHA or content hash) to wait for.
     pub revision: String,
     /// Give up after this long (exit 1), e.g. 90s, 10m.
@@ -126,6 +209,18 @@ pub struct WaitArgs {
     pub interval: crate::model::units::Duration,
 }
 
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Only this program's version; do not ask the agent.
+    #[arg(long)]
+    pub client: bool,
+    /// How to print it.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
 /// Runs an async view on a small runtime of its own.
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
@@ -134,148 +229,284 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
-/// GETs `path`: its JSON as the API sent it (for `-o json`) and decoded as the API's typed
-/// DTO (for tables), turning problems into errors with their detail.
-async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result<(Value, T)> {
-    let (body, typed, _) = fetch_page(api, path).await?;
-    Ok((body, typed))
+/// Runs a view that goes on until Ctrl-C, which ends it with exit code 0.
+fn until_interrupted(
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    block_on(async {
+        tokio::select! {
+            done = f => done,
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+        }
+    })
 }
 
-/// One answer: its JSON, decoded, and the path of the next page when the API links one.
-async fn fetch_page<T: DeserializeOwned>(
-    api: &ApiArgs,
-    path: &str,
-) -> anyhow::Result<(Value, T, Option<String>)> {
+/// `GET path` (holding `held`, the ETag of the copy this client has): a 200 or 304, or the
+/// API's problem as an error with its detail.
+async fn request(api: &ApiArgs, path: &str, held: Option<&str>) -> anyhow::Result<Reply> {
     let token = crate::config::api_token_from_env();
-    let reply = client::get(&api.api, path, token.as_deref()).await?;
-    let body: Value = serde_json::from_str(&reply.body)
-        .with_context(|| format!("{path}: not JSON ({} {})", reply.status, reply.body.trim()))?;
-    if reply.status != 200 {
-        let detail = body["detail"].as_str().unwrap_or("no detail");
-        bail!("{path}: {} — {detail}", reply.status);
+    let reply = client::get_unless(&api.api, path, token.as_deref(), held).await?;
+    match reply.status {
+        200 | 304 => Ok(reply),
+        _ => Err(problem(path, &reply)),
     }
-    let typed = T::deserialize(&body)
-        .with_context(|| format!("{path}: the API answered a shape this keel does not know"))?;
-    Ok((body, typed, reply.next))
 }
 
-/// A paged list, every page of it (the API links each page to the next).
-async fn fetch_all_pages(
+/// An answer other than 200/304 as an error: its status and the problem's detail.
+fn problem(path: &str, reply: &Reply) -> anyhow::Error {
+    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+    let detail = body["detail"].as_str().unwrap_or(reply.body.trim());
+    anyhow::anyhow!("{path}: {} — {detail}", reply.status)
+}
+
+/// A 200's JSON, and the same decoded as the API's typed DTO.
+fn decode<T: DeserializeOwned>(path: &str, body: &str) -> anyhow::Result<(Value, T)> {
+    let raw: Value = serde_json::from_str(body)
+        .with_context(|| format!("{path}: not JSON ({})", body.trim()))?;
+    let typed = T::deserialize(&raw)
+        .with_context(|| format!("{path}: the API answered a shape this keel does not know"))?;
+    Ok((raw, typed))
+}
+
+/// GETs `path`: its JSON as the API sent it and decoded as the API's typed DTO.
+async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result<(Value, T)> {
+    let reply = request(api, path, None).await?;
+    decode(path, &reply.body)
+}
+
+/// A reply's JSON and, when it links a next page, every following page's items after it.
+async fn all_pages(api: &ApiArgs, path: &str, first: Reply) -> anyhow::Result<Value> {
+    let (mut document, _) = decode::<Value>(path, &first.body)?;
+    let mut next = first.next;
+    while let Some(page) = next.take() {
+        let reply = request(api, &page, None).await?;
+        let (more, _) = decode::<Value>(&page, &reply.body)?;
+        if let (Value::Array(items), Value::Array(more)) = (&mut document, more) {
+            items.extend(more);
+        }
+        next = reply.next;
+    }
+    Ok(document)
+}
+
+/// Prints a view once, or (`watch`) again each time the API's answer to `path` changes.
+fn show<V: View>(
     api: &ApiArgs,
     path: &str,
-) -> anyhow::Result<(Value, Vec<DeploymentSummary>)> {
-    let (mut raw, mut list) = (Vec::new(), Vec::new());
-    let mut next = Some(path.to_owned());
-    while let Some(path) = next.take() {
-        let (page, typed, link) = fetch_page::<Vec<DeploymentSummary>>(api, &path).await?;
-        raw.extend(page.as_array().cloned().unwrap_or_default());
-        list.extend(typed);
-        next = link;
+    output: Output,
+    watch: bool,
+    build: impl Fn(Value) -> anyhow::Result<V>,
+) -> anyhow::Result<ExitCode> {
+    let style = Style::for_stdout();
+    if !watch {
+        let view = block_on(async {
+            let reply = request(api, path, None).await?;
+            build(all_pages(api, path, reply).await?)
+        })?;
+        print!("{}", render(&view, output, style, false));
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok((Value::Array(raw), list))
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let held_path = format!("{path}{separator}wait={}s", HOLD.as_secs());
+    until_interrupted(async {
+        let mut etag: Option<String> = None;
+        let mut first = true;
+        loop {
+            let reply = request(api, &held_path, etag.as_deref()).await?;
+            if reply.status == 304 {
+                continue;
+            }
+            etag = reply.etag.clone();
+            let view = build(all_pages(api, path, reply).await?)?;
+            let text = render(&view, output, style, true);
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Table | Output::Wide if style.redraws() => {
+                    write!(out, "\x1b[H\x1b[2J{text}")?
+                }
+                Output::Table | Output::Wide if !first => write!(out, "\n{text}")?,
+                Output::Table | Output::Wide | Output::Json | Output::Yaml | Output::Name => {
+                    write!(out, "{text}")?
+                }
+            }
+            out.flush()?;
+            first = false;
+        }
+    })
 }
 
-fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(ExitCode::SUCCESS)
+/// `GET /v1/deployments`.
+struct DeploymentList {
+    raw: Value,
+    list: Vec<DeploymentSummary>,
 }
 
-pub fn deployments(api: &ApiArgs, args: &DeploymentsArgs) -> anyhow::Result<ExitCode> {
-    let mut query: Vec<String> = args.status.iter().map(|s| format!("status={s}")).collect();
-    query.extend(args.namespace.iter().map(|n| format!("namespace={n}")));
+impl View for DeploymentList {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|d| format!("{}/{}", d.namespace, d.name))
+            .collect()
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let rows = self.list.iter().map(|d| {
+            let cells = vec![
+                d.namespace.clone(),
+                d.name.clone(),
+                d.kind.clone(),
+                paint(style, d.status),
+                optional(d.health.map(|h| paint(style, h))),
+                format!("{}/{}", d.ready, d.desired),
+                d.restart_count.to_string(),
+                age(&d.created_at),
+            ];
+            let extra = vec![
+                d.runtime.clone(),
+                optional(d.image.clone()),
+                short(&d.revision, 12),
+                optional(Some(d.ips.join(",")).filter(|ips| !ips.is_empty())),
+            ];
+            (cells, extra)
+        });
+        table_maybe_wide(
+            wide,
+            &[
+                "NAMESPACE",
+                "NAME",
+                "KIND",
+                "STATUS",
+                "HEALTH",
+                "READY",
+                "RESTARTS",
+                "AGE",
+            ],
+            &["RUNTIME", "IMAGE", "REVISION", "IPS"],
+            rows.collect(),
+        )
+    }
+}
+
+pub fn deployments(args: &DeploymentsArgs) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<String> = args
+        .status
+        .iter()
+        .map(|s| format!("status={}", crate::api::percent_encode(s)))
+        .collect();
+    query.extend(
+        args.namespaces
+            .namespace
+            .iter()
+            .map(|n| format!("namespace={}", crate::api::percent_encode(n))),
+    );
+    if args.watch {
+        // One page holds what a watch compares (the API's largest page).
+        query.push("limit=5000".to_owned());
+    }
     let path = format!(
         "/v1/deployments{}{}",
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let (raw, list) = block_on(fetch_all_pages(api, &path))?;
-    if args.output == Output::Json {
-        return print_json(&raw);
-    }
-    let rows = list.iter().map(|d| {
-        vec![
-            d.namespace.clone(),
-            d.name.clone(),
-            d.kind.clone(),
-            paint(d.status),
-            optional(d.health.map(paint)),
-            format!("{}/{}", d.ready, d.desired),
-            d.restart_count.to_string(),
-            age(&d.created_at),
-        ]
-    });
-    table(
-        &[
-            "NAMESPACE",
-            "NAME",
-            "KIND",
-            "STATUS",
-            "HEALTH",
-            "READY",
-            "RESTARTS",
-            "AGE",
-        ],
-        rows.collect(),
-    )
+    show(&args.api, &path, args.output, args.watch, |raw| {
+        let list = Vec::<DeploymentSummary>::deserialize(&raw)
+            .context("the API answered a deployment list this keel does not know")?;
+        Ok(DeploymentList { raw, list })
+    })
 }
 
-pub fn deployment(api: &ApiArgs, args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = split_id(&args.deployment)?;
-    let path = format!("/v1/deployments/{namespace}/{name}");
-    let (raw, d) = block_on(fetch::<DeploymentDetail>(api, &path))?;
-    if args.output == Output::Json {
-        return print_json(&raw);
-    }
-    let s = &d.summary;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Deployment:  {namespace}/{name} ({}, {})",
-        s.kind, s.runtime
-    )?;
-    writeln!(
-        out,
-        "Status:      {} since {}",
-        paint(s.status),
-        d.status_since
-    )?;
-    writeln!(
-        out,
-        "Health:      {} ({}/{} ready)",
-        optional(s.health.map(paint)),
-        s.ready,
-        s.desired
-    )?;
-    writeln!(out, "Restarts:    {}", s.restart_count)?;
-    writeln!(
-        out,
-        "Generation:  {} (revision {})",
-        s.generation, s.revision
-    )?;
-    if let Some(waiting_on) = &d.waiting_on {
-        writeln!(out, "Waiting on:  {waiting_on}")?;
-    }
-    writeln!(out)?;
-    drop(out);
-    let rows = d.instances.iter().map(|i| {
-        vec![
-            optional(Some(i.id.chars().take(12).collect::<String>()).filter(|id| !id.is_empty())),
-            i.state.to_string(),
-            optional(i.ip.clone()),
-            i.started_at.as_deref().map_or_else(|| "-".to_owned(), age),
-            optional(i.reason.clone()),
-        ]
-    });
-    table(
-        &["INSTANCE", "STATE", "IP", "AGE", "REASON"],
-        rows.collect(),
-    )
+/// `GET /v1/deployments/{namespace}/{name}`.
+struct OneDeployment {
+    raw: Value,
+    detail: DeploymentDetail,
 }
 
-pub fn logs(api: &ApiArgs, args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = split_id(&args.deployment)?;
+impl View for OneDeployment {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        let s = &self.detail.summary;
+        vec![format!("{}/{}", s.namespace, s.name)]
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let d = &self.detail;
+        let s = &d.summary;
+        let mut out = format!(
+            "Deployment:  {}/{} ({}, {})\n",
+            s.namespace, s.name, s.kind, s.runtime
+        );
+        out += &format!("Image:       {}\n", optional(s.image.clone()));
+        out += &format!(
+            "Status:      {} since {}\n",
+            paint(style, s.status),
+            d.status_since
+        );
+        out += &format!(
+            "Health:      {} ({}/{} ready)\n",
+            optional(s.health.map(|h| paint(style, h))),
+            s.ready,
+            s.desired
+        );
+        out += &format!("Restarts:    {}\n", s.restart_count);
+        out += &format!("Generation:  {} (revision {})\n", s.generation, s.revision);
+        if wide {
+            out += &format!("Spec hash:   {}\n", d.spec_hash);
+        }
+        if let Some(waiting_on) = &d.waiting_on {
+            out += &format!("Waiting on:  {waiting_on}\n");
+        }
+        out.push('\n');
+        let rows = d.instances.iter().map(|i| {
+            let id = match wide {
+                true => i.id.clone(),
+                false => short(&i.id, 12),
+            };
+            let cells = vec![
+                optional(Some(id).filter(|id| !id.is_empty())),
+                i.state.to_string(),
+                optional(i.ip.clone()),
+                i.started_at.as_deref().map_or_else(|| "-".to_owned(), age),
+                optional(i.reason.clone()),
+            ];
+            let extra = vec![
+                i.generation.to_string(),
+                i.ordinal.to_string(),
+                optional(i.exit_code.map(|c| c.to_string())),
+            ];
+            (cells, extra)
+        });
+        out + &table_maybe_wide(
+            wide,
+            &["INSTANCE", "STATE", "IP", "AGE", "REASON"],
+            &["GENERATION", "ORDINAL", "EXIT"],
+            rows.collect(),
+        )
+    }
+}
+
+pub fn deployment(args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = args.target.id()?;
+    let path = format!(
+        "/v1/deployments/{}/{}",
+        crate::api::percent_encode(namespace),
+        crate::api::percent_encode(name)
+    );
+    show(&args.api, &path, args.output, args.watch, |raw| {
+        let detail = DeploymentDetail::deserialize(&raw)
+            .context("the API answered a deployment this keel does not know")?;
+        Ok(OneDeployment { raw, detail })
+    })
+}
+
+pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = args.target.id()?;
     let mut query = vec![format!("follow={}", args.follow)];
     if let Some(instance) = &args.instance {
         query.push(format!("instance={}", crate::api::percent_encode(instance)));
@@ -293,93 +524,233 @@ pub fn logs(api: &ApiArgs, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let token = crate::config::api_token_from_env();
         let mut out = std::io::stdout();
-        let refused = client::stream(&api.api, &path, token.as_deref(), |bytes| {
+        let refused = client::stream(&args.api.api, &path, token.as_deref(), |bytes| {
             out.write_all(bytes)?;
             out.flush()
         })
         .await?;
         match refused {
             None => Ok(ExitCode::SUCCESS),
-            Some(reply) => {
-                let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-                let detail = body["detail"].as_str().unwrap_or(reply.body.trim());
-                bail!("{} {}/{}: {detail}", reply.status, namespace, name)
+            Some(reply) => Err(problem(&format!("{namespace}/{name}"), &reply)),
+        }
+    })
+}
+
+/// Events, oldest first, each with its JSON as the API sent it.
+struct Events {
+    raw: Value,
+    events: Vec<EventDto>,
+}
+
+impl Events {
+    /// The events of a page newer than `after`, oldest first.
+    fn from_page(path: &str, body: &str, after: i64) -> anyhow::Result<Self> {
+        let (raw, page) = decode::<EventPage>(path, body)?;
+        let sent = raw["events"].as_array().cloned().unwrap_or_default();
+        let (mut raw, mut events): (Vec<Value>, Vec<EventDto>) = sent
+            .into_iter()
+            .zip(page.events)
+            .filter(|(_, e)| e.id > after)
+            .unzip();
+        raw.reverse();
+        events.reverse();
+        Ok(Self {
+            raw: Value::Array(raw),
+            events,
+        })
+    }
+
+    /// Every event as its own document (JSON Lines, YAML documents, one line each).
+    fn print_streamed(&self, output: Output, style: Style) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        let items = self.raw.as_array().cloned().unwrap_or_default();
+        for (raw, event) in items.into_iter().zip(&self.events) {
+            let one = Events {
+                raw: Value::Array(vec![raw.clone()]),
+                events: vec![event.clone()],
+            };
+            match output {
+                Output::Json => writeln!(out, "{raw}")?,
+                Output::Yaml => write!(out, "{}", super::render::yaml_text(&raw))?,
+                Output::Table | Output::Wide | Output::Name => {
+                    write!(out, "{}", render(&one, output, style, true))?
+                }
             }
         }
-    })
+        out.flush()?;
+        Ok(())
+    }
 }
 
-pub fn events(api: &ApiArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = split_id(&args.deployment)?;
-    let base = format!("/v1/deployments/{namespace}/{name}/events");
-    block_on(async {
-        let path = format!("{base}?limit={}", args.limit.clamp(1, 500));
-        let (raw, page) = fetch::<EventPage>(api, &path).await?;
-        let mut events = paired(&raw, page.events);
-        events.reverse();
-        let mut last = events.last().map_or(0, |(_, e)| e.id);
-        print_events(&events, args.output)?;
-        if !args.follow {
-            return Ok(ExitCode::SUCCESS);
-        }
+impl View for Events {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.events.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    /// One line per event, fixed columns (a followed stream cannot be re-aligned).
+    fn text(&self, _style: Style, wide: bool) -> String {
+        self.events
+            .iter()
+            .map(|e| match wide {
+                false => format!("{}  {:<22} {}\n", e.time, e.kind, e.message),
+                true => format!(
+                    "{}  {:<22} {:<28} {:<12} {}\n",
+                    e.time,
+                    e.kind,
+                    e.reason,
+                    short(e.revision.as_deref().unwrap_or("-"), 12),
+                    e.message
+                ),
+            })
+            .collect()
+    }
+}
+
+pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = args.target.id()?;
+    let base = format!(
+        "/v1/deployments/{}/{}/events",
+        crate::api::percent_encode(namespace),
+        crate::api::percent_encode(name)
+    );
+    let style = Style::for_stdout();
+    let first = format!("{base}?limit={}", args.limit.clamp(1, 500));
+    if !args.follow {
+        let events = block_on(async {
+            let reply = request(&args.api, &first, None).await?;
+            Events::from_page(&first, &reply.body, i64::MIN)
+        })?;
+        print!("{}", render(&events, args.output, style, false));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let held = format!("{base}?limit=500&wait={}s", HOLD.as_secs());
+    until_interrupted(async {
+        let reply = request(&args.api, &first, None).await?;
+        let events = Events::from_page(&first, &reply.body, i64::MIN)?;
+        events.print_streamed(args.output, style)?;
+        let mut last = events.events.last().map_or(0, |e| e.id);
+        let mut etag = None;
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let (raw, page) = fetch::<EventPage>(api, &format!("{base}?limit=500")).await?;
-            let mut fresh: Vec<(Value, EventDto)> = paired(&raw, page.events)
-                .into_iter()
-                .filter(|(_, e)| e.id > last)
-                .collect();
-            fresh.reverse();
-            last = fresh.last().map_or(last, |(_, e)| e.id);
-            print_events(&fresh, args.output)?;
+            let reply = request(&args.api, &held, etag.as_deref()).await?;
+            if reply.status == 304 {
+                continue;
+            }
+            etag = reply.etag.clone();
+            let fresh = Events::from_page(&held, &reply.body, last)?;
+            last = fresh.events.last().map_or(last, |e| e.id);
+            fresh.print_streamed(args.output, style)?;
         }
     })
 }
 
-/// Each event of a page with its JSON as the API sent it.
-fn paired(raw: &Value, events: Vec<EventDto>) -> Vec<(Value, EventDto)> {
-    let sent = raw["events"].as_array().cloned().unwrap_or_default();
-    sent.into_iter().zip(events).collect()
+/// `GET /v1/revisions`.
+struct Revisions {
+    raw: Value,
+    list: Vec<RevisionDto>,
 }
 
-fn print_events(events: &[(Value, EventDto)], output: Output) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for (raw, e) in events {
-        match output {
-            Output::Json => writeln!(out, "{raw}")?,
-            Output::Table => writeln!(out, "{}  {:<22} {}", e.time, e.kind, e.message)?,
+impl View for Revisions {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.list.iter().map(|r| r.id.clone()).collect()
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let rows = self.list.iter().map(|r| {
+            let message = r.message.as_deref().unwrap_or("-").lines().next();
+            let cells = vec![
+                match wide {
+                    true => r.id.clone(),
+                    false => short(&r.id, 12),
+                },
+                paint(style, r.state),
+                age(&r.received_at),
+                short(message.unwrap_or_default(), 50),
+            ];
+            let extra = vec![
+                optional(r.author.clone()),
+                r.diagnostics.len().to_string(),
+                optional(r.superseded_by.as_deref().map(|s| short(s, 12))),
+            ];
+            (cells, extra)
+        });
+        table_maybe_wide(
+            wide,
+            &["REVISION", "STATE", "AGE", "MESSAGE"],
+            &["AUTHOR", "PROBLEMS", "SUPERSEDED BY"],
+            rows.collect(),
+        )
+    }
+}
+
+pub fn revisions(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    show(&args.api, "/v1/revisions", args.output, false, |raw| {
+        let list = Vec::<RevisionDto>::deserialize(&raw)
+            .context("the API answered revisions this keel does not know")?;
+        Ok(Revisions { raw, list })
+    })
+}
+
+/// The source, the latest revision and the namespaces (`-n`: one of them).
+struct Status {
+    raw: Value,
+    source: SourceDto,
+    revision: Option<RevisionDto>,
+    namespaces: Vec<NamespaceDto>,
+}
+
+impl View for Status {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.namespaces.iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let mut out = format!("Source:    {}\n", optional(self.source.source.clone()));
+        if let Some(error) = &self.source.last_error {
+            out += &format!("           last error: {error}\n");
         }
+        out += &match &self.revision {
+            Some(r) => format!("Revision:  {} {}\n", r.id, paint(style, r.state)),
+            None => "Revision:  none yet\n".to_owned(),
+        };
+        out.push('\n');
+        let rows = self.namespaces.iter().map(|n| {
+            let by_status: Vec<String> = n
+                .by_status
+                .iter()
+                .map(|(status, count)| format!("{status}={count}"))
+                .collect();
+            (
+                vec![
+                    n.name.clone(),
+                    paint(style, n.status),
+                    n.deployments.to_string(),
+                ],
+                vec![by_status.join(",")],
+            )
+        });
+        out + &table_maybe_wide(
+            wide,
+            &["NAMESPACE", "STATUS", "DEPLOYMENTS"],
+            &["BY STATUS"],
+            rows.collect(),
+        )
     }
-    Ok(())
 }
 
-pub fn revisions(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let (raw, list) = block_on(fetch::<Vec<RevisionDto>>(api, "/v1/revisions"))?;
-    if args.output == Output::Json {
-        return print_json(&raw);
-    }
-    let rows = list.iter().map(|r| {
-        let message = r
-            .message
-            .as_deref()
-            .unwrap_or("-")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(50)
-            .collect();
-        vec![
-            r.id.chars().take(12).collect(),
-            paint(r.state),
-            age(&r.received_at),
-            message,
-        ]
-    });
-    table(&["REVISION", "STATE", "AGE", "MESSAGE"], rows.collect())
-}
-
-pub fn status(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = &args.api;
     let ((raw_source, source), (raw_revisions, revisions), (raw_namespaces, namespaces)) =
         block_on(async {
             Ok((
@@ -388,29 +759,75 @@ pub fn status(api: &ApiArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 fetch::<Vec<NamespaceDto>>(api, "/v1/namespaces").await?,
             ))
         })?;
-    if args.output == Output::Json {
-        return print_json(
-            &serde_json::json!({"source": raw_source, "revision": raw_revisions.get(0), "namespaces": raw_namespaces}),
-        );
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Source:    {}", optional(source.source))?;
-    if let Some(error) = &source.last_error {
-        writeln!(out, "           last error: {error}")?;
-    }
-    match revisions.first() {
-        Some(r) => writeln!(out, "Revision:  {} {}", r.id, paint(r.state))?,
-        None => writeln!(out, "Revision:  none yet")?,
-    }
-    writeln!(out)?;
-    drop(out);
-    let rows = namespaces
-        .iter()
-        .map(|n| vec![n.name.clone(), paint(n.status), n.deployments.to_string()]);
-    table(&["NAMESPACE", "STATUS", "DEPLOYMENTS"], rows.collect())
+    let only = args.namespaces.namespace.as_deref();
+    let keep = |name: &str| only.is_none_or(|n| n == name);
+    let raw_namespaces: Vec<Value> = raw_namespaces
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| keep(n["name"].as_str().unwrap_or_default()))
+        .collect();
+    let view = Status {
+        raw: serde_json::json!({"source": raw_source, "revision": raw_revisions.get(0), "namespaces": raw_namespaces}),
+        source,
+        revision: revisions.into_iter().next(),
+        namespaces: namespaces.into_iter().filter(|n| keep(&n.name)).collect(),
+    };
+    print!("{}", render(&view, args.output, Style::for_stdout(), false));
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
+/// `GET /v1/deliveries`.
+struct Deliveries {
+    raw: Value,
+    page: DeliveryPage,
+}
+
+impl View for Deliveries {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.page.deliveries.iter().map(|d| d.id.clone()).collect()
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let rows = self.page.deliveries.iter().map(|d| {
+            let cells = vec![
+                d.id.clone(),
+                d.endpoint.clone(),
+                d.kind.clone(),
+                paint(style, d.state),
+                d.attempts.to_string(),
+                age(&d.created_at),
+                optional(d.last_error.clone()),
+            ];
+            let extra = vec![
+                optional(d.last_status.map(|s| s.to_string())),
+                optional(d.next_attempt_at.clone()),
+            ];
+            (cells, extra)
+        });
+        table_maybe_wide(
+            wide,
+            &[
+                "ID",
+                "ENDPOINT",
+                "TYPE",
+                "STATE",
+                "ATTEMPTS",
+                "AGE",
+                "LAST ERROR",
+            ],
+            &["LAST STATUS", "NEXT ATTEMPT"],
+            rows.collect(),
+        )
+    }
+}
+
+pub fn deliveries(args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit.clamp(1, 500))];
     query.extend(args.state.iter().map(|s| format!("state={s}")));
     query.extend(
@@ -419,44 +836,100 @@ pub fn deliveries(api: &ApiArgs, args: &DeliveriesArgs) -> anyhow::Result<ExitCo
             .map(|e| format!("endpoint={}", crate::api::percent_encode(e))),
     );
     let path = format!("/v1/deliveries?{}", query.join("&"));
-    let (raw, page) = block_on(fetch::<DeliveryPage>(api, &path))?;
-    if args.output == Output::Json {
-        return print_json(&raw);
+    show(&args.api, &path, args.output, false, |raw| {
+        let page = DeliveryPage::deserialize(&raw)
+            .context("the API answered deliveries this keel does not know")?;
+        Ok(Deliveries { raw, page })
+    })
+}
+
+/// This program's version and, when asked and reachable, the agent's.
+struct Versions {
+    raw: Value,
+    client: VersionDto,
+    agent: Option<VersionDto>,
+    api: String,
+}
+
+impl View for Versions {
+    fn document(&self) -> &Value {
+        &self.raw
     }
-    let rows = page.deliveries.iter().map(|d| {
-        vec![
-            d.id.clone(),
-            d.endpoint.clone(),
-            d.kind.clone(),
-            paint(d.state),
-            d.attempts.to_string(),
-            age(&d.created_at),
-            optional(d.last_error.clone()),
-        ]
-    });
-    table(
-        &[
-            "ID",
-            "ENDPOINT",
-            "TYPE",
-            "STATE",
-            "ATTEMPTS",
-            "AGE",
-            "LAST ERROR",
-        ],
-        rows.collect(),
-    )
+
+    fn names(&self) -> Vec<String> {
+        std::iter::once(&self.client)
+            .chain(&self.agent)
+            .map(|v| v.version.clone())
+            .collect()
+    }
+
+    fn text(&self, _style: Style, _wide: bool) -> String {
+        let line = |v: &VersionDto| format!("keel {} (build {})", v.version, v.build);
+        let mut out = format!("Client:  {}\n", line(&self.client));
+        if let Some(agent) = &self.agent {
+            out += &format!("Agent:   {} at {}\n", line(agent), self.api);
+        }
+        out
+    }
+}
+
+pub fn version(args: &VersionArgs) -> anyhow::Result<ExitCode> {
+    let client = VersionDto::current();
+    let agent = match args.client {
+        true => Ok(None),
+        false => block_on(agent_version(&args.api)).map(Some),
+    };
+    let reached = agent.as_ref().ok().cloned().flatten();
+    let mut raw = serde_json::json!({ "client": client });
+    if !args.client {
+        raw["agent"] = serde_json::to_value(&reached)?;
+    }
+    let view = Versions {
+        raw,
+        client,
+        agent: reached,
+        api: args.api.api.clone(),
+    };
+    print!("{}", render(&view, args.output, Style::for_stdout(), false));
+    match agent {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("error: {error:#} (--client shows this program's version alone)");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The agent's version: `/v1/version`, or from an agent older than it, its OpenAPI
+/// document's `info.version` (build unknown).
+async fn agent_version(api: &ApiArgs) -> anyhow::Result<VersionDto> {
+    let token = crate::config::api_token_from_env();
+    let reply = client::get(&api.api, "/v1/version", token.as_deref()).await?;
+    match reply.status {
+        200 => Ok(decode::<VersionDto>("/v1/version", &reply.body)?.1),
+        404 => {
+            let (document, _) = fetch::<Value>(api, "/openapi.json").await?;
+            let version = document["info"]["version"]
+                .as_str()
+                .context("the agent's OpenAPI document names no version")?;
+            Ok(VersionDto {
+                version: version.to_owned(),
+                build: "unknown".to_owned(),
+            })
+        }
+        _ => Err(problem("/v1/version", &reply)),
+    }
 }
 
 /// Exit 0 when the revision succeeded; 1 when it failed, is invalid or superseded, or on timeout.
-pub fn wait(api: &ApiArgs, args: &WaitArgs) -> anyhow::Result<ExitCode> {
+pub fn wait(args: &WaitArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let started = Instant::now();
         let mut last_state = String::new();
         loop {
             let token = crate::config::api_token_from_env();
             let reply = client::get(
-                &api.api,
+                &args.api.api,
                 &format!("/v1/revisions/{}", args.revision),
                 token.as_deref(),
             )
@@ -494,158 +967,32 @@ pub fn wait(api: &ApiArgs, args: &WaitArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn split_id(id: &str) -> anyhow::Result<(&str, &str)> {
-    id.split_once('/')
-        .filter(|(n, m)| !n.is_empty() && !m.is_empty())
-        .with_context(|| format!("{id:?} is not NAMESPACE/NAME"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A cell for an optional value: `-` when absent.
-fn optional(value: Option<String>) -> String {
-    value.unwrap_or_else(|| "-".to_owned())
-}
-
-/// How a status reads at a glance: settled, on its way, or in trouble.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tone {
-    Good,
-    Moving,
-    Bad,
-}
-
-/// A status word the CLI colours; every value is placed explicitly, so a new status is a
-/// compile error here, not a blank or mis-coloured cell.
-trait Toned: std::fmt::Display + Copy {
-    fn tone(self) -> Tone;
-}
-
-impl Toned for DeploymentStatus {
-    fn tone(self) -> Tone {
-        match self {
-            DeploymentStatus::Running | DeploymentStatus::Completed => Tone::Good,
-            DeploymentStatus::Pending | DeploymentStatus::Creating | DeploymentStatus::Deleted => {
-                Tone::Moving
-            }
-            DeploymentStatus::Failed
-            | DeploymentStatus::CrashLoopBackOff
-            | DeploymentStatus::InsufficientResources
-            | DeploymentStatus::ImagePullBackOff
-            | DeploymentStatus::CreateContainerError
-            | DeploymentStatus::NetworkError
-            | DeploymentStatus::ConfigError
-            | DeploymentStatus::FileSystemError
-            | DeploymentStatus::Error => Tone::Bad,
+    fn target(deployment: &str, namespace: Option<&str>) -> Target {
+        Target {
+            deployment: deployment.to_owned(),
+            namespace: namespace.map(str::to_owned),
         }
     }
-}
 
-impl Toned for Health {
-    fn tone(self) -> Tone {
-        match self {
-            Health::Healthy => Tone::Good,
-            Health::Degraded | Health::Unhealthy => Tone::Bad,
+    #[test]
+    fn a_deployment_is_namespace_slash_name_or_a_name_with_its_namespace() {
+        assert_eq!(target("demo/web", None).id().unwrap(), ("demo", "web"));
+        assert_eq!(target("web", Some("demo")).id().unwrap(), ("demo", "web"));
+        assert_eq!(
+            target("demo/web", Some("demo")).id().unwrap(),
+            ("demo", "web")
+        );
+        for (bad, ns) in [
+            ("web", None),
+            ("/web", None),
+            ("demo/", None),
+            ("demo/web", Some("other")),
+        ] {
+            assert!(target(bad, ns).id().is_err(), "{bad} -n {ns:?}");
         }
     }
-}
-
-impl Toned for NamespaceStatus {
-    fn tone(self) -> Tone {
-        match self {
-            NamespaceStatus::Running => Tone::Good,
-            NamespaceStatus::Starting | NamespaceStatus::Stopping | NamespaceStatus::Stopped => {
-                Tone::Moving
-            }
-            NamespaceStatus::Error | NamespaceStatus::Warning => Tone::Bad,
-        }
-    }
-}
-
-impl Toned for DeliveryState {
-    fn tone(self) -> Tone {
-        match self {
-            DeliveryState::Delivered => Tone::Good,
-            DeliveryState::Pending => Tone::Moving,
-            DeliveryState::Dead => Tone::Bad,
-        }
-    }
-}
-
-impl Toned for RevisionState {
-    fn tone(self) -> Tone {
-        match self {
-            RevisionState::Succeeded => Tone::Good,
-            RevisionState::Queued | RevisionState::Applying | RevisionState::Superseded => {
-                Tone::Moving
-            }
-            RevisionState::Failed | RevisionState::Invalid => Tone::Bad,
-        }
-    }
-}
-
-/// Colours a status word on a terminal: green settled, yellow progressing, red failures.
-fn paint(status: impl Toned) -> String {
-    if !std::io::stdout().is_terminal() {
-        return status.to_string();
-    }
-    let colour = match status.tone() {
-        Tone::Good => "32",
-        Tone::Moving => "33",
-        Tone::Bad => "31",
-    };
-    format!("\x1b[{colour}m{status}\x1b[0m")
-}
-/// "3m", "2h", "5d" since an RFC 3339 instant.
-fn age(rfc3339: &str) -> String {
-    let Some(then) = crate::model::time::parse_rfc3339(rfc3339) else {
-        return "-".to_owned();
-    };
-    let secs = (crate::clock::now().millis() - then.millis()).max(0) / 1000;
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-/// Prints aligned columns (ANSI colour codes do not count towards the width).
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
-    let visible = |s: &str| {
-        let mut n = 0;
-        let mut in_escape = false;
-        for c in s.chars() {
-            match (in_escape, c) {
-                (false, '\x1b') => in_escape = true,
-                (true, 'm') => in_escape = false,
-                (true, _) => {}
-                (false, _) => n += 1,
-            }
-        }
-        n
-    };
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(visible(cell));
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    let line = |cells: Vec<String>| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(visible(c)) + 2)))
-            .collect::<String>()
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(
-        out,
-        "{}",
-        line(headers.iter().map(|h| h.to_string()).collect())
-    )?;
-    for row in rows {
-        writeln!(out, "{}", line(row))?;
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,28 @@ pub struct StoredDeployment {
     pub waiting_on: Option<serde_json::Value>,
 }
 
+/// What a list shows of a deployment beyond its summary: its image (a VM's disk) and the
+/// addresses of its live instances, oldest generation first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub image: Option<String>,
+    pub ips: Vec<String>,
+}
+
+impl Listing {
+    /// A stored deployment's listing, from its spec and its instances.
+    pub fn of(d: &StoredDeployment, instances: &[StoredInstance]) -> Self {
+        Self {
+            image: d.spec.image.clone(),
+            ips: instances
+                .iter()
+                .filter(|i| i.exit_code.is_none())
+                .filter_map(|i| i.ip.clone())
+                .collect(),
+        }
+    }
+}
+
 /// A deployment's row without its spec: what lists, counts and the diff of a revision need,
 /// read without parsing any spec document.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::model::desired::{template_hash, DeploymentId, DesiredDeployment, SpecHash};
@@ -171,6 +173,22 @@ pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
         });
     }
     Ok(out)
+}
+
+/// Every deployment's image (a VM's disk, when it has one), read out of its stored spec by
+/// SQLite (no spec is built here).
+pub fn images(conn: &Connection) -> Result<HashMap<DeploymentId, String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT namespace, name, json_extract(spec, '$.spec.image') FROM deployments
+         WHERE json_extract(spec, '$.spec.image') IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The canonical document (`model::desired::canonical_json`) a deployment was stored with, as

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection};
 
+use crate::model::desired::DeploymentId;
 use crate::model::memory::InstanceMemory;
 use crate::model::status::InstanceState;
 use crate::model::stored::StoredInstance;
@@ -64,6 +65,29 @@ pub fn count_by_state(
     for row in rows {
         let (state, n) = row?;
         out.insert(parse_column("instances.state", state)?, n);
+    }
+    Ok(out)
+}
+
+/// The addresses of every deployment's live instances (present, not exited), oldest
+/// generation first.
+pub fn addresses(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<DeploymentId, Vec<String>>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.namespace, d.name, i.ip FROM instances i JOIN deployments d ON d.uuid = i.deployment
+         WHERE i.ip IS NOT NULL AND i.exit_code IS NULL ORDER BY i.generation, i.ordinal",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = std::collections::HashMap::<DeploymentId, Vec<String>>::new();
+    for row in rows {
+        let (id, ip) = row?;
+        out.entry(id).or_default().push(ip);
     }
     Ok(out)
 }

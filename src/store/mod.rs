@@ -41,7 +41,7 @@ use crate::model::memory::{Failure, Memory};
 use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::stored::{
-    NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
+    Listing, NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
     StoredState, StoredSummary,
 };
 use crate::model::time::Timestamp;
@@ -98,6 +98,42 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// The count of the store's finished writes, and a wake-up for whoever waits for the next one
+/// (an API request held until its answer changes). Waiting costs nothing while nothing is
+/// written.
+#[derive(Debug, Default)]
+pub struct Writes {
+    count: std::sync::atomic::AtomicU64,
+    signal: tokio::sync::Notify,
+}
+
+impl Writes {
+    /// The count now.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once the count is no longer `seen`.
+    pub async fn after(&self, seen: u64) {
+        loop {
+            // Registered before the check, so a write between the check and the wait wakes it.
+            let notified = self.signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() != seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn bump(&self) {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.signal.notify_waiters();
+    }
+}
+
 /// The writer: owns the read-write connection on a dedicated thread.
 pub struct Store {
     jobs: mpsc::Sender<Job>,
@@ -106,8 +142,8 @@ pub struct Store {
     /// it: no polling delay between a change and its first delivery attempt).
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Counts finished writes: a reader that saw the same count saw the same data (readers
-    /// cache what they derive from the store under it).
-    writes: Arc<std::sync::atomic::AtomicU64>,
+    /// cache what they derive from the store under it, and wait on it for the next change).
+    writes: Arc<Writes>,
     /// The `changes` row the controller has read up to; the writer trims the rows up to it.
     consumed: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -150,7 +186,7 @@ impl Store {
 
     /// The count of finished writes, bumped after each one commits. Read it before reading
     /// the data a cache derives, so that the cache is never newer than its count says.
-    pub fn writes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+    pub fn writes(&self) -> Arc<Writes> {
         self.writes.clone()
     }
 
@@ -188,8 +224,7 @@ impl Store {
         });
         self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
         let result = answer.recv().map_err(|_| StoreError::WriterGone)?;
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.writes.bump();
         result
     }
 
@@ -397,6 +432,23 @@ impl StoreReader {
     /// which parses no spec document.
     pub fn summaries(&self) -> Result<Vec<StoredSummary>, StoreError> {
         deployments::summaries(&self.conn)
+    }
+
+    /// Every deployment's summary and listing (image, live addresses), by (namespace, name):
+    /// what the API's lists show. Three reads, whatever the number of deployments.
+    pub fn listed(&self) -> Result<Vec<(StoredSummary, Listing)>, StoreError> {
+        let mut images = deployments::images(&self.conn)?;
+        let mut addresses = instances::addresses(&self.conn)?;
+        Ok(deployments::summaries(&self.conn)?
+            .into_iter()
+            .map(|s| {
+                let listing = Listing {
+                    image: images.remove(&s.id),
+                    ips: addresses.remove(&s.id).unwrap_or_default(),
+                };
+                (s, listing)
+            })
+            .collect())
     }
 
     /// The canonical document a deployment was stored with (`None` when it is not stored).
