@@ -274,6 +274,25 @@ async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result
     decode(path, &reply.body)
 }
 
+/// The answer to `path` (which asks the API to hold it) once it differs from the copy tagged
+/// `etag`, whose tag then replaces `etag`. An agent that answers `304` at once (one too old to
+/// hold requests) is asked at most once a second, never in a busy loop.
+async fn next_change(
+    api: &ApiArgs,
+    path: &str,
+    etag: &mut Option<String>,
+) -> anyhow::Result<Reply> {
+    loop {
+        let asked = tokio::time::Instant::now();
+        let reply = request(api, path, etag.as_deref()).await?;
+        if reply.status == 200 {
+            etag.clone_from(&reply.etag);
+            return Ok(reply);
+        }
+        tokio::time::sleep_until(asked + Duration::from_secs(1)).await;
+    }
+}
+
 /// A reply's JSON and, when it links a next page, every following page's items after it.
 async fn all_pages(api: &ApiArgs, path: &str, first: Reply) -> anyhow::Result<Value> {
     let (mut document, _) = decode::<Value>(path, &first.body)?;
@@ -312,11 +331,7 @@ fn show<V: View>(
         let mut etag: Option<String> = None;
         let mut first = true;
         loop {
-            let reply = request(api, &held_path, etag.as_deref()).await?;
-            if reply.status == 304 {
-                continue;
-            }
-            etag = reply.etag.clone();
+            let reply = next_change(api, &held_path, &mut etag).await?;
             let view = build(all_pages(api, path, reply).await?)?;
             let text = render(&view, output, style, true);
             let mut out = std::io::stdout().lock();
@@ -635,11 +650,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
         let mut last = events.events.last().map_or(0, |e| e.id);
         let mut etag = None;
         loop {
-            let reply = request(&args.api, &held, etag.as_deref()).await?;
-            if reply.status == 304 {
-                continue;
-            }
-            etag = reply.etag.clone();
+            let reply = next_change(&args.api, &held, &mut etag).await?;
             let fresh = Events::from_page(&held, &reply.body, last)?;
             last = fresh.events.last().map_or(last, |e| e.id);
             fresh.print_streamed(args.output, style)?;
