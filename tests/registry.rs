@@ -169,7 +169,7 @@ async fn keel_deployment(base: &str, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_is_building_while_its_image_is_pulled() {
     let mut registry = Registry::start("robot", "building-pw");
-    let image = registry.push("building");
+    let image = registry.push("slow-pull");
     let agent = Agent::new();
     std::fs::write(
         agent.path("secrets/regcred"),
@@ -198,13 +198,13 @@ async fn an_instance_is_building_while_its_image_is_pulled() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let shown = loop {
         let shown = keel_deployment(&base, &id).await;
-        if shown.contains("building") || std::time::Instant::now() > deadline {
+        if shown.contains(" building ") || std::time::Instant::now() > deadline {
             break shown;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert!(
-        shown.contains("building") && shown.contains(&format!("pulling {image}")),
+        shown.contains(" building ") && shown.contains(&format!("pulling {image}")),
         "{shown}"
     );
 
@@ -215,5 +215,5 @@ async fn an_instance_is_building_while_its_image_is_pulled() {
         })
         .await;
     let shown = keel_deployment(&base, &id).await;
-    assert!(!shown.contains("building"), "{shown}");
+    assert!(!shown.contains(" building "), "{shown}");
 }
