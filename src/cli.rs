@@ -223,7 +223,7 @@ pub enum Format {
 }
 
 /// Installs the log subscriber (stderr, so command output stays clean; colours only when
-/// stderr is a terminal, so a redirected log holds no escape codes).
+/// stderr is a terminal, so a redirected log holds no escape codes, and never with NO_COLOR).
 pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
     use std::io::IsTerminal;
     let directives = log_directives(filter.unwrap_or(default));
@@ -231,7 +231,7 @@ pub fn init_tracing(filter: Option<&str>, default: &str, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(default)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !crate::config::no_color_from_env())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()

@@ -502,6 +502,25 @@ fn flags_live_on_the_commands_that_use_them() {
         assert_eq!(out.status.code(), Some(2), "{offline:?} takes no --api");
         assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--api'"));
     }
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples-repo");
+    for offline in [
+        &["validate", examples, "-o", "json"][..],
+        &[
+            "plan",
+            "--source",
+            examples,
+            "--db",
+            "/nonexistent/keel.db",
+            "-o",
+            "json",
+        ],
+    ] {
+        let out = keel(offline);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.code() != Some(1), "{offline:?}: {text}");
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("{offline:?} -o json: {e}: {text}"));
+    }
     let help = stdout(&keel(&["validate", "--help"]));
     assert!(
         !help.contains("--api") && help.contains("-o, --format"),
