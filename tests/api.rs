@@ -772,13 +772,7 @@ async fn cached_views_page_answer_304_and_follow_every_write() {
     let source: keel::api::SourceStatus = Arc::new(RwLock::new(Default::default()));
     let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), source);
     state.cache_under(store.writes());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, keel::api::router(state))
-            .await
-            .unwrap()
-    });
+    let base = support::api::serve(state).await;
 
     let mut names = Vec::new();
     let mut next = Some("/v1/deployments?namespace=paged&limit=3".to_owned());
@@ -964,13 +958,7 @@ async fn a_held_request_answers_when_its_answer_changes_or_304_when_the_wait_end
     let source: keel::api::SourceStatus = Arc::new(RwLock::new(Default::default()));
     let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), source);
     state.cache_under(store.writes());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, keel::api::router(state))
-            .await
-            .unwrap()
-    });
+    let base = support::api::serve(state).await;
     let etag_of = |path: &'static str| {
         let base = base.clone();
         async move {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use keel::api::client::get;
-use keel::api::{router, Access, ApiState};
+use keel::api::{Access, ApiState};
 use keel::model::manifest::RuntimeKind;
 use keel::reconcile::controller::{Config, Controller};
 use keel::runtime::fake::FakeRuntime;
@@ -187,10 +187,8 @@ async fn wait_exits_0_once_the_revision_succeeds() {
         keel::clock::now(),
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let state = ApiState::new(db, Access::default(), Arc::default(), Arc::default());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let base = support::api::serve(state).await;
     let waiting = tokio::spawn(keel(
         args(
             &base,
@@ -267,13 +265,7 @@ async fn deliveries_list_what_went_out() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let state = keel::api::ApiState::new(db, Access::default(), Arc::default(), Arc::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, keel::api::router(state))
-            .await
-            .unwrap()
-    });
+    let base = support::api::serve(state).await;
 
     let out = keel(args(&base, &["deliveries"]), None).await;
     assert_eq!(
@@ -668,9 +660,7 @@ async fn watch_prints_each_change_and_ctrl_c_ends_it_cleanly() {
     .unwrap();
     let state = ApiState::new(db, Access::default(), Arc::default(), Arc::default());
     state.cache_under(store.writes());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let base = support::api::serve(state).await;
 
     let mut list = Watching::start(&["deployments", "--watch", "-o", "json", "--api", &base]);
     let mut detail = Watching::start(&["deployment", "watched/web", "-w", "--api", &base]);

@@ -184,9 +184,7 @@ async fn an_instance_is_building_while_its_image_is_pulled() {
         Default::default(),
         agent.runtime.pulls(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, keel::api::router(state)).await });
+    let base = support::api::serve(state).await;
 
     // The registry holds the pull for as long as it is paused.
     registry.pause();

@@ -115,8 +115,14 @@ pub async fn server(access: Access) -> Server {
     }));
     let state = ApiState::with_runtimes(db, access, Arc::default(), source, board);
     state.serve_logs_from(&[logs_from]);
+    let base = serve(state).await;
+    Server { dir, base }
+}
+
+/// Serves the API of `state` on 127.0.0.1 (a free port) until the test ends: its base URL.
+pub async fn serve(state: Arc<ApiState>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    Server { dir, base }
+    base
 }
