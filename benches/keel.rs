@@ -185,6 +185,7 @@ fn running(state: &StoredState) -> Observed {
                 deployment: d.id.clone(),
                 generation: d.generation,
                 ordinal,
+                run: None,
                 template: d.template.clone(),
                 phase: Phase::Running,
                 ip: None,

@@ -343,8 +343,12 @@ fn print_plan(out: &mut impl Write, plan: &Plan, desired: &DesiredState) -> std:
             Action::Create => {
                 let what = desired.deployments.get(&item.id).map(|d| {
                     let job = match d.spec.kind {
-                        WorkloadKind::Job => "job, ",
-                        WorkloadKind::Worker => "",
+                        WorkloadKind::Job => "job, ".to_owned(),
+                        WorkloadKind::CronJob => format!(
+                            "cronjob {}, ",
+                            d.spec.schedule.as_deref().unwrap_or_default()
+                        ),
+                        WorkloadKind::Worker => String::new(),
                     };
                     let n = d.spec.replicas;
                     format!(

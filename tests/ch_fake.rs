@@ -76,6 +76,7 @@ fn spec(ordinal: u32, extra: serde_json::Value) -> InstanceSpec {
         deployment: DeploymentId::new("demo", "vm"),
         generation: 1,
         ordinal,
+        run: None,
         template: "t1".into(),
         spec: serde_json::from_value(decl).unwrap(),
         mounted_configs: Default::default(),

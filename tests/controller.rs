@@ -427,6 +427,7 @@ async fn plant_orphan(runtime: &FakeRuntime, name: &str) -> String {
         deployment: id(name),
         generation: 1,
         ordinal: 0,
+        run: None,
         template: "t".into(),
         spec: serde_json::from_value(
             serde_json::json!({"name": name, "namespace": "demo", "image": "busybox"}),

@@ -31,6 +31,7 @@ fn stored(state: &DesiredState) -> StoredState {
                 in_revision: true,
                 created_at: Timestamp(0),
                 updated_at: Timestamp(0),
+                next_run_at: None,
                 health: None,
                 ready: 0,
                 desired: 0,

@@ -55,6 +55,7 @@ fn config(dir: &Path, kernel: &Path) -> api::VmConfig {
         deployment: keel::model::desired::DeploymentId::new("demo", "vm"),
         generation: 1,
         ordinal: 0,
+        run: None,
         template: "t".into(),
         spec: serde_json::from_value(serde_json::json!({
             "name": "vm", "namespace": "demo", "runtime": "cloud-hypervisor"

@@ -22,6 +22,7 @@ async fn instance(behaviour: Behaviour) -> (FakeRuntime, ObservedInstance) {
         deployment: id,
         generation: 1,
         ordinal: 0,
+        run: None,
         template: "t".into(),
         spec: serde_json::from_value(
             serde_json::json!({"name": "web", "namespace": "demo", "image": "busybox"}),

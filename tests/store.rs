@@ -35,6 +35,7 @@ fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut
         memory,
         status_change: None,
         events: Vec::new(),
+        runs: Vec::new(),
         health: None,
         ready: 0,
         desired: 1,
@@ -639,6 +640,10 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
          DROP TABLE commit_statuses;
          DROP INDEX outbox_undistributed;
          DROP TABLE purged;
+         DROP TABLE runs;
+         ALTER TABLE deployments DROP COLUMN cron;
+         ALTER TABLE deployments DROP COLUMN next_run_at;
+         ALTER TABLE deployments DROP COLUMN image;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -657,6 +662,12 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
         keel::model::desired::template_hash(&row.spec, &row.mounted_configs)
     );
     assert_eq!(row.live, 2);
+    let summary = StoreReader::open(&path).unwrap().summaries().unwrap();
+    assert_eq!(
+        summary[0].image, row.spec.image,
+        "v6 backfills the image column from the spec"
+    );
+    assert!(row.spec.image.is_some());
 }
 
 #[test]
@@ -735,6 +746,10 @@ fn migrating_a_v3_database_keeps_every_event_under_its_deployment_name() {
          ALTER TABLE events_v3 RENAME TO events;
          CREATE INDEX events_by_deployment ON events (deployment, seq);
          DROP TABLE purged;
+         DROP TABLE runs;
+         ALTER TABLE deployments DROP COLUMN cron;
+         ALTER TABLE deployments DROP COLUMN next_run_at;
+         ALTER TABLE deployments DROP COLUMN image;
          PRAGMA user_version = 3;",
     )
     .unwrap();

@@ -13,7 +13,7 @@ use crate::model::status::{
     DeploymentStatus, Health, InstanceState, NamespaceStatus, RevisionState,
 };
 use crate::model::stored::{
-    Listing, RevisionRecord, StoredDeployment, StoredInstance, StoredSummary,
+    addresses, RevisionRecord, StoredDeployment, StoredInstance, StoredSummary,
 };
 
 /// One line of `GET /v1/deployments`.
@@ -21,9 +21,11 @@ use crate::model::stored::{
 pub struct DeploymentSummary {
     pub namespace: String,
     pub name: String,
+    /// `worker`, `job` or `cronjob`.
     pub kind: String,
     pub runtime: String,
     /// The image (on `cloud-hypervisor`, the disk), when the deployment names one.
+    #[serde(default)]
     pub image: Option<String>,
     pub status: DeploymentStatus,
     pub health: Option<Health>,
@@ -34,18 +36,23 @@ pub struct DeploymentSummary {
     pub revision: String,
     /// The addresses of its live instances (a container's or VM's IP), oldest generation
     /// first.
+    #[serde(default)]
     pub ips: Vec<String>,
+    /// A cron job's next due time (RFC 3339); `null` for other kinds and a suspended one.
+    #[serde(default)]
+    pub next_run_at: Option<String>,
     pub created_at: String,
 }
 
 impl DeploymentSummary {
-    pub fn new(d: &StoredSummary, listing: &Listing) -> Self {
+    /// A summary from the stored row and its live instances' addresses.
+    pub fn new(d: &StoredSummary, ips: Vec<String>) -> Self {
         Self {
             namespace: d.id.namespace.clone(),
             name: d.id.name.clone(),
             kind: d.kind.as_str().to_owned(),
             runtime: d.runtime.as_str().to_owned(),
-            image: listing.image.clone(),
+            image: d.image.clone(),
             status: d.status,
             health: d.health,
             ready: d.ready,
@@ -53,14 +60,15 @@ impl DeploymentSummary {
             restart_count: d.restart_count,
             generation: d.generation,
             revision: d.revision.clone(),
-            ips: listing.ips.clone(),
+            ips,
+            next_run_at: d.next_run_at.map(|t| t.to_rfc3339()),
             created_at: d.created_at.to_rfc3339(),
         }
     }
 
     /// A stored deployment's summary, with its instances' addresses.
     pub fn of(d: &StoredDeployment, instances: &[StoredInstance]) -> Self {
-        Self::new(&StoredSummary::from(d), &Listing::of(d, instances))
+        Self::new(&StoredSummary::from(d), addresses(instances))
     }
 }
 

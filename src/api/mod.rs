@@ -155,10 +155,10 @@ impl ApiState {
         if let Some(list) = self.views.list(count) {
             return Ok(list);
         }
-        let all = self.read(|r| Ok(r.listed()?)).await?;
+        let all = self.read(|r| Ok(r.listed(None)?)).await?;
         let summaries: Vec<DeploymentSummary> = all
             .iter()
-            .map(|(s, listing)| DeploymentSummary::new(s, listing))
+            .map(|(s, ips)| DeploymentSummary::new(s, ips.clone()))
             .collect();
         let list = Arc::new(rendered::List {
             all: Arc::new(rendered::Rendered::json(&summaries).map_err(internal)?),
@@ -692,14 +692,18 @@ async fn deliveries(
 async fn namespaces(
     State(state): State<Arc<ApiState>>,
 ) -> Result<Json<Vec<NamespaceDto>>, ApiError> {
-    let all = state.read(|r| Ok(r.summaries()?)).await?;
+    let (all, failing) = state
+        .read(|r| Ok((r.summaries()?, r.failing_runs()?)))
+        .await?;
     let mut by_namespace: BTreeMap<&str, Vec<views::Member>> = BTreeMap::new();
     let mut counts: BTreeMap<&str, BTreeMap<DeploymentStatus, usize>> = BTreeMap::new();
     for d in &all {
         let member = views::Member {
+            kind: d.kind,
             status: d.status,
             desired_instances: d.desired,
             live_instances: d.live,
+            failed_run: failing.contains(&d.id),
         };
         by_namespace
             .entry(&d.id.namespace)
@@ -747,14 +751,20 @@ async fn revision(
     let (record, all) = {
         let id = id.clone();
         state
-            .read(move |r| Ok((r.revision(&id)?, r.listed()?)))
+            .read(move |r| {
+                let record = r.revision(&id)?;
+                let listed = match &record {
+                    Some(record) => r.listed(Some(&record.id))?,
+                    None => Vec::new(),
+                };
+                Ok((record, listed))
+            })
             .await?
     };
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no revision {id}")))?;
     let deployments = all
-        .iter()
-        .filter(|(d, _)| d.revision == record.id)
-        .map(|(d, listing)| DeploymentSummary::new(d, listing))
+        .into_iter()
+        .map(|(d, ips)| DeploymentSummary::new(&d, ips))
         .collect();
     Ok(Json(RevisionDetail {
         revision: RevisionDto::from(&record),

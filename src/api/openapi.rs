@@ -46,6 +46,11 @@ fn webhooks(body: &dyn Fn(&str) -> Value) -> Value {
             "RevisionStatusChanged",
             "A revision moved: applying, succeeded, failed, invalid or superseded",
         ),
+        (
+            "job.run_finished",
+            "JobRunFinished",
+            "A cron job's run ended: completed, failed or skipped",
+        ),
     ];
     let mut section = Map::new();
     for (kind, data, summary) in types {
@@ -118,6 +123,10 @@ pub fn document() -> Value {
     add(
         "RevisionStatusChanged",
         generator.subschema_for::<crate::model::event::RevisionChanged>(),
+    );
+    add(
+        "JobRunFinished",
+        generator.subschema_for::<crate::model::run::RunFinished>(),
     );
     add("Problem", generator.subschema_for::<Problem>());
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();

@@ -14,6 +14,7 @@ use crate::model::manifest::{
     CheckKind, ConfigDecl, DeploymentDecl, EnvValue, HealthCheck, NamespaceDecl, NetworkMode,
     Permission, Port, RuntimeKind, VmSpec, Volume, VolumeKind, WorkloadKind,
 };
+use crate::model::schedule::{Schedule, ScheduleError};
 
 /// The most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 256;
@@ -154,6 +155,7 @@ pub fn deployment(d: &DeploymentDecl, vm_defaults: &VmSpec) -> Vec<Finding> {
         health_check(i, check, &mut r);
     }
     resources(d, &mut r);
+    cron(d, &mut r);
     user(d, &mut r);
     registry_credentials(d, &mut r);
     r.findings
@@ -208,6 +210,69 @@ fn registry_credentials(d: &DeploymentDecl, r: &mut Report) {
     }
 }
 
+/// The most finished runs of one kind a cron job may keep the instances of.
+pub const MAX_HISTORY: u32 = 100;
+
+/// A cron job's schedule and its settings; on other kinds, none of them.
+fn cron(d: &DeploymentDecl, r: &mut Report) {
+    let fields = [
+        ("schedule", d.schedule.is_some()),
+        ("timezone", d.timezone.is_some()),
+        ("concurrency", d.concurrency.is_some()),
+        ("starting_deadline", d.starting_deadline.is_some()),
+        ("history", d.history.is_some()),
+    ];
+    if d.kind != WorkloadKind::CronJob {
+        for (field, present) in fields {
+            if present {
+                r.error(
+                    at![field],
+                    format!(
+                        "\"{field}\" is only for kind: cronjob (this is a {})",
+                        d.kind
+                    ),
+                );
+            }
+        }
+        return;
+    }
+    match &d.schedule {
+        None => r.error(
+            at!["schedule"],
+            "a cronjob needs a schedule, e.g. schedule: \"*/15 * * * *\" (minute hour day-of-month month day-of-week)",
+        ),
+        Some(expression) => match Schedule::parse(expression, d.timezone.as_deref()) {
+            Ok(_) => {}
+            Err(e @ ScheduleError::TimeZone(_)) => r.error(at!["timezone"], e.to_string()),
+            Err(e @ ScheduleError::Expression { .. }) => r.error(at!["schedule"], e.to_string()),
+        },
+    }
+    if d.starting_deadline.is_some_and(|t| t.as_millis() == 0) {
+        r.error(
+            at!["starting_deadline"],
+            "starting_deadline must be longer than 0 (leave it out for no deadline)",
+        );
+    }
+    let history = d.history();
+    for (field, kept) in [
+        ("successful", history.successful),
+        ("failed", history.failed),
+    ] {
+        if kept > MAX_HISTORY {
+            r.error(
+                at!["history", field],
+                format!("history.{field} keeps at most {MAX_HISTORY} runs, got {kept}"),
+            );
+        }
+    }
+    if !d.health_checks.is_empty() {
+        r.error(
+            at!["health_checks"],
+            "a cronjob's runs have no health checks: each run is judged by its exit code",
+        );
+    }
+}
+
 /// Ring's `config.user`: a group only with a user id; `privileged` depends on the host (the
 /// agent refuses it unless its config allows it), so it is flagged here, not refused.
 fn user(d: &DeploymentDecl, r: &mut Report) {
@@ -239,14 +304,14 @@ fn replicas(d: &DeploymentDecl, r: &mut Report) {
         );
     }
     match d.kind {
-        WorkloadKind::Job if d.replicas > 1 => r.warning(
+        WorkloadKind::Job | WorkloadKind::CronJob if d.replicas > 1 => r.warning(
             at!["replicas"],
             format!(
-                "a job with {} replicas runs {} copies of the same task; is that intended?",
-                d.replicas, d.replicas
+                "each run of a {} with {} replicas runs {} copies of the same task; is that intended?",
+                d.kind, d.replicas, d.replicas
             ),
         ),
-        WorkloadKind::Job | WorkloadKind::Worker => {}
+        WorkloadKind::Job | WorkloadKind::CronJob | WorkloadKind::Worker => {}
     }
     let host_network = d.network.as_ref().map(|n| n.mode) == Some(NetworkMode::Host);
     if host_network && d.replicas > 1 {

@@ -196,6 +196,8 @@ pub struct InstanceSpec {
     pub deployment: DeploymentId,
     pub generation: u64,
     pub ordinal: u32,
+    /// The cron job run it belongs to (`None` for workers and jobs).
+    pub run: Option<u64>,
     /// The template hash, put on the instance as a label.
     pub template: String,
     pub spec: DeploymentDecl,
@@ -204,10 +206,12 @@ pub struct InstanceSpec {
 }
 
 impl InstanceSpec {
-    /// `keel-<namespace>-<name>-<generation>-<ordinal>`: unique per live instance.
+    /// `keel-<namespace>-<name>-<generation>-<ordinal>` (`…-<generation>-r<run>-<ordinal>` for
+    /// a cron job's run): unique per live instance.
     pub fn name(&self) -> String {
+        let run = self.run.map(|r| format!("r{r}-")).unwrap_or_default();
         format!(
-            "keel-{}-{}-{}-{}",
+            "keel-{}-{}-{}-{run}{}",
             self.deployment.namespace, self.deployment.name, self.generation, self.ordinal
         )
     }

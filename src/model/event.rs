@@ -36,6 +36,15 @@ string_enum! {
         ReadinessDeadlineExceeded = "readiness_deadline_exceeded",
         /// Instances were added or removed to match `replicas`.
         Scaled = "scaled",
+        /// A cron job's run started.
+        RunStarted = "run_started",
+        /// A cron job's run ended: completed or failed.
+        RunFinished = "run_finished",
+        /// A cron job's run was skipped (the previous one still ran, its starting deadline
+        /// passed, or the agent was down when it was due).
+        RunSkipped = "run_skipped",
+        /// An operator cleared a cron job's failed runs (`keel clear-runs`).
+        RunsCleared = "runs_cleared",
     }
 }
 
@@ -59,6 +68,7 @@ string_enum! {
         DeploymentHealthCheckFailed = "deployment.health_check_failed",
         DeploymentRollingUpdate = "deployment.rolling_update",
         RevisionStatusChanged = "revision.status_changed",
+        JobRunFinished = "job.run_finished",
     }
 }
 
@@ -67,7 +77,7 @@ string_enum! {
 pub struct StatusChanged {
     pub namespace: String,
     pub name: String,
-    /// `worker` or `job`.
+    /// `worker`, `job` or `cronjob`.
     pub kind: String,
     /// `docker` or `cloud-hypervisor`.
     pub runtime: String,

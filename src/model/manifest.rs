@@ -79,9 +79,37 @@ pub struct DeploymentDecl {
     /// VM boots from an initramfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// `worker` runs forever and is restarted; `job` runs to completion once.
+    /// `worker` runs forever and is restarted; `job` runs to completion once; `cronjob` runs
+    /// to completion on a `schedule`.
     #[serde(default)]
     pub kind: WorkloadKind,
+    /// When a `cronjob` runs: a cron expression of five fields (minute hour day-of-month month
+    /// day-of-week), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`. Required for a cronjob, refused on other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = "*/15 * * * *", example = "0 3 * * *", example = "@hourly")]
+    pub schedule: Option<String>,
+    /// The IANA time zone a `cronjob`'s schedule is read in (`Europe/Paris`,
+    /// `America/New_York`). Daylight saving as cron has it: a time skipped by the clock runs
+    /// just after the gap, a time that happens twice runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_timezone", example = "Europe/Paris")]
+    pub timezone: Option<String>,
+    /// What a `cronjob` does when a run is due while an earlier one still runs: `forbid`
+    /// skips the new run (recorded, with an event), `allow` runs both, `replace` stops the
+    /// running one and starts the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// How late after its due time a `cronjob`'s run may still start (`5m`); a run that could
+    /// not start by then — the agent was down, say — is skipped and recorded. Without it a late
+    /// run always starts; at most one missed run is ever caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = "5m")]
+    pub starting_deadline: Option<Duration>,
+    /// How many finished runs of a `cronjob` keep their instances (for `keel logs`); older
+    /// ones are removed. Their records stay in `keel runs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<History>,
     /// How many instances to run (0 to 256).
     #[serde(default = "default_replicas")]
     pub replicas: u32,
@@ -123,6 +151,74 @@ pub struct DeploymentDecl {
 
 fn default_replicas() -> u32 {
     1
+}
+
+fn default_timezone() -> Option<String> {
+    Some("UTC".to_owned())
+}
+
+/// What a cron job does when a run is due while an earlier run still runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// Skip the new run (recorded as skipped, with an event).
+    #[default]
+    Forbid,
+    /// Start the new run beside the running one.
+    Allow,
+    /// Stop the running one (recorded as failed, replaced) and start the new one.
+    Replace,
+}
+
+impl Concurrency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concurrency::Forbid => "forbid",
+            Concurrency::Allow => "allow",
+            Concurrency::Replace => "replace",
+        }
+    }
+}
+
+/// How many finished runs of a cron job keep their instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    /// Runs that completed (every instance exited 0).
+    #[serde(default = "default_successful_history")]
+    pub successful: u32,
+    /// Runs that failed.
+    #[serde(default = "default_failed_history")]
+    pub failed: u32,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            successful: default_successful_history(),
+            failed: default_failed_history(),
+        }
+    }
+}
+
+fn default_successful_history() -> u32 {
+    3
+}
+
+fn default_failed_history() -> u32 {
+    1
+}
+
+impl DeploymentDecl {
+    /// A cron job's concurrency (default `forbid`).
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency.unwrap_or_default()
+    }
+
+    /// A cron job's history (default 3 successful, 1 failed).
+    pub fn history(&self) -> History {
+        self.history.unwrap_or_default()
+    }
 }
 
 /// A microVM's memory when `resources.limits.memory` is not set.
@@ -226,6 +322,10 @@ pub enum WorkloadKind {
     Worker,
     /// A one-shot task: exit 0 is `completed`, anything else `failed`.
     Job,
+    /// A task run on a `schedule`: each run is `running` until it exits, then `completed`
+    /// (exit 0) or `failed`.
+    #[serde(rename = "cronjob")]
+    CronJob,
 }
 
 impl WorkloadKind {
@@ -233,7 +333,22 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Worker => "worker",
             WorkloadKind::Job => "job",
+            WorkloadKind::CronJob => "cronjob",
         }
+    }
+
+    /// Whether its instances run to completion (jobs and cron jobs' runs).
+    pub fn runs_to_completion(self) -> bool {
+        match self {
+            WorkloadKind::Worker => false,
+            WorkloadKind::Job | WorkloadKind::CronJob => true,
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -241,14 +356,18 @@ impl std::str::FromStr for WorkloadKind {
     type Err = super::status::UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [WorkloadKind::Worker, WorkloadKind::Job]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| super::status::UnknownValue {
-                kind: "kind",
-                value: s.to_owned(),
-                valid: &["worker", "job"],
-            })
+        [
+            WorkloadKind::Worker,
+            WorkloadKind::Job,
+            WorkloadKind::CronJob,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| super::status::UnknownValue {
+            kind: "kind",
+            value: s.to_owned(),
+            valid: &["worker", "job", "cronjob"],
+        })
     }
 }
 
@@ -907,6 +1026,11 @@ mod tests {
             runtime: RuntimeKind::CloudHypervisor,
             image: None,
             kind: WorkloadKind::Worker,
+            schedule: None,
+            timezone: None,
+            concurrency: None,
+            starting_deadline: None,
+            history: None,
             replicas: 1,
             command: vec![],
             environment: BTreeMap::new(),

@@ -27,6 +27,28 @@ pub struct Memory {
     /// Instances keel knows something about, by runtime id.
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceMemory>,
+    /// A cron job's schedule and runs under way (empty for other kinds).
+    #[serde(default)]
+    pub cron: CronMemory,
+}
+
+/// Where a cron job's schedule stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronMemory {
+    /// The latest due time decided (a run started or skipped for it); the schedule carries on
+    /// after it. `None` before the first: the schedule starts from when the generation was
+    /// stored, nothing before it is owed.
+    #[serde(default)]
+    pub last_due: Option<Timestamp>,
+    /// The number of the latest run (started or skipped); the next one gets one more.
+    #[serde(default)]
+    pub last_run: u64,
+    /// Runs under way, by number.
+    #[serde(default)]
+    pub active: BTreeMap<u64, super::run::Run>,
+    /// The next due time, as of the last pass.
+    #[serde(default)]
+    pub next_due: Option<Timestamp>,
 }
 
 impl Memory {
@@ -45,6 +67,7 @@ impl Memory {
             retry: None,
             last_failure: None,
             instances: BTreeMap::new(),
+            cron: CronMemory::default(),
         }
     }
 }
@@ -53,7 +76,8 @@ impl Memory {
     /// The memory of a deployment whose spec changed (a new generation): `pending`, restart
     /// counter 0, retry and reported failure cleared, the rollout deadline counting from `now`.
     /// A deployment already `pending` keeps the time it became so. Instances are kept: those
-    /// of the previous generation still run, and what keel knows of them still holds.
+    /// of the previous generation still run, and what keel knows of them still holds; so is a
+    /// cron job's schedule (runs under way finish, numbering goes on).
     pub fn new_generation(&self, now: Timestamp) -> Self {
         Self {
             status: DeploymentStatus::Pending,
@@ -67,6 +91,7 @@ impl Memory {
             retry: None,
             last_failure: None,
             instances: self.instances.clone(),
+            cron: self.cron.clone(),
         }
     }
 }

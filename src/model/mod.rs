@@ -56,6 +56,8 @@ pub mod manifest;
 pub mod memory;
 pub mod observed;
 pub mod plan;
+pub mod run;
+pub mod schedule;
 pub mod snapshot;
 pub mod status;
 pub mod stored;

@@ -29,6 +29,8 @@ pub struct ObservedInstance {
     pub deployment: DeploymentId,
     pub generation: u64,
     pub ordinal: u32,
+    /// The cron job run it belongs to (`None` for workers and jobs).
+    pub run: Option<u64>,
     /// The template hash it was created from (see `model::desired::template_hash`).
     pub template: String,
     pub phase: Phase,

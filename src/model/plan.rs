@@ -103,6 +103,10 @@ pub enum WaitingOn {
     /// Running instances whose readiness checks have not reported yet (as right after an
     /// agent restart): health is unknown until they do.
     FirstProbe { instances: u32 },
+    /// A cron job between runs: the next is due then.
+    NextRun { at: Timestamp },
+    /// A cron job with `replicas: 0`: its schedule is suspended.
+    Suspended,
 }
 
 /// An event the store records (and maybe notifies).
@@ -131,6 +135,8 @@ pub struct Outcome {
     pub memory: Memory,
     pub status_change: Option<StatusChange>,
     pub events: Vec<PlannedEvent>,
+    /// A cron job's runs that started, finished or were skipped in this pass.
+    pub runs: Vec<super::run::Run>,
     pub health: Option<Health>,
     pub ready: u32,
     pub desired: u32,

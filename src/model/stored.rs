@@ -35,6 +35,8 @@ pub struct StoredDeployment {
     pub in_revision: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// A cron job's next due time, as of the last reconcile pass.
+    pub next_run_at: Option<Timestamp>,
     /// As of the last reconcile pass: health, ready and desired instances, and what it waits
     /// on (the planner's `WaitingOn`, as JSON).
     pub health: Option<super::status::Health>,
@@ -45,26 +47,14 @@ pub struct StoredDeployment {
     pub waiting_on: Option<serde_json::Value>,
 }
 
-/// What a list shows of a deployment beyond its summary: its image (a VM's disk) and the
-/// addresses of its live instances, oldest generation first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Listing {
-    pub image: Option<String>,
-    pub ips: Vec<String>,
-}
-
-impl Listing {
-    /// A stored deployment's listing, from its spec and its instances.
-    pub fn of(d: &StoredDeployment, instances: &[StoredInstance]) -> Self {
-        Self {
-            image: d.spec.image.clone(),
-            ips: instances
-                .iter()
-                .filter(|i| i.exit_code.is_none())
-                .filter_map(|i| i.ip.clone())
-                .collect(),
-        }
-    }
+/// The addresses of a deployment's live instances (present, not exited), oldest generation
+/// first: what a list shows of them.
+pub fn addresses(instances: &[StoredInstance]) -> Vec<String> {
+    instances
+        .iter()
+        .filter(|i| i.exit_code.is_none())
+        .filter_map(|i| i.ip.clone())
+        .collect()
 }
 
 /// A deployment's row without its spec: what lists, counts and the diff of a revision need,
@@ -85,6 +75,10 @@ pub struct StoredSummary {
     pub ready: u32,
     pub desired: u32,
     pub live: u32,
+    /// The image (a VM's disk), when the spec names one.
+    pub image: Option<String>,
+    /// A cron job's next due time, as of the last reconcile pass.
+    pub next_run_at: Option<Timestamp>,
 }
 
 impl From<&StoredDeployment> for StoredSummary {
@@ -104,6 +98,8 @@ impl From<&StoredDeployment> for StoredSummary {
             ready: d.ready,
             desired: d.desired,
             live: d.live,
+            image: d.spec.image.clone(),
+            next_run_at: d.next_run_at,
         }
     }
 }

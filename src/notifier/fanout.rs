@@ -100,7 +100,8 @@ fn commit_statuses(row: &OutboxRow, settings: &Settings) -> Vec<CommitStatus> {
         }
         NotificationKind::DeploymentStatusChanged
         | NotificationKind::DeploymentHealthCheckFailed
-        | NotificationKind::DeploymentRollingUpdate => Vec::new(),
+        | NotificationKind::DeploymentRollingUpdate
+        | NotificationKind::JobRunFinished => Vec::new(),
     }
 }
 

@@ -478,6 +478,7 @@ mod tests {
                 message: "1 instances ready".into(),
             }),
             events: Vec::new(),
+            runs: Vec::new(),
             health: None,
             ready: 1,
             desired: 1,

@@ -122,6 +122,7 @@ pub fn changed(
             last.get(*id) != Some(*outcome)
                 || outcome.status_change.is_some()
                 || !outcome.events.is_empty()
+                || !outcome.runs.is_empty()
         })
         .map(|(id, outcome)| (id.clone(), outcome.clone()))
         .collect()
@@ -186,6 +187,10 @@ pub fn revision_change(
                 status: outcome.map_or(d.status, |o| o.memory.status),
                 declared: d.in_revision,
                 live_instances: outcome.map_or(d.live, |o| live_instances(&o.instances)),
+                scheduled: d.spec.replicas == 0
+                    || outcome.is_some_and(|o| {
+                        o.memory.cron.next_due.is_some() || !o.memory.cron.active.is_empty()
+                    }),
             }
         })
         .collect();
@@ -258,6 +263,7 @@ mod tests {
             in_revision,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            next_run_at: None,
             health: None,
             ready: 0,
             desired: 1,
@@ -306,6 +312,7 @@ mod tests {
             memory: Memory::fresh(status, Timestamp(0), 0, Timestamp(0)),
             status_change: None,
             events: Vec::new(),
+            runs: Vec::new(),
             health: None,
             ready: 0,
             desired: 1,
@@ -548,6 +555,7 @@ mod tests {
             deployment: DeploymentId::new("demo", name),
             generation: 1,
             ordinal: 0,
+            run: None,
             template: "t".into(),
             phase,
             ip: None,

@@ -134,6 +134,7 @@ impl World {
             deployment: self.id.clone(),
             generation,
             ordinal,
+            run: None,
             template,
             phase,
             ip: None,

@@ -34,6 +34,8 @@ use crate::model::backoff;
 
 use super::{readiness, views};
 
+mod cron;
+
 /// The knobs of the lifecycle rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -183,6 +185,7 @@ fn plan_deployment<'a>(
         reason: None,
         waiting_on: None,
         incident_counted: false,
+        runs: Vec::new(),
     };
     match input.observed.runtimes.get(&target.spec.runtime) {
         Some(RuntimeObservation::Listed(_)) => pass.run(),
@@ -215,6 +218,8 @@ struct Pass<'a> {
     waiting_on: Option<WaitingOn>,
     /// A death or liveness replacement was already counted this pass (one incident).
     incident_counted: bool,
+    /// A cron job's runs that started, finished or were skipped this pass.
+    runs: Vec<crate::model::run::Run>,
 }
 
 /// Where a deployment is headed this pass.
@@ -229,6 +234,14 @@ enum Goal {
 
 impl<'a> Pass<'a> {
     fn run(&mut self) {
+        match self.spec().kind {
+            WorkloadKind::CronJob => self.run_cron(),
+            WorkloadKind::Worker | WorkloadKind::Job => self.run_workload(),
+        }
+    }
+
+    /// A worker's or a job's pass.
+    fn run_workload(&mut self) {
         self.forget_vanished();
         self.reap_exited();
         match self.goal() {
@@ -276,6 +289,10 @@ impl<'a> Pass<'a> {
         if !self.target.declared || self.mem.status == DeploymentStatus::Deleted {
             return Goal::Gone;
         }
+        // A cron job's `failed` is its last run's: the schedule goes on.
+        if self.spec().kind == WorkloadKind::CronJob {
+            return Goal::Run;
+        }
         match self.mem.status.class() {
             StatusClass::Terminal => Goal::Hold,
             StatusClass::Progressing | StatusClass::Settled | StatusClass::Retried => Goal::Run,
@@ -289,6 +306,9 @@ impl<'a> Pass<'a> {
     fn due(&self) -> Option<Timestamp> {
         if !self.goal_is_run() {
             return None;
+        }
+        if self.spec().kind == WorkloadKind::CronJob {
+            return self.cron_due();
         }
         let deadline = self.policy.rollout_deadline;
         let mut due = vec![
@@ -512,7 +532,7 @@ impl<'a> Pass<'a> {
                 "max_restart_count",
                 message,
             ),
-            WorkloadKind::Job => {
+            WorkloadKind::Job | WorkloadKind::CronJob => {
                 self.set_status(DeploymentStatus::Failed, "max_restart_count", message)
             }
         }
@@ -628,7 +648,7 @@ impl<'a> Pass<'a> {
     fn scale(&mut self, current: &[&'a ObservedInstance]) {
         let replicas = self.replicas() as usize;
         let done = match self.spec().kind {
-            WorkloadKind::Job => self.completed_job_instances(),
+            WorkloadKind::Job | WorkloadKind::CronJob => self.completed_job_instances(),
             WorkloadKind::Worker => 0,
         };
         let have = current.len() + done;
@@ -697,15 +717,21 @@ impl<'a> Pass<'a> {
         for ordinal in ordinals {
             self.actions.push(Action::Create {
                 runtime: self.spec().runtime,
-                instance: Box::new(InstanceSpec {
-                    deployment: self.target.id.clone(),
-                    generation: self.target.generation,
-                    ordinal,
-                    template: self.target.template.to_owned(),
-                    spec: self.spec().clone(),
-                    mounted_configs: self.target.mounted_configs.clone(),
-                }),
+                instance: Box::new(self.instance_spec(ordinal, None)),
             });
+        }
+    }
+
+    /// What to create for one instance of the current generation (of cron job run `run`).
+    fn instance_spec(&self, ordinal: u32, run: Option<u64>) -> InstanceSpec {
+        InstanceSpec {
+            deployment: self.target.id.clone(),
+            generation: self.target.generation,
+            ordinal,
+            run,
+            template: self.target.template.to_owned(),
+            spec: self.spec().clone(),
+            mounted_configs: self.target.mounted_configs.clone(),
         }
     }
 
@@ -918,7 +944,7 @@ impl<'a> Pass<'a> {
             .iter()
             .any(|a| matches!(a, Action::Create { .. } | Action::Start { .. }));
         match self.spec().kind {
-            WorkloadKind::Job => self.settle_job(&current, creating),
+            WorkloadKind::Job | WorkloadKind::CronJob => self.settle_job(&current, creating),
             WorkloadKind::Worker => self.settle_worker(&current, old, creating),
         }
     }
@@ -1081,6 +1107,7 @@ impl<'a> Pass<'a> {
             memory: self.mem,
             status_change: status_change.filter(|c| c.from != c.to),
             events: self.events,
+            runs: self.runs,
             health,
             ready,
             desired,
@@ -1109,7 +1136,7 @@ impl<'a> Pass<'a> {
                 .filter(|m| m.state == InstanceState::Starting)
                 .map_or(InstanceState::Created, |m| m.state),
             Phase::Running
-                if self.spec().kind == WorkloadKind::Job || !self.is_current(instance) =>
+                if self.spec().kind.runs_to_completion() || !self.is_current(instance) =>
             {
                 if self.is_ready(instance) {
                     InstanceState::Ready

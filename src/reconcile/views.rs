@@ -12,7 +12,7 @@ pub fn health(
     desired: u32,
 ) -> Option<Health> {
     match kind {
-        WorkloadKind::Job => None,
+        WorkloadKind::Job | WorkloadKind::CronJob => None,
         WorkloadKind::Worker if status == DeploymentStatus::Deleted => None,
         WorkloadKind::Worker if ready >= desired => Some(Health::Healthy),
         WorkloadKind::Worker if ready > 0 => Some(Health::Degraded),
@@ -23,16 +23,45 @@ pub fn health(
 /// One deployment as the namespace roll-up sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
+    pub kind: WorkloadKind,
     pub status: DeploymentStatus,
     /// Instances it should have (0 for a deployment scaled to zero).
     pub desired_instances: u32,
     /// Instances still present while it is `deleted` (being torn down).
     pub live_instances: u32,
+    /// A cron job has a failed run that no newer run has made good and nobody cleared.
+    pub failed_run: bool,
+}
+
+impl Member {
+    /// Whether it counts as a failure: its status says so — except a cron job's `failed`,
+    /// which is its last run's and counts through `failed_run` (clearing ends it) — or it has
+    /// a failed run not yet made good.
+    fn failing(&self) -> bool {
+        let status = match self.kind {
+            WorkloadKind::CronJob => {
+                self.status.is_failure() && self.status != DeploymentStatus::Failed
+            }
+            WorkloadKind::Worker | WorkloadKind::Job => self.status.is_failure(),
+        };
+        status || self.failed_run
+    }
+
+    /// Whether it is on its way up: pending or creating — except a cron job waiting for its
+    /// first due time, which is where it should be.
+    fn starting(&self) -> bool {
+        match self.kind {
+            WorkloadKind::CronJob => self.status == DeploymentStatus::Creating,
+            WorkloadKind::Worker | WorkloadKind::Job => {
+                self.status.class() == StatusClass::Progressing
+            }
+        }
+    }
 }
 
 /// The namespace status of DESIGN.md §3.4, rules applied in order.
 pub fn namespace_status(members: &[Member]) -> NamespaceStatus {
-    let failing = members.iter().filter(|m| m.status.is_failure()).count();
+    let failing = members.iter().filter(|m| m.failing()).count();
     if !members.is_empty() && failing == members.len() {
         return NamespaceStatus::Error;
     }
@@ -45,8 +74,7 @@ pub fn namespace_status(members: &[Member]) -> NamespaceStatus {
     {
         return NamespaceStatus::Stopping;
     }
-    let progressing = |m: &&Member| m.status.class() == StatusClass::Progressing;
-    if members.iter().any(|m| progressing(&m)) {
+    if members.iter().any(Member::starting) {
         return NamespaceStatus::Starting;
     }
     if members.iter().all(|m| m.desired_instances == 0) {
@@ -64,14 +92,17 @@ pub struct Goal {
     /// with nothing left running).
     pub declared: bool,
     pub live_instances: u32,
+    /// A cron job's schedule runs (its runtime was listed and the planner set it going).
+    pub scheduled: bool,
 }
 
 /// The state of an open revision from its deployments (DESIGN.md §3.5): `succeeded` only when
 /// every one reached its goal, `failed` as soon as one is in a terminal failure.
 pub fn revision_state(goals: &[Goal]) -> RevisionState {
+    // A cron job's `failed` is a run's outcome, not the revision's.
     if goals
         .iter()
-        .any(|g| g.status.class() == StatusClass::Terminal)
+        .any(|g| g.kind != WorkloadKind::CronJob && g.status.class() == StatusClass::Terminal)
     {
         return RevisionState::Failed;
     }
@@ -82,6 +113,16 @@ pub fn revision_state(goals: &[Goal]) -> RevisionState {
         match g.kind {
             WorkloadKind::Worker => g.status == DeploymentStatus::Running,
             WorkloadKind::Job => g.status == DeploymentStatus::Completed,
+            WorkloadKind::CronJob => {
+                g.scheduled
+                    && matches!(
+                        g.status,
+                        DeploymentStatus::Pending
+                            | DeploymentStatus::Running
+                            | DeploymentStatus::Completed
+                            | DeploymentStatus::Failed
+                    )
+            }
         }
     };
     if goals.iter().all(reached) {
@@ -98,9 +139,11 @@ mod tests {
 
     fn m(status: DeploymentStatus, desired: u32, live: u32) -> Member {
         Member {
+            kind: WorkloadKind::Worker,
             status,
             desired_instances: desired,
             live_instances: live,
+            failed_run: false,
         }
     }
 
@@ -159,6 +202,7 @@ mod tests {
             status,
             declared,
             live_instances: live,
+            scheduled: false,
         }
     }
 

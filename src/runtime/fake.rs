@@ -286,6 +286,7 @@ impl Runtime for FakeRuntime {
                     deployment: i.spec.deployment.clone(),
                     generation: i.spec.generation,
                     ordinal: i.spec.ordinal,
+                    run: i.spec.run,
                     template: i.spec.template.clone(),
                     phase: match i.state {
                         State::Created => Phase::Created,

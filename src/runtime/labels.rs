@@ -11,6 +11,8 @@ pub const NAMESPACE: &str = "keel.namespace";
 pub const NAME: &str = "keel.name";
 pub const GENERATION: &str = "keel.generation";
 pub const ORDINAL: &str = "keel.ordinal";
+/// The cron job run an instance belongs to (only on a cron job's instances).
+pub const RUN: &str = "keel.run";
 pub const SPEC_HASH: &str = "keel.spec_hash";
 pub const INSTANCE: &str = "keel.instance";
 /// Which agent owns the object: several agents (or test runs) can share one daemon, and each
@@ -20,7 +22,7 @@ pub const OWNER: &str = "keel.owner";
 /// The labels of one instance (the user's labels are added by the adapter, never overriding
 /// these).
 pub fn for_instance(spec: &InstanceSpec) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (MANAGED.to_owned(), "true".to_owned()),
         (DEPLOYMENT.to_owned(), spec.deployment.to_string()),
         (NAMESPACE.to_owned(), spec.deployment.namespace.clone()),
@@ -29,5 +31,9 @@ pub fn for_instance(spec: &InstanceSpec) -> BTreeMap<String, String> {
         (ORDINAL.to_owned(), spec.ordinal.to_string()),
         (SPEC_HASH.to_owned(), spec.template.clone()),
         (INSTANCE.to_owned(), spec.name()),
-    ])
+    ]);
+    if let Some(run) = spec.run {
+        labels.insert(RUN.to_owned(), run.to_string());
+    }
+    labels
 }

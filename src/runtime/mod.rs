@@ -258,6 +258,7 @@ mod tests {
             deployment: DeploymentId::new("demo", "web"),
             generation: 3,
             ordinal: 1,
+            run: None,
             template: "t".into(),
             spec: serde_json::from_value(
                 serde_json::json!({"name": "web", "namespace": "demo", "image": "busybox"}),

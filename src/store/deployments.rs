@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::model::desired::{template_hash, DeploymentId, DesiredDeployment, SpecHash};
@@ -18,7 +16,7 @@ use super::{parse_column, parse_json, StoreError};
 
 const COLUMNS: &str = "uuid, namespace, name, spec, spec_hash, generation, status, status_since, \
                                               restart_count, revision, in_revision, created_at, updated_at, health, ready, desired, waiting_on, \
-                                              template_hash, live";
+                                              template_hash, live, next_run_at";
 
 /// The canonical document as stored (see `model::desired::canonical_json`).
 #[derive(serde::Deserialize)]
@@ -48,6 +46,7 @@ struct RawDeployment {
     waiting_on: Option<String>,
     template_hash: String,
     live: u32,
+    next_run_at: Option<i64>,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
@@ -71,6 +70,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawDeployment> {
         waiting_on: row.get(16)?,
         template_hash: row.get(17)?,
         live: row.get(18)?,
+        next_run_at: row.get(19)?,
     })
 }
 
@@ -92,6 +92,7 @@ impl RawDeployment {
             in_revision: self.in_revision,
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
+            next_run_at: self.next_run_at.map(Timestamp),
             health: self
                 .health
                 .map(|h| parse_column("deployments.health", h))
@@ -107,6 +108,22 @@ impl RawDeployment {
     }
 }
 
+/// Every deployment's row id and spec, reading only `uuid` and `spec` (what every schema
+/// version has).
+#[allow(clippy::type_complexity)]
+pub fn specs(
+    conn: &Connection,
+) -> Result<Vec<(String, DeploymentDecl, BTreeMap<String, ConfigData>)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT uuid, spec FROM deployments")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (uuid, spec) = row?;
+        let canonical: Canonical = parse_json("deployments.spec", spec)?;
+        Ok((uuid, canonical.spec, canonical.mounted_configs))
+    })
+    .collect()
+}
+
 /// Every stored deployment.
 pub fn load_all(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut stmt = conn.prepare(&format!(
@@ -120,14 +137,15 @@ pub fn load_all(conn: &Connection) -> Result<StoredState, StoreError> {
     Ok(state)
 }
 
-/// Every deployment's row without its spec (no spec document is parsed), by (namespace, name).
-pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
-    let mut stmt = conn.prepare(
+/// Every deployment's row without its spec (no spec document is parsed), by (namespace, name);
+/// only those the revision `of` last changed, when given.
+pub fn summaries(conn: &Connection, of: Option<&str>) -> Result<Vec<StoredSummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
         "SELECT namespace, name, kind, runtime, spec_hash, generation, status, restart_count,
-                revision, in_revision, created_at, health, ready, desired, live
-         FROM deployments ORDER BY namespace, name",
+                revision, in_revision, created_at, health, ready, desired, live, image, next_run_at
+         FROM deployments WHERE ?1 IS NULL OR revision = ?1 ORDER BY namespace, name",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([of], |r| {
         Ok((
             (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             (r.get::<_, String>(2)?, r.get::<_, String>(3)?),
@@ -139,6 +157,10 @@ pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
                 r.get::<_, u32>(12)?,
                 r.get::<_, u32>(13)?,
                 r.get::<_, u32>(14)?,
+            ),
+            (
+                r.get::<_, Option<String>>(15)?,
+                r.get::<_, Option<i64>>(16)?,
             ),
         ))
     })?;
@@ -152,6 +174,7 @@ pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
             (revision, in_revision),
             (created_at, health),
             (ready, desired, live),
+            (image, next_run_at),
         ) = row?;
         out.push(StoredSummary {
             id: DeploymentId::new(namespace, name),
@@ -170,25 +193,11 @@ pub fn summaries(conn: &Connection) -> Result<Vec<StoredSummary>, StoreError> {
             ready,
             desired,
             live,
+            image,
+            next_run_at: next_run_at.map(Timestamp),
         });
     }
     Ok(out)
-}
-
-/// Every deployment's image (a VM's disk, when it has one), read out of its stored spec by
-/// SQLite (no spec is built here).
-pub fn images(conn: &Connection) -> Result<HashMap<DeploymentId, String>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT namespace, name, json_extract(spec, '$.spec.image') FROM deployments
-         WHERE json_extract(spec, '$.spec.image') IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The canonical document (`model::desired::canonical_json`) a deployment was stored with, as
@@ -236,8 +245,8 @@ pub fn insert(
     conn.execute(
         "INSERT INTO deployments (uuid, namespace, name, kind, runtime, spec, spec_hash, generation,
                                   status, status_since, restart_count, revision, in_revision, created_at, updated_at, generation_since,
-                                  template_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8, ?8, ?10)",
+                                  template_hash, image)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8, 0, ?9, 1, ?8, ?8, ?8, ?10, ?11)",
         params![
             uuid,
             want.id.namespace,
@@ -249,6 +258,7 @@ pub fn insert(
             now.0,
             revision,
             template_hash(&want.spec, &want.mounted_configs),
+            want.spec.image,
         ],
     )?;
     get(conn, &want.id)?.ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
@@ -270,7 +280,7 @@ pub fn replace_spec(
         "UPDATE deployments SET kind = ?2, runtime = ?3, spec = ?4, spec_hash = ?5, template_hash = ?6,
                 generation = ?7, revision = ?8, in_revision = 1, updated_at = ?9,
                 status = ?10, status_since = ?11, restart_count = ?12, generation_since = ?13,
-                retry = ?14, last_failure = ?15
+                retry = ?14, last_failure = ?15, image = ?16
          WHERE uuid = ?1",
         params![
             uuid,
@@ -288,6 +298,7 @@ pub fn replace_spec(
             memory.generation_since.0,
             memory.retry.as_ref().map(super::to_json).transpose()?,
             memory.last_failure.as_ref().map(super::to_json).transpose()?,
+            want.spec.image,
         ],
     )?;
     Ok(())

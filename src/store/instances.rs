@@ -73,12 +73,14 @@ pub fn count_by_state(
 /// generation first.
 pub fn addresses(
     conn: &Connection,
+    of: Option<&str>,
 ) -> Result<std::collections::HashMap<DeploymentId, Vec<String>>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT d.namespace, d.name, i.ip FROM instances i JOIN deployments d ON d.uuid = i.deployment
-         WHERE i.ip IS NOT NULL AND i.exit_code IS NULL ORDER BY i.generation, i.ordinal",
+         WHERE i.ip IS NOT NULL AND i.exit_code IS NULL AND (?1 IS NULL OR d.revision = ?1)
+         ORDER BY i.generation, i.ordinal",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([of], |r| {
         Ok((
             DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             r.get::<_, String>(2)?,

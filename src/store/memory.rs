@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::{params, Connection};
 
 use crate::model::desired::DeploymentId;
-use crate::model::memory::{Failure, InstanceMemory, Memory, Retry};
+use crate::model::memory::{CronMemory, Failure, InstanceMemory, Memory, Retry};
 use crate::model::plan::Outcome;
 use crate::model::stored::live_instances;
 use crate::model::time::Timestamp;
@@ -31,7 +31,7 @@ fn load(
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<BTreeMap<DeploymentId, Memory>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT namespace, name, status, status_since, restart_count, generation_since, retry, last_failure, uuid
+        "SELECT namespace, name, status, status_since, restart_count, generation_since, retry, last_failure, uuid, cron
          FROM deployments WHERE {filter}"
     ))?;
     let rows = stmt.query_map(args, |r| {
@@ -47,14 +47,18 @@ fn load(
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ),
         ))
     })?;
     let mut out = BTreeMap::new();
     let mut uuids = Vec::new();
     for row in rows {
-        let (id, (status, status_since, restart_count, generation_since), (retry, failure, uuid)) =
-            row?;
+        let (
+            id,
+            (status, status_since, restart_count, generation_since),
+            (retry, failure, uuid, cron),
+        ) = row?;
         uuids.push(uuid);
         let mut memory = Memory::fresh(
             parse_column("deployments.status", status)?,
@@ -68,6 +72,10 @@ fn load(
         memory.last_failure = failure
             .map(|t| parse_json::<Failure>("deployments.last_failure", t))
             .transpose()?;
+        memory.cron = cron
+            .map(|t| parse_json::<CronMemory>("deployments.cron", t))
+            .transpose()?
+            .unwrap_or_default();
         out.insert(id, memory);
     }
     let only = (uuids.len() == 1).then(|| uuids[0].as_str());
@@ -126,7 +134,8 @@ pub fn save(
     let (memory, views) = (&outcome.memory, &outcome.instances);
     conn.execute(
         "UPDATE deployments SET restart_count = ?2, retry = ?3, last_failure = ?4, updated_at = ?5,
-                health = ?6, ready = ?7, desired = ?8, waiting_on = ?9, live = ?10
+                health = ?6, ready = ?7, desired = ?8, waiting_on = ?9, live = ?10, cron = ?11,
+                next_run_at = ?12
          WHERE uuid = ?1",
         params![
             uuid,
@@ -139,6 +148,10 @@ pub fn save(
             outcome.desired,
             outcome.waiting_on.as_ref().map(to_json).transpose()?,
             live_instances(views),
+            (memory.cron != CronMemory::default())
+                .then(|| to_json(&memory.cron))
+                .transpose()?,
+            memory.cron.next_due.map(|t| t.0),
         ],
     )?;
     let seen: Vec<&str> = views.iter().map(|v| v.runtime_id.as_str()).collect();

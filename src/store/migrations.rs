@@ -41,6 +41,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V5,
         backfill: None,
     },
+    Migration {
+        sql: V6,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -258,12 +262,37 @@ CREATE TRIGGER IF NOT EXISTS instances_deleted AFTER DELETE ON instances
     BEGIN INSERT INTO changes (deployment) VALUES (OLD.deployment); END;
 ";
 
+/// Cron jobs: the runs of each (kept per deployment; a failed run counts against its
+/// namespace until a newer run completes or it is cleared); the schedule's memory and next due
+/// time with the deployment. And each deployment's image as a column, so that lists show it
+/// without reading spec documents.
+const V6: &str = "
+CREATE TABLE runs (
+    deployment  TEXT    NOT NULL REFERENCES deployments (uuid) ON DELETE CASCADE,
+    run         INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    due_at      INTEGER NOT NULL,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    exit_code   INTEGER,
+    outcome     TEXT    NOT NULL,
+    reason      TEXT,
+    cleared_at  INTEGER,
+    PRIMARY KEY (deployment, run)
+);
+CREATE INDEX runs_failed ON runs (deployment, run) WHERE outcome = 'failed' AND cleared_at IS NULL;
+ALTER TABLE deployments ADD COLUMN cron TEXT;
+ALTER TABLE deployments ADD COLUMN next_run_at INTEGER;
+ALTER TABLE deployments ADD COLUMN image TEXT;
+UPDATE deployments SET image = json_extract(spec, '$.spec.image');
+";
+
+/// Reads only the columns V1 had: a backfill runs before the later migrations' columns exist.
 fn backfill_template_hashes(conn: &Connection) -> Result<(), StoreError> {
-    let state = super::deployments::load_all(conn)?;
-    for d in state.deployments.values() {
+    for (uuid, spec, mounted_configs) in super::deployments::specs(conn)? {
         conn.execute(
             "UPDATE deployments SET template_hash = ?2 WHERE uuid = ?1",
-            params![d.uuid, template_hash(&d.spec, &d.mounted_configs)],
+            params![uuid, template_hash(&spec, &mounted_configs)],
         )?;
     }
     Ok(())

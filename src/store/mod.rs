@@ -25,6 +25,7 @@ mod outbox;
 mod pass;
 mod probes;
 mod revisions;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -41,7 +42,7 @@ use crate::model::memory::{Failure, Memory};
 use crate::model::plan::Outcome;
 use crate::model::status::RevisionState;
 use crate::model::stored::{
-    Listing, NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
+    NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
     StoredState, StoredSummary,
 };
 use crate::model::time::Timestamp;
@@ -98,9 +99,10 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// The count of the store's finished writes, and a wake-up for whoever waits for the next one
-/// (an API request held until its answer changes). Waiting costs nothing while nothing is
-/// written.
+/// The count of the store's writes that change what the API's views show (revisions, passes,
+/// cleared runs — not probe results or delivery attempts), and a wake-up for whoever waits for
+/// the next one (an API request held until its answer changes). Waiting costs nothing while
+/// nothing is written.
 #[derive(Debug, Default)]
 pub struct Writes {
     count: std::sync::atomic::AtomicU64,
@@ -195,7 +197,8 @@ impl Store {
         self.outbox_signal.clone()
     }
 
-    /// Runs `f` in one transaction on the writer and wakes the notifier afterwards.
+    /// Runs `f` in one transaction on the writer and wakes the notifier afterwards. These are
+    /// the writes that change what the API's views show: each bumps `writes`.
     fn call_notifying<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
@@ -208,6 +211,7 @@ impl Store {
             tx.commit()?;
             Ok(result)
         })?;
+        self.writes.bump();
         self.outbox_signal.notify_one();
         Ok(result)
     }
@@ -223,9 +227,7 @@ impl Store {
             let _ = reply.send(f(conn));
         });
         self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
-        let result = answer.recv().map_err(|_| StoreError::WriterGone)?;
-        self.writes.bump();
-        result
+        answer.recv().map_err(|_| StoreError::WriterGone)?
     }
 
     /// Applies a valid revision and `plan`, its diff against this store (computed by the
@@ -267,6 +269,32 @@ impl Store {
                 pass::settle_revision(tx, seq, state, now)?;
             }
             pass::purge(tx, &purge, now)
+        })
+    }
+
+    /// Clears a cron job's failed runs (they no longer count against its namespace) and
+    /// records who asked as an event: how many were cleared, `None` for an unknown deployment.
+    pub fn clear_runs(
+        &self,
+        id: DeploymentId,
+        by: String,
+        now: Timestamp,
+    ) -> Result<Option<usize>, StoreError> {
+        self.call_notifying(move |tx| {
+            let Some(row) = deployments::get(tx, &id)? else {
+                return Ok(None);
+            };
+            let cleared = runs::clear(tx, &row.uuid, now)?;
+            let event = Event {
+                deployment: id.clone(),
+                time: now,
+                kind: crate::model::event::EventKind::RunsCleared,
+                reason: "runs_cleared".to_owned(),
+                message: format!("{cleared} failed run(s) cleared by {by}"),
+                revision: Some(row.revision.clone()),
+            };
+            events::insert(tx, &row.uuid, &event)?;
+            Ok(Some(cleared))
         })
     }
 
@@ -431,22 +459,22 @@ impl StoreReader {
     /// Every deployment without its spec, by (namespace, name): lists and counts read this,
     /// which parses no spec document.
     pub fn summaries(&self) -> Result<Vec<StoredSummary>, StoreError> {
-        deployments::summaries(&self.conn)
+        deployments::summaries(&self.conn, None)
     }
 
-    /// Every deployment's summary and listing (image, live addresses), by (namespace, name):
-    /// what the API's lists show. Three reads, whatever the number of deployments.
-    pub fn listed(&self) -> Result<Vec<(StoredSummary, Listing)>, StoreError> {
-        let mut images = deployments::images(&self.conn)?;
-        let mut addresses = instances::addresses(&self.conn)?;
-        Ok(deployments::summaries(&self.conn)?
+    /// Every deployment's summary and the addresses of its live instances, by (namespace,
+    /// name): what the API's lists show (only those revision `of` last changed, when given).
+    /// Two reads, no spec document parsed.
+    pub fn listed(
+        &self,
+        of: Option<&str>,
+    ) -> Result<Vec<(StoredSummary, Vec<String>)>, StoreError> {
+        let mut addresses = instances::addresses(&self.conn, of)?;
+        Ok(deployments::summaries(&self.conn, of)?
             .into_iter()
             .map(|s| {
-                let listing = Listing {
-                    image: images.remove(&s.id),
-                    ips: addresses.remove(&s.id).unwrap_or_default(),
-                };
-                (s, listing)
+                let ips = addresses.remove(&s.id).unwrap_or_default();
+                (s, ips)
             })
             .collect())
     }
@@ -460,6 +488,26 @@ impl StoreReader {
     /// deployments exist.
     pub fn deployment(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
         deployments::get(&self.conn, id)
+    }
+
+    /// A page of a deployment's runs, newest first, each with when it was cleared (`None`
+    /// for an unknown deployment).
+    #[allow(clippy::type_complexity)]
+    pub fn runs_page(
+        &self,
+        id: &DeploymentId,
+        limit: u32,
+        before: Option<u64>,
+    ) -> Result<Option<Vec<(crate::model::run::Run, Option<Timestamp>)>>, StoreError> {
+        match deployments::get(&self.conn, id)? {
+            Some(row) => Ok(Some(runs::page(&self.conn, &row.uuid, limit, before)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The cron jobs with a failed run nobody cleared and no newer run made good.
+    pub fn failing_runs(&self) -> Result<std::collections::HashSet<DeploymentId>, StoreError> {
+        runs::failing(&self.conn)
     }
 
     /// Revisions, newest first.

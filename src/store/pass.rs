@@ -1,17 +1,19 @@
 //! Persisting one reconciler pass in one transaction: for every deployment whose outcome
 //! changed, its status (with event and notification), memory, instances, the pass's events
-//! (with their notifications) and restart history; the latest revision's state; and the
-//! purge of deployments that are gone.
+//! (with their notifications), restart history and a cron job's runs (a finished one with its
+//! `job.run_finished` notification); the latest revision's state; and the purge of
+//! deployments that are gone.
 
 use rusqlite::Connection;
 
 use crate::model::desired::DeploymentId;
-use crate::model::event::{DeploymentNotice, Event, EventKind};
+use crate::model::event::{DeploymentNotice, Event, EventKind, NotificationKind};
 use crate::model::plan::Outcome;
+use crate::model::run::RunFinished;
 use crate::model::status::RevisionState;
 use crate::model::time::Timestamp;
 
-use super::{apply, deployments, events, instances, memory, outbox, revisions, StoreError};
+use super::{apply, deployments, events, instances, memory, outbox, revisions, runs, StoreError};
 
 /// Writes the outcomes of a pass.
 pub fn record(
@@ -25,6 +27,24 @@ pub fn record(
         };
         // Health and counts first, so that the status change's notification carries them.
         memory::save(tx, &row.uuid, outcome, now)?;
+        runs::record(tx, &row.uuid, &outcome.runs)?;
+        for run in outcome.runs.iter().filter(|r| r.outcome.is_finished()) {
+            let data = RunFinished {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                run: run.run,
+                outcome: run.outcome,
+                exit_code: run.exit_code,
+                duration_ms: run.duration_ms(),
+                due_at: run.due_at.to_rfc3339(),
+                started_at: run.started_at.map(|t| t.to_rfc3339()),
+                finished_at: run.finished_at.map(|t| t.to_rfc3339()),
+                reason: run.reason.clone(),
+                generation: run.generation,
+                revision: row.revision.clone(),
+            };
+            outbox::enqueue(tx, NotificationKind::JobRunFinished, &data, now)?;
+        }
         if let Some(change) = &outcome.status_change {
             apply::change_status(
                 tx,

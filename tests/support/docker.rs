@@ -246,6 +246,7 @@ impl Agent {
             deployment: self.id(name),
             generation: 1,
             ordinal: 0,
+            run: None,
             template: "t".into(),
             spec: serde_json::from_value(spec).unwrap(),
             mounted_configs: Default::default(),

@@ -219,6 +219,7 @@ mod tests {
             deployment: DeploymentId::new("demo", "vm"),
             generation: 1,
             ordinal: 0,
+            run: None,
             template: "t".into(),
             spec: serde_json::from_value(serde_json::json!({
                 "name": "vm", "namespace": "demo", "runtime": "cloud-hypervisor",

@@ -507,12 +507,17 @@ fn observed(
         ))
     };
     let (deployment, generation, ordinal, template) = labelled()?;
+    let run = match label.get(labels::RUN) {
+        Some(run) => Some(run.parse().ok()?),
+        None => None,
+    };
     Some(ObservedInstance {
         runtime: RuntimeKind::Docker,
         runtime_id: id.to_owned(),
         deployment,
         generation,
         ordinal,
+        run,
         template,
         phase: inspection.phase,
         ip: inspection.ip,
