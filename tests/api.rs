@@ -985,6 +985,12 @@ async fn a_held_request_answers_when_its_answer_changes_or_304_when_the_wait_end
         "/v1/deployments?namespace=held&wait=30s".to_owned(),
         list_etag,
     );
+    // A page's tag covers the pages after it: d1 is on page 2 here.
+    let page_etag = etag_of("/v1/deployments?namespace=held&limit=1").await;
+    let held_page = hold(
+        "/v1/deployments?namespace=held&limit=1&wait=30s".to_owned(),
+        page_etag,
+    );
     let events_etag = etag_of("/v1/deployments/held/d0/events").await;
     let held_events = hold(
         "/v1/deployments/held/d0/events?wait=30s".to_owned(),
@@ -993,6 +999,11 @@ async fn a_held_request_answers_when_its_answer_changes_or_304_when_the_wait_end
     apply("r2", "", "    replicas: 2\n");
     let (status, _, body) = held_list.await.unwrap();
     assert_eq!(status, 200, "d1 changed, so did the list: {body}");
+    let (status, _, body) = held_page.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "a change on page 2 is a new page 1 tag: {body}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!held.is_finished(), "d0's detail did not change with d1");
     apply("r3", "    replicas: 3\n", "    replicas: 2\n");

@@ -117,6 +117,8 @@ fn config_produces_plain_settings_and_names_no_adapter() {
     imports_only("config.rs", &["model", "manifest", "config"]);
 }
 
+/// One exception, declared where clap parses: `--api` falls back to `KEEL_API` (clap's `env`
+/// attribute shows it in `--help`). Any other variable is read by `config`.
 #[test]
 fn only_config_reads_the_environment() {
     for (path, text) in files_under("") {
@@ -131,6 +133,15 @@ fn only_config_reads_the_environment() {
                 path.display()
             );
         }
+        let declared: Vec<&str> = text
+            .match_indices("env = \"")
+            .map(|(at, _)| text[at..].split('"').nth(1).unwrap_or_default())
+            .collect();
+        assert!(
+            declared.iter().all(|name| *name == "KEEL_API"),
+            "{} has clap read {declared:?}; only KEEL_API is read by clap, the rest by config.rs",
+            path.display()
+        );
     }
 }
 

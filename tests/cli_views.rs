@@ -623,6 +623,14 @@ impl Watching {
         &self.seen
     }
 
+    /// Waits until what was printed satisfies `done`, failing after `patience`.
+    fn until(&mut self, patience: std::time::Duration, done: impl Fn(&[String]) -> bool) {
+        let deadline = std::time::Instant::now() + patience;
+        while !done(self.take(std::time::Duration::from_millis(100))) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", self.seen);
+        }
+    }
+
     /// Sends SIGINT (what Ctrl-C sends) and returns how it ended.
     fn interrupt(mut self) -> std::process::Output {
         let pid = self.child.id().to_string();
@@ -660,7 +668,18 @@ async fn watch_prints_each_change_and_ctrl_c_ends_it_cleanly() {
     .unwrap();
     let state = ApiState::new(db, Access::default(), Arc::default(), Arc::default());
     state.cache_under(store.writes());
-    let base = support::api::serve(state).await;
+    // Counts the requests the watchers make: held, they make one per change, not one a second.
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = keel::api::router(state).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            next.run(request)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let mut list = Watching::start(&["deployments", "--watch", "-o", "json", "--api", &base]);
     let mut detail = Watching::start(&["deployment", "watched/web", "-w", "--api", &base]);
@@ -677,10 +696,9 @@ async fn watch_prints_each_change_and_ctrl_c_ends_it_cleanly() {
     let first = list.take(patience).to_vec();
     let before: serde_json::Value = serde_json::from_str(&first[0]).unwrap();
     assert_eq!(before[0]["status"], "pending", "{before}");
-    assert!(detail
-        .take(patience)
-        .iter()
-        .any(|l| l.starts_with("Status:      pending")));
+    detail.until(patience, |seen| {
+        seen.iter().any(|l| l.starts_with("Status:      pending"))
+    });
 
     let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::new(RuntimeKind::Docker));
     let mut controller = Controller::new(
@@ -753,6 +771,15 @@ async fn watch_prints_each_change_and_ctrl_c_ends_it_cleanly() {
             events.seen
         );
     }
+
+    // Nothing changes now: each watcher waits in one held request.
+    let before = asked.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let quiet = asked.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        quiet <= 3,
+        "{quiet} requests in a quiet 3 s: the watchers poll"
+    );
 
     for watching in [list, detail, events] {
         let ended = tokio::task::spawn_blocking(move || watching.interrupt())

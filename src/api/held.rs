@@ -6,8 +6,8 @@
 //! Inputs: the request's headers and `wait`, and a builder of the answer (usually served from
 //! the rendered cache). A held request wakes on the store's write signal only, rebuilds its
 //! answer and compares entity tags; an answer that moves without a write (an image pull) is
-//! looked at again every second. Invariant: `wait` never exceeds `MAX_WAIT`, which stays below
-//! the listener's idle timeout, so a held request is never cut as idle.
+//! looked at again every second. Invariant: a held request is never cut as idle by the
+//! listener (it is marked streaming while it waits), and never waits past `MAX_WAIT`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +41,13 @@ impl Answer {
     }
 }
 
+fn star(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*")
+}
+
 /// The `wait` query parameter (`30s`, `500ms`), capped at `MAX_WAIT`.
 pub fn wait_of(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError> {
     single(pairs, "wait")
@@ -58,6 +65,7 @@ pub async fn answer<F, Fut>(
     views: &Views,
     headers: &HeaderMap,
     wait: Option<Duration>,
+    streaming: Option<&super::serve::Streaming>,
     mut build: F,
 ) -> Result<Response, ApiError>
 where
@@ -68,11 +76,14 @@ where
     loop {
         let seen = views.count();
         let answer = build().await?;
-        let held = deadline.filter(|_| answer.rendered.held_by(headers));
+        // `*` matches whatever the answer is: there is no copy to wait past.
+        let held = deadline.filter(|_| answer.rendered.held_by(headers) && !star(headers));
         let respond = || answer.rendered.respond(headers, answer.link.clone());
         let Some(deadline) = held else {
             return Ok(respond());
         };
+        // A held request is quiet on the wire: the listener must not cut it as idle.
+        let _held = streaming.map(super::serve::Streaming::hold);
         let changed = views.changed_since(seen, answer.volatile);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(respond());

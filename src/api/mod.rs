@@ -425,19 +425,30 @@ fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The connection's streaming mark, when served by `serve::serve` (held requests set it).
+type Held = Option<axum::Extension<serve::Streaming>>;
+
 async fn deployments(
     State(state): State<Arc<ApiState>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    streaming: Held,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let filter = ListFilter::of(&pairs)?;
     let wait = held::wait_of(&pairs)?;
     let (state, pairs, filter) = (&state, &pairs, &filter);
-    held::answer(&state.views, &headers, wait, move || async move {
-        let list = state.deployment_list(wait.is_some()).await?;
-        filter.page(&list, pairs)
-    })
+    let streaming = streaming.as_ref().map(|s| &s.0);
+    held::answer(
+        &state.views,
+        &headers,
+        wait,
+        streaming,
+        move || async move {
+            let list = state.deployment_list(wait.is_some()).await?;
+            filter.page(&list, pairs)
+        },
+    )
     .await
 }
 
@@ -500,8 +511,11 @@ impl ListFilter {
             (true, Some(last)) => Some((header::LINK, next_link(pairs, last))),
             (true, None) | (false, _) => None,
         };
+        let tag_link = link.as_ref().map(|(_, l)| l.as_str());
         Ok(held::Answer {
-            rendered: Arc::new(rendered::Rendered::json(&page).map_err(internal)?),
+            rendered: Arc::new(
+                rendered::Rendered::page_of(&page, &list.all, tag_link).map_err(internal)?,
+            ),
             link,
             volatile: false,
         })
@@ -563,11 +577,16 @@ async fn deployment(
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    streaming: Held,
 ) -> Result<Response, ApiError> {
     let wait = held::wait_of(&query_pairs(raw.as_deref()))?;
     let id = DeploymentId::new(namespace, name);
     let (state, id) = (&state, &id);
-    held::answer(&state.views, &headers, wait, move || detail(state, id)).await
+    let streaming = streaming.as_ref().map(|s| &s.0);
+    held::answer(&state.views, &headers, wait, streaming, move || {
+        detail(state, id)
+    })
+    .await
 }
 
 /// One deployment's detail: from the cache unless the store was written since, or an image
@@ -619,18 +638,26 @@ async fn events(
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    streaming: Held,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let (limit, before) = paging(&pairs)?;
     let wait = held::wait_of(&pairs)?;
     let id = DeploymentId::new(namespace, name);
     let (state, id) = (&state, &id);
-    held::answer(&state.views, &headers, wait, move || async move {
-        let page = event_page(state, id.clone(), limit, before).await?;
-        Ok(held::Answer::of(Arc::new(
-            rendered::Rendered::json(&page).map_err(internal)?,
-        )))
-    })
+    let streaming = streaming.as_ref().map(|s| &s.0);
+    held::answer(
+        &state.views,
+        &headers,
+        wait,
+        streaming,
+        move || async move {
+            let page = event_page(state, id.clone(), limit, before).await?;
+            Ok(held::Answer::of(Arc::new(
+                rendered::Rendered::json(&page).map_err(internal)?,
+            )))
+        },
+    )
     .await
 }
 

@@ -44,10 +44,31 @@ impl Rendered {
     }
 
     fn from_body(body: Bytes) -> Self {
+        let etag = Self::tag(&body, "");
+        Self { body, etag }
+    }
+
+    /// A page of a larger answer: its tag also covers `whole` (the tag of everything the page
+    /// is cut from) and the next page's link, so that a change anywhere — on a later page, or
+    /// one that only moves the link — is a new tag.
+    pub fn page_of<T: serde::Serialize>(
+        value: &T,
+        whole: &Rendered,
+        link: Option<&str>,
+    ) -> Result<Self, serde_json::Error> {
+        let body = Bytes::from(serde_json::to_vec(value)?);
+        let etag = Self::tag(
+            &body,
+            &format!("{}{}", whole.etag, link.unwrap_or_default()),
+        );
+        Ok(Self { body, etag })
+    }
+
+    fn tag(body: &[u8], also: &str) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         body.hash(&mut hasher);
-        let etag = format!("\"{:016x}-{:x}\"", hasher.finish(), body.len());
-        Self { body, etag }
+        also.hash(&mut hasher);
+        format!("\"{:016x}-{:x}\"", hasher.finish(), body.len())
     }
 
     /// Whether the request's `If-None-Match` names this entity (the client holds it).

@@ -11,7 +11,6 @@ use std::io::IsTerminal;
 
 use clap::ValueEnum;
 use serde_json::Value;
-use yaml_rust2::{Yaml, YamlEmitter};
 
 use crate::model::delivery::DeliveryState;
 use crate::model::status::{DeploymentStatus, Health, NamespaceStatus, RevisionState};
@@ -82,37 +81,120 @@ pub fn json_text(value: &Value) -> String {
     format!("{pretty}\n")
 }
 
-/// One YAML document (`---` first) holding `value`.
+/// One YAML document (`---` first) holding `value`, block style. A string is written plain
+/// only when no YAML reader could take it for anything else (a letter first, then letters,
+/// digits and `._/-`, and not a word YAML 1.1 or 1.2 reads as a boolean, null or number);
+/// every other string is double-quoted with JSON's escapes, which YAML reads the same way.
 pub fn yaml_text(value: &Value) -> String {
-    let mut out = String::new();
-    let mut emitter = YamlEmitter::new(&mut out);
-    // Writing into a String cannot fail; an error would be a bug of the emitter, shown as is.
-    if let Err(error) = emitter.dump(&yaml_of(value)) {
-        return format!("# cannot write YAML: {error:?}\n");
+    let mut out = String::from("---");
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('\n');
+            yaml_block(value, 0, &mut out);
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('\n');
+            yaml_block(value, 0, &mut out);
+        }
+        _ => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(value));
+            out.push('\n');
+        }
     }
-    out.push('\n');
     out
 }
 
-fn yaml_of(value: &Value) -> Yaml {
+/// A non-empty mapping or sequence at `indent`, each entry on its own line(s); a sequence's
+/// nested collection starts on the dash's line (`- name: web`).
+fn yaml_block(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let nested = |v: &Value| match v {
+        Value::Object(map) => !map.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => false,
+    };
     match value {
-        Value::Null => Yaml::Null,
-        Value::Bool(b) => Yaml::Boolean(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Yaml::Integer(i),
-            (None, Some(u), _) => Yaml::Real(u.to_string()),
-            // `{:?}` keeps the fraction of a whole float (1.0, not 1), so it reads back a float.
-            (None, None, Some(f)) => Yaml::Real(format!("{f:?}")),
-            (None, None, None) => Yaml::Real(n.to_string()),
-        },
-        Value::String(s) => Yaml::String(s.clone()),
-        Value::Array(items) => Yaml::Array(items.iter().map(yaml_of).collect()),
-        Value::Object(map) => Yaml::Hash(
-            map.iter()
-                .map(|(k, v)| (Yaml::String(k.clone()), yaml_of(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            for (key, item) in map {
+                out.push_str(&format!("{pad}{}:", yaml_string(key)));
+                if nested(item) {
+                    out.push('\n');
+                    yaml_block(item, indent + 2, out);
+                } else {
+                    out.push_str(&format!(" {}\n", yaml_scalar(item)));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if nested(item) {
+                    let mut inner = String::new();
+                    yaml_block(item, indent + 2, &mut inner);
+                    out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                } else {
+                    out.push_str(&format!("{pad}- {}\n", yaml_scalar(item)));
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
     }
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_f64() => {
+            // A float keeps a fraction (1.0, 1.0e-7): YAML 1.1 reads `1e-7` as a string.
+            let text = n.to_string();
+            match (text.contains('.'), text.find(['e', 'E'])) {
+                (true, _) => text,
+                (false, Some(at)) => format!("{}.0{}", &text[..at], &text[at..]),
+                (false, None) => format!("{text}.0"),
+            }
+        }
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => yaml_string(s),
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+    }
+}
+
+fn yaml_string(s: &str) -> String {
+    const WORDS: [&str; 13] = [
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "infinity",
+        "none",
+    ];
+    let mut chars = s.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))
+        && !WORDS.contains(&s.to_ascii_lowercase().as_str());
+    match plain {
+        true => s.to_owned(),
+        false => double_quoted(s),
+    }
+}
+
+/// A YAML double-quoted scalar: every control character, line or paragraph separator and
+/// byte-order mark escaped (strict readers refuse them raw).
+fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A cell for an optional value: `-` when absent.
@@ -297,6 +379,7 @@ mod tests {
 
     /// The JSON a YAML text reads back as (what a user's YAML tool sees).
     fn read_back(text: &str) -> Value {
+        use yaml_rust2::Yaml;
         fn json_of(y: &Yaml) -> Value {
             match y {
                 Yaml::Null => Value::Null,
@@ -327,6 +410,12 @@ mod tests {
             "spaces": " padded ", "unicode": "déjà → ✓", "star": "*alias", "amp": "&anchor",
             "int": 42, "negative": -7, "big": u64::MAX, "float": 0.5, "whole_float": 2.0,
             "t": true, "f": false, "none": null, "list": [1, "2", [], {}], "map": {"k": {"n": []}},
+        });
+        assert_eq!(read_back(&yaml_text(&doc)), doc);
+        let doc = serde_json::json!({
+            "controls": "bell\u{7} esc\u{1b} del\u{7f} nel\u{85} ls\u{2028}", "octal": "0o17",
+            "inf": "+.inf", "under": "1_000", "date": "2024-01-01", "tiny": 1e-7, "Yes": "Off",
+            "nested": [{"a": 1, "b": [{"c": null}]}, [1, [2]]], "key: odd": "v", "": "empty key",
         });
         assert_eq!(read_back(&yaml_text(&doc)), doc);
         assert_eq!(

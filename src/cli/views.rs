@@ -130,8 +130,7 @@ pub struct EventsArgs {
     /// How many of the latest events to show first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
-    /// `json` prints one JSON array (JSON Lines with --follow).
-    /// How to print it.
+    /// How to print them: `json` is one JSON array (JSON Lines with --follow).
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -229,6 +228,16 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
+/// Writes what a view rendered to stdout. A reader that went away (`| head`) ends the output
+/// quietly, as it does for other Unix tools.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Runs a view that goes on until Ctrl-C, which ends it with exit code 0.
 fn until_interrupted(
     f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
@@ -275,22 +284,65 @@ async fn fetch<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> anyhow::Result
 }
 
 /// The answer to `path` (which asks the API to hold it) once it differs from the copy tagged
-/// `etag`, whose tag then replaces `etag`. An agent that answers `304` at once (one too old to
-/// hold requests) is asked at most once a second, never in a busy loop.
+/// `etag`, whose tag then replaces `etag`. An agent that does not hold requests (one too old:
+/// it answers at once, `304` or without a new tag) is asked at most once a second, never in a
+/// busy loop. While the agent cannot be reached (a restart), it is asked again with a growing
+/// pause, said once on stderr; the API's own refusals (404, 401) end the watch.
 async fn next_change(
     api: &ApiArgs,
     path: &str,
     etag: &mut Option<String>,
 ) -> anyhow::Result<Reply> {
+    let mut pause = Duration::from_secs(1);
+    let mut said = false;
     loop {
         let asked = tokio::time::Instant::now();
-        let reply = request(api, path, etag.as_deref()).await?;
+        let answered =
+            tokio::time::timeout(HOLD + ANSWER_GRACE, request(api, path, etag.as_deref()));
+        let reply = match answered.await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) if !unreachable(&error) => return Err(error),
+            Ok(Err(error)) => {
+                if !said {
+                    eprintln!("keel: {error:#}; trying again");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if said {
+            eprintln!("keel: the agent answers again");
+        }
+        let fresh = reply.status == 200 && reply.etag.is_some() && reply.etag != *etag;
+        if !fresh {
+            tokio::time::sleep_until(asked + Duration::from_secs(1)).await;
+        }
         if reply.status == 200 {
             etag.clone_from(&reply.etag);
             return Ok(reply);
         }
-        tokio::time::sleep_until(asked + Duration::from_secs(1)).await;
+        said = false;
     }
+}
+
+/// How long past `HOLD` an answer may take before the request is made again.
+const ANSWER_GRACE: Duration = Duration::from_secs(15);
+
+/// Whether an error means the agent could not be reached (not that it refused).
+fn unreachable(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<client::ClientError>()
+        .is_some_and(|e| {
+            matches!(
+                e,
+                client::ClientError::Connect { .. }
+                    | client::ClientError::Malformed(_)
+                    | client::ClientError::Cut(_)
+            )
+        })
 }
 
 /// A reply's JSON and, when it links a next page, every following page's items after it.
@@ -322,30 +374,31 @@ fn show<V: View>(
             let reply = request(api, path, None).await?;
             build(all_pages(api, path, reply).await?)
         })?;
-        print!("{}", render(&view, output, style, false));
+        emit(&render(&view, output, style, false))?;
         return Ok(ExitCode::SUCCESS);
     }
     let separator = if path.contains('?') { '&' } else { '?' };
     let held_path = format!("{path}{separator}wait={}s", HOLD.as_secs());
     until_interrupted(async {
         let mut etag: Option<String> = None;
-        let mut first = true;
+        let mut last: Option<String> = None;
         loop {
             let reply = next_change(api, &held_path, &mut etag).await?;
             let view = build(all_pages(api, path, reply).await?)?;
             let text = render(&view, output, style, true);
-            let mut out = std::io::stdout().lock();
-            match output {
-                Output::Table | Output::Wide if style.redraws() => {
-                    write!(out, "\x1b[H\x1b[2J{text}")?
-                }
-                Output::Table | Output::Wide if !first => write!(out, "\n{text}")?,
-                Output::Table | Output::Wide | Output::Json | Output::Yaml | Output::Name => {
-                    write!(out, "{text}")?
-                }
+            // A new tag can carry what is already shown (a change elsewhere in the list).
+            if last.as_deref() == Some(text.as_str()) {
+                continue;
             }
-            out.flush()?;
-            first = false;
+            let shown = match output {
+                Output::Table | Output::Wide if style.redraws() => format!("\x1b[H\x1b[2J{text}"),
+                Output::Table | Output::Wide if last.is_some() => format!("\n{text}"),
+                Output::Table | Output::Wide | Output::Json | Output::Yaml | Output::Name => {
+                    text.clone()
+                }
+            };
+            emit(&shown)?;
+            last = Some(text);
         }
     })
 }
@@ -533,10 +586,12 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
         query.push(format!("tail={tail}"));
     }
     let path = format!(
-        "/v1/deployments/{namespace}/{name}/logs?{}",
+        "/v1/deployments/{}/{}/logs?{}",
+        crate::api::percent_encode(namespace),
+        crate::api::percent_encode(name),
         query.join("&")
     );
-    block_on(async {
+    until_interrupted(async {
         let token = crate::config::api_token_from_env();
         let mut out = std::io::stdout();
         let refused = client::stream(&args.api.api, &path, token.as_deref(), |bytes| {
@@ -558,15 +613,45 @@ struct Events {
 }
 
 impl Events {
-    /// The events of a page newer than `after`, oldest first.
-    fn from_page(path: &str, body: &str, after: i64) -> anyhow::Result<Self> {
+    /// The events of a page, oldest first.
+    fn from_page(path: &str, body: &str) -> anyhow::Result<Self> {
         let (raw, page) = decode::<EventPage>(path, body)?;
         let sent = raw["events"].as_array().cloned().unwrap_or_default();
-        let (mut raw, mut events): (Vec<Value>, Vec<EventDto>) = sent
-            .into_iter()
-            .zip(page.events)
-            .filter(|(_, e)| e.id > after)
-            .unzip();
+        let (mut raw, mut events): (Vec<Value>, Vec<EventDto>) =
+            sent.into_iter().zip(page.events).unzip();
+        raw.reverse();
+        events.reverse();
+        Ok(Self {
+            raw: Value::Array(raw),
+            events,
+        })
+    }
+
+    /// Every event newer than `after`, oldest first: `first` (an answer of `base`, newest
+    /// first) and, when all of it is newer, the older pages until `after` is reached — so
+    /// that however many happened between two answers, none is lost.
+    async fn after(api: &ApiArgs, base: &str, first: Reply, after: i64) -> anyhow::Result<Self> {
+        let (mut raw, mut events) = (Vec::new(), Vec::new());
+        let mut body = first.body;
+        let mut path = base.to_owned();
+        loop {
+            let (page_raw, page) = decode::<EventPage>(&path, &body)?;
+            let reached = page.events.iter().any(|e| e.id <= after);
+            let sent = page_raw["events"].as_array().cloned().unwrap_or_default();
+            for (r, e) in sent.into_iter().zip(page.events) {
+                if e.id > after {
+                    raw.push(r);
+                    events.push(e);
+                }
+            }
+            match (reached, page.next_before) {
+                (false, Some(before)) => {
+                    path = format!("{}?limit=500&before={before}", base_of(base));
+                    body = request(api, &path, None).await?.body;
+                }
+                (true, _) | (false, None) => break,
+            }
+        }
         raw.reverse();
         events.reverse();
         Ok(Self {
@@ -577,23 +662,22 @@ impl Events {
 
     /// Every event as its own document (JSON Lines, YAML documents, one line each).
     fn print_streamed(&self, output: Output, style: Style) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
         let items = self.raw.as_array().cloned().unwrap_or_default();
+        let mut text = String::new();
         for (raw, event) in items.into_iter().zip(&self.events) {
-            let one = Events {
-                raw: Value::Array(vec![raw.clone()]),
-                events: vec![event.clone()],
-            };
-            match output {
-                Output::Json => writeln!(out, "{raw}")?,
-                Output::Yaml => write!(out, "{}", super::render::yaml_text(&raw))?,
+            text += &match output {
+                Output::Json => format!("{raw}\n"),
+                Output::Yaml => super::render::yaml_text(&raw),
                 Output::Table | Output::Wide | Output::Name => {
-                    write!(out, "{}", render(&one, output, style, true))?
+                    let one = Events {
+                        raw: Value::Array(vec![raw.clone()]),
+                        events: vec![event.clone()],
+                    };
+                    render(&one, output, style, true)
                 }
-            }
+            };
         }
-        out.flush()?;
-        Ok(())
+        emit(&text)
     }
 }
 
@@ -637,25 +721,30 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
     if !args.follow {
         let events = block_on(async {
             let reply = request(&args.api, &first, None).await?;
-            Events::from_page(&first, &reply.body, i64::MIN)
+            Events::from_page(&first, &reply.body)
         })?;
-        print!("{}", render(&events, args.output, style, false));
+        emit(&render(&events, args.output, style, false))?;
         return Ok(ExitCode::SUCCESS);
     }
     let held = format!("{base}?limit=500&wait={}s", HOLD.as_secs());
     until_interrupted(async {
         let reply = request(&args.api, &first, None).await?;
-        let events = Events::from_page(&first, &reply.body, i64::MIN)?;
+        let events = Events::from_page(&first, &reply.body)?;
         events.print_streamed(args.output, style)?;
         let mut last = events.events.last().map_or(0, |e| e.id);
         let mut etag = None;
         loop {
             let reply = next_change(&args.api, &held, &mut etag).await?;
-            let fresh = Events::from_page(&held, &reply.body, last)?;
+            let fresh = Events::after(&args.api, &held, reply, last).await?;
             last = fresh.events.last().map_or(last, |e| e.id);
             fresh.print_streamed(args.output, style)?;
         }
     })
+}
+
+/// A path without its query.
+fn base_of(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(base, _)| base)
 }
 
 /// `GET /v1/revisions`.
@@ -785,7 +874,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         revision: revisions.into_iter().next(),
         namespaces: namespaces.into_iter().filter(|n| keep(&n.name)).collect(),
     };
-    print!("{}", render(&view, args.output, Style::for_stdout(), false));
+    emit(&render(&view, args.output, Style::for_stdout(), false))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -901,7 +990,7 @@ pub fn version(args: &VersionArgs) -> anyhow::Result<ExitCode> {
         agent: reached,
         api: args.api.api.clone(),
     };
-    print!("{}", render(&view, args.output, Style::for_stdout(), false));
+    emit(&render(&view, args.output, Style::for_stdout(), false))?;
     match agent {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(error) => {
