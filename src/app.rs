@@ -56,10 +56,12 @@ pub async fn run(
     }));
     let access = Access {
         tokens: settings.config.api.tokens.clone(),
+        admin_tokens: settings.config.api.admin_tokens.clone(),
         public_metrics: settings.config.api.public_metrics,
     };
     let api_state = ApiState::new(settings.db.clone(), access, metrics.clone(), status.clone());
     api_state.cache_under(store.writes());
+    api_state.write_with(store.clone());
     let docker: Arc<dyn Runtime> = Arc::new(
         DockerRuntime::connect(docker_settings(&settings.config))?
             .with_pull_board(api_state.pulls.clone()),

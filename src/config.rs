@@ -300,6 +300,10 @@ pub struct ApiConfig {
     /// Bearer tokens that may read the API; none: the API is open (bind it to loopback).
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Bearer tokens that may also make an operator's change (clear a cron job's failed runs,
+    /// `keel clear-runs`); they read as well. None: the API changes nothing.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
     /// Keep `/metrics` open even when tokens are set (for a scraper without one).
     #[serde(default)]
     pub public_metrics: bool,
@@ -310,6 +314,10 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("tokens", &format_args!("[{} hidden]", self.tokens.len()))
+            .field(
+                "admin_tokens",
+                &format_args!("[{} hidden]", self.admin_tokens.len()),
+            )
             .field("public_metrics", &self.public_metrics)
             .finish()
     }

@@ -44,6 +44,12 @@ fn requests() -> Vec<(&'static str, &'static str)> {
             "/v1/deployments/{namespace}/{name}/logs",
             "/v1/deployments/demo/web/logs?tail=5",
         ),
+        (
+            "/v1/deployments/{namespace}/{name}/runs",
+            "/v1/deployments/demo/web/runs",
+        ),
+        // A write: checked by `clearing_runs_takes_an_admin_token_and_ends_the_warning`.
+        ("/v1/deployments/{namespace}/{name}/runs/clear", ""),
         ("/v1/namespaces", "/v1/namespaces"),
         ("/v1/revisions", "/v1/revisions"),
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
@@ -65,6 +71,9 @@ async fn every_route_is_documented_and_answers_with_its_documented_shape() {
             doc["paths"].get(route).is_some(),
             "{route} is not in the OpenAPI document"
         );
+        if path.is_empty() {
+            continue;
+        }
         let reply = fetch(&s, path).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let content_type = reply.content_type.split(';').next().unwrap().to_owned();
@@ -269,10 +278,11 @@ async fn namespaces_and_revisions() {
 async fn tokens_guard_v1_and_metrics_but_not_healthz() {
     let s = server(Access {
         tokens: vec!["other".into(), TOKEN.into()],
+        admin_tokens: Vec::new(),
         public_metrics: false,
     })
     .await;
-    for (route, path) in requests() {
+    for (route, path) in requests().into_iter().filter(|(_, path)| !path.is_empty()) {
         let anonymous = fetch(&s, path).await;
         let expected = if route == "/healthz" { 200 } else { 401 };
         assert_eq!(anonymous.status, expected, "{path}");
@@ -286,6 +296,7 @@ async fn tokens_guard_v1_and_metrics_but_not_healthz() {
     }
     let s = server(Access {
         tokens: vec![TOKEN.into()],
+        admin_tokens: Vec::new(),
         public_metrics: true,
     })
     .await;
@@ -369,10 +380,11 @@ async fn metrics_follow_the_exposition_format() {
 async fn no_response_carries_a_secret_or_a_token() {
     let s = server(Access {
         tokens: vec![TOKEN.into()],
+        admin_tokens: Vec::new(),
         public_metrics: false,
     })
     .await;
-    for (_, path) in requests() {
+    for (_, path) in requests().into_iter().filter(|(_, path)| !path.is_empty()) {
         let reply = get(&s.base, path, Some(TOKEN)).await.unwrap();
         assert!(!reply.body.contains(SECRET), "{path} served the secret");
         assert!(!reply.body.contains(TOKEN), "{path} served the token");
@@ -1019,4 +1031,155 @@ async fn a_held_request_answers_when_its_answer_changes_or_304_when_the_wait_end
     let (status, _, body) = get_with(&base, &format!("{detail}?wait=soon"), &[]).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("wait"), "{body}");
+}
+
+/// A cron job with a failed run makes its namespace fail until the run is cleared; clearing is
+/// an operator's act: 401 without a token, 403 with a read token or when the agent has no admin
+/// token, 400 for a deployment that is not a cron job, 200 with an admin token — then the run
+/// shows when it was cleared, an event says so, and the namespace is back to running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
+    use keel::model::run::{Run, RunOutcome};
+    use keel::store::Store;
+    use std::sync::Arc;
+    use support::{deployment, desired, revision};
+    const READ: &str = "read-token-81c2";
+    const ADMIN: &str = "admin-token-5d9e";
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let backup = deployment(
+        "ops",
+        "backup",
+        "    kind: cronjob\n    schedule: \"@daily\"\n",
+    );
+    let web = deployment("demo", "web", "");
+    let files = [("backup.yaml", backup.as_str()), ("web.yaml", web.as_str())];
+    keel::ingest::apply_revision(&store, revision("r1"), desired(&files), keel::clock::now())
+        .unwrap();
+    let id = keel::model::desired::DeploymentId::new("ops", "backup");
+    let mut memory = store.reader().unwrap().memories().unwrap()[&id].clone();
+    memory.status = keel::model::status::DeploymentStatus::Failed;
+    let now = keel::clock::now();
+    let failed = Run {
+        run: 1,
+        generation: 1,
+        due_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+        exit_code: Some(1),
+        outcome: RunOutcome::Failed,
+        reason: Some("instance x exited with code 1".into()),
+    };
+    let outcome = keel::model::plan::Outcome {
+        memory,
+        status_change: Some(keel::model::plan::StatusChange {
+            from: keel::model::status::DeploymentStatus::Pending,
+            to: keel::model::status::DeploymentStatus::Failed,
+            reason: "run_failed",
+            message: "run 1 failed".into(),
+        }),
+        events: Vec::new(),
+        runs: vec![failed],
+        health: None,
+        ready: 0,
+        desired: 1,
+        waiting_on: None,
+        instances: Vec::new(),
+    };
+    store
+        .record_pass(vec![(id.clone(), outcome)], None, Vec::new(), now)
+        .unwrap();
+
+    let serve = |admin_tokens: Vec<String>| {
+        let state = keel::api::ApiState::new(
+            db.clone(),
+            Access {
+                tokens: vec![READ.into()],
+                admin_tokens,
+                public_metrics: false,
+            },
+            Arc::default(),
+            Arc::default(),
+        );
+        state.cache_under(store.writes());
+        state.write_with(store.clone());
+        support::api::serve(state)
+    };
+    let base = serve(vec![ADMIN.into()]).await;
+    let ops = |base: String| async move {
+        let reply = get(&base, "/v1/namespaces", Some(READ)).await.unwrap();
+        let namespaces: Value = serde_json::from_str(&reply.body).unwrap();
+        namespaces
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "ops")
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        ops(base.clone()).await,
+        "error",
+        "its one deployment failed a run"
+    );
+    let runs = get(&base, "/v1/deployments/ops/backup/runs", Some(ADMIN))
+        .await
+        .unwrap();
+    let page: Value = serde_json::from_str(&runs.body).unwrap();
+    assert_eq!(page["runs"][0]["outcome"], "failed", "{page}");
+    assert_eq!(page["runs"][0]["cleared_at"], Value::Null);
+
+    let clear = "/v1/deployments/ops/backup/runs/clear";
+    let post = keel::api::client::post;
+    assert_eq!(post(&base, clear, None).await.unwrap().status, 401);
+    let read_only = post(&base, clear, Some(READ)).await.unwrap();
+    assert_eq!(read_only.status, 403, "{}", read_only.body);
+    assert!(
+        read_only.body.contains("admin_tokens"),
+        "{}",
+        read_only.body
+    );
+    let worker = post(&base, "/v1/deployments/demo/web/runs/clear", Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(worker.status, 400, "{}", worker.body);
+    let unknown = post(&base, "/v1/deployments/ops/nope/runs/clear", Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    let no_admin = serve(Vec::new()).await;
+    let refused = post(&no_admin, clear, Some(READ)).await.unwrap();
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.body.contains("set admin_tokens under [api]"),
+        "{}",
+        refused.body
+    );
+
+    let cleared = post(&base, clear, Some(ADMIN)).await.unwrap();
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&cleared.body).unwrap()["cleared"],
+        1
+    );
+    assert_eq!(
+        ops(base.clone()).await,
+        "running",
+        "cleared: no longer a failure"
+    );
+    let page: Value = serde_json::from_str(
+        &get(&base, "/v1/deployments/ops/backup/runs", Some(READ))
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert!(page["runs"][0]["cleared_at"].is_string(), "{page}");
+    let events = get(&base, "/v1/deployments/ops/backup/events", Some(READ))
+        .await
+        .unwrap();
+    assert!(events.body.contains("runs_cleared"), "{}", events.body);
+    assert!(!events.body.contains(ADMIN), "a token is never recorded");
 }

@@ -137,6 +137,7 @@ async fn one_deployment_its_events_revisions_and_status() {
 async fn the_token_comes_from_keel_token() {
     let s = server(Access {
         tokens: vec![TOKEN.into()],
+        admin_tokens: Vec::new(),
         public_metrics: false,
     })
     .await;

@@ -110,7 +110,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:6:5: deployments.web.replica: unknown field \"replica\", did you mean \"replicas\"?",
         ]),
         one("unknown_field_without_a_close_match_lists_the_valid_ones", web("    restart_policy: always\n"), vec![
-            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, replicas, command, environment, volumes, ports, labels, resources, health_checks, config, network, vm",
+            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, schedule, timezone, concurrency, starting_deadline, history, replicas, command, environment, volumes, ports, labels, resources, health_checks, config, network, vm",
         ]),
         one("unknown_top_level_section_suggests_the_nearest", "deployment:\n  web: {}\n".into(), vec![
             "app.yaml:1:1: deployment: unknown field \"deployment\", did you mean \"deployments\"?",
@@ -124,10 +124,28 @@ fn cases() -> Vec<Case> {
             "app.yaml:3:5: deployments.web: missing required field \"image\" (e.g. \"busybox:1.36\")",
         ]),
         one("messages_use_the_users_words_not_type_names", web("    kind:\n    network: host\n    health_checks:\n      - {type: tcp, port: 80, on_failure: [x]}\n"), vec![
-            "app.yaml:7:5: deployments.web.kind: expected one of worker, job, found null",
+            "app.yaml:7:5: deployments.web.kind: expected one of worker, job, cronjob, found null",
             "app.yaml:7:14: deployments.web.network: expected a mapping, found string \"host\"",
             "app.yaml:9:43: deployments.web.health_checks[0].on_failure: expected one of restart, stop, alert, found a sequence",
         ]),
+        one("a_cronjob_needs_a_schedule", web("    kind: cronjob\n"), vec![
+            "app.yaml:3:5: deployments.web.schedule: a cronjob needs a schedule, e.g. schedule: \"*/15 * * * *\" (minute hour day-of-month month day-of-week)",
+        ]),
+        one("a_bad_schedule_is_reported_at_the_schedule", web("    kind: cronjob\n    schedule: \"61 * * * *\"\n"), vec![
+            "app.yaml:7:15: deployments.web.schedule: \"61 * * * *\" is not a cron schedule (number out of bounds); write minute hour day-of-month month day-of-week (e.g. \"*/15 * * * *\"), optionally with a leading seconds field, or one of @hourly, @daily, @weekly, @monthly, @yearly",
+        ]),
+        one("an_unknown_time_zone_is_reported_at_the_timezone", web("    kind: cronjob\n    schedule: \"@daily\"\n    timezone: Mars/Olympus\n"), vec![
+            "app.yaml:8:15: deployments.web.timezone: \"Mars/Olympus\" is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)",
+        ]),
+        one("cron_fields_only_on_a_cronjob", web("    schedule: \"@daily\"\n    concurrency: allow\n"), vec![
+            "app.yaml:6:15: deployments.web.schedule: \"schedule\" is only for kind: cronjob (this is a worker)",
+            "app.yaml:7:18: deployments.web.concurrency: \"concurrency\" is only for kind: cronjob (this is a worker)",
+        ]),
+        one("a_cronjobs_runs_have_no_health_checks_and_bounded_history", web("    kind: cronjob\n    schedule: \"*/5 * * * *\"\n    history: {successful: 1000}\n    health_checks:\n      - {type: tcp, port: 80}\n"), vec![
+            "app.yaml:8:27: deployments.web.history.successful: history.successful keeps at most 100 runs, got 1000",
+            "app.yaml:10:7: deployments.web.health_checks: a cronjob's runs have no health checks: each run is judged by its exit code",
+        ]),
+        Case { valid: true, ..one("a_cronjob_with_every_setting_is_valid", web("    kind: cronjob\n    schedule: \"0 30 2 * * 1-5\"\n    timezone: Europe/Paris\n    concurrency: replace\n    starting_deadline: 5m\n    history: {successful: 5, failed: 2}\n"), vec![]) },
         one("unknown_runtime_is_rejected", web("    runtime: kvm\n"), vec![
             "app.yaml:6:14: deployments.web.runtime: unknown value \"kvm\"; expected one of: docker, cloud-hypervisor",
         ]),

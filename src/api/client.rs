@@ -45,6 +45,21 @@ pub async fn get_unless(
     token: Option<&str>,
     held: Option<&str>,
 ) -> Result<Reply, ClientError> {
+    send(base, "GET", path, token, held).await
+}
+
+/// `POST base + path` without a body (the API's writes take their input from the path).
+pub async fn post(base: &str, path: &str, token: Option<&str>) -> Result<Reply, ClientError> {
+    send(base, "POST", path, token, None).await
+}
+
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    held: Option<&str>,
+) -> Result<Reply, ClientError> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
@@ -62,7 +77,11 @@ pub async fn get_unless(
         .filter(|tag| !tag.contains(['\r', '\n']))
         .map(|tag| format!("If-None-Match: {tag}\r\n"))
         .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n{auth}{held}Connection: close\r\n\r\n");
+    let length = match method {
+        "GET" => "",
+        _ => "Content-Length: 0\r\n",
+    };
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n{auth}{held}{length}Connection: close\r\n\r\n");
     let io = |source| ClientError::Connect {
         address: address.clone(),
         source,

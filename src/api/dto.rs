@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::delivery::{Delivery, DeliveryState};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::event::Event;
+use crate::model::run::{Run, RunOutcome};
 use crate::model::status::{
     DeploymentStatus, Health, InstanceState, NamespaceStatus, RevisionState,
 };
@@ -151,6 +152,61 @@ impl EventDto {
             revision: e.revision.clone(),
         }
     }
+}
+
+/// One run of a cron job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunDto {
+    /// Its number (per deployment, from 1); the cursor: pass it as `before` for older runs.
+    pub run: u64,
+    /// `running`, `completed`, `failed` or `skipped`.
+    pub outcome: RunOutcome,
+    /// When the schedule had it due.
+    pub due_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The first failing instance's exit code, 0 when it completed; `null` when no instance
+    /// exited (skipped, replaced, vanished, still running).
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    /// The deployment's generation it ran.
+    pub generation: u64,
+    /// When an operator cleared it (a failed run then no longer counts against its namespace).
+    pub cleared_at: Option<String>,
+}
+
+impl RunDto {
+    pub fn new(run: &Run, cleared_at: Option<crate::model::time::Timestamp>) -> Self {
+        Self {
+            run: run.run,
+            outcome: run.outcome,
+            due_at: run.due_at.to_rfc3339(),
+            started_at: run.started_at.map(|t| t.to_rfc3339()),
+            finished_at: run.finished_at.map(|t| t.to_rfc3339()),
+            exit_code: run.exit_code,
+            duration_ms: run.duration_ms(),
+            reason: run.reason.clone(),
+            generation: run.generation,
+            cleared_at: cleared_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// `GET /v1/deployments/{namespace}/{name}/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunDto>,
+    /// The `before` of the next (older) page; absent on the last page.
+    pub next_before: Option<u64>,
+}
+
+/// `POST /v1/deployments/{namespace}/{name}/runs/clear`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClearedRuns {
+    /// How many failed runs were cleared.
+    pub cleared: usize,
 }
 
 /// `GET /v1/deployments/{namespace}/{name}/events`.

@@ -41,6 +41,9 @@ pub type SourceStatus = Arc<RwLock<SourceDto>>;
 pub struct Access {
     /// Accepted bearer tokens; empty: no authentication.
     pub tokens: Vec<String>,
+    /// Tokens that may also change what an operator may change (clear a cron job's failed
+    /// runs); they read as well. Empty: nothing can be changed through the API.
+    pub admin_tokens: Vec<String>,
     /// Whether `/metrics` stays open when tokens are set.
     pub public_metrics: bool,
 }
@@ -61,6 +64,9 @@ pub struct ApiState {
     views: rendered::Views,
     /// One rebuild of the deployment list at a time (the others wait and take it).
     rebuilding: tokio::sync::Mutex<()>,
+    /// The store's writer, for the one change an operator may make through the API (clearing
+    /// a cron job's failed runs, `write_with`).
+    writer: std::sync::OnceLock<Arc<crate::store::Store>>,
 }
 
 impl ApiState {
@@ -105,7 +111,13 @@ impl ApiState {
             log_sources: Default::default(),
             views: rendered::Views::default(),
             rebuilding: tokio::sync::Mutex::new(()),
+            writer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets admin-token requests write through `store` (set once; later calls are ignored).
+    pub fn write_with(&self, store: Arc<crate::store::Store>) {
+        let _ = self.writer.set(store);
     }
 
     /// Streams instances' output from these runtimes (`GET …/logs`).
@@ -203,6 +215,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/deployments/{namespace}/{name}", get(deployment))
         .route("/v1/deployments/{namespace}/{name}/events", get(events))
         .route("/v1/deployments/{namespace}/{name}/logs", get(logs::logs))
+        .route("/v1/deployments/{namespace}/{name}/runs", get(runs))
+        .route(
+            "/v1/deployments/{namespace}/{name}/runs/clear",
+            axum::routing::post(clear_runs),
+        )
         .route("/v1/namespaces", get(namespaces))
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{id}", get(revision))
@@ -229,6 +246,8 @@ pub const ROUTES: &[&str] = &[
     "/v1/deployments/{namespace}/{name}",
     "/v1/deployments/{namespace}/{name}/events",
     "/v1/deployments/{namespace}/{name}/logs",
+    "/v1/deployments/{namespace}/{name}/runs",
+    "/v1/deployments/{namespace}/{name}/runs/clear",
     "/v1/namespaces",
     "/v1/revisions",
     "/v1/revisions/{id}",
@@ -239,25 +258,56 @@ pub const ROUTES: &[&str] = &[
 ];
 
 async fn authorize(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
-    let tokens = &state.access.tokens;
-    let open_metrics = request.uri().path() == "/metrics" && state.access.public_metrics;
-    if tokens.is_empty() || open_metrics {
+    let access = &state.access;
+    let open_metrics = request.uri().path() == "/metrics" && access.public_metrics;
+    // Writes are checked by their handler (`admin`), against the admin tokens only.
+    let write = request.method() != axum::http::Method::GET;
+    if access.tokens.is_empty() || open_metrics || write {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare against every token, always, so timing does not say which one nearly matched.
-    let ok = tokens.iter().fold(false, |ok, token| {
-        ok | constant_time_eq(token.as_bytes(), presented.as_bytes())
-    });
-    if ok {
+    let presented = bearer(request.headers());
+    if any_matches(&access.tokens, presented) || any_matches(&access.admin_tokens, presented) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The bearer token of a request (empty when none).
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// Whether `presented` is one of `tokens`, compared against every one, always, so that timing
+/// does not say which one nearly matched.
+fn any_matches(tokens: &[String], presented: &str) -> bool {
+    tokens.iter().fold(false, |ok, token| {
+        ok | constant_time_eq(token.as_bytes(), presented.as_bytes())
+    })
+}
+
+/// Lets an operator's write through: 403 when the agent has no admin token (nothing may be
+/// changed), 401 without a token, 403 with one that may only read.
+fn admin(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
+    if access.admin_tokens.is_empty() {
+        return Err(ApiError::Forbidden(
+            "this agent accepts no changes through its API: set admin_tokens under [api] in keel.toml".to_owned(),
+        ));
+    }
+    let presented = bearer(headers);
+    if any_matches(&access.admin_tokens, presented) {
+        return Ok(());
+    }
+    match presented.is_empty() || !any_matches(&access.tokens, presented) {
+        true => Err(ApiError::Unauthorized),
+        false => Err(ApiError::Forbidden(
+            "this token may read, not change: clearing runs needs one of the admin_tokens"
+                .to_owned(),
+        )),
     }
 }
 
@@ -277,6 +327,8 @@ pub enum ApiError {
     NotFound(String),
     /// No (or no valid) bearer token.
     Unauthorized,
+    /// A valid token that may not do this, or nothing may.
+    Forbidden(String),
     /// A push receiver's signature check failed, and why.
     BadSignature(&'static str),
     /// A request body over the limit.
@@ -303,6 +355,7 @@ impl IntoResponse for ApiError {
                 "Unauthorized",
                 "this API needs a bearer token (Authorization: Bearer …)".to_owned(),
             ),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", d),
             ApiError::BadSignature(why) => (
                 StatusCode::UNAUTHORIZED,
                 "bad-signature",
@@ -686,6 +739,66 @@ async fn event_page(
         events: page.iter().map(|(seq, e)| EventDto::new(*seq, e)).collect(),
         next_before,
     })
+}
+
+async fn runs(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RunPage>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let limit = number::<u32>(&pairs, "limit")?.unwrap_or(50).clamp(1, 500);
+    let before = number::<u64>(&pairs, "before")?;
+    let id = DeploymentId::new(namespace, name);
+    let page = {
+        let id = id.clone();
+        state
+            .read(move |r| Ok(r.runs_page(&id, limit, before)?))
+            .await?
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
+    let next_before = (page.len() == limit as usize)
+        .then(|| page.last().map(|(run, _)| run.run))
+        .flatten();
+    Ok(Json(RunPage {
+        runs: page
+            .iter()
+            .map(|(run, cleared)| RunDto::new(run, *cleared))
+            .collect(),
+        next_before,
+    }))
+}
+
+/// Clears a cron job's failed runs (an operator's act: admin token only).
+async fn clear_runs(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ClearedRuns>, ApiError> {
+    admin(&state.access, &headers)?;
+    let id = DeploymentId::new(namespace, name);
+    let kind = {
+        let id = id.clone();
+        state.read(move |r| Ok(r.deployment(&id)?)).await?
+    }
+    .map(|d| d.spec.kind)
+    .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
+    if kind != crate::model::manifest::WorkloadKind::CronJob {
+        return Err(ApiError::BadRequest(format!(
+            "{id} is a {kind}: only a cronjob has runs to clear"
+        )));
+    }
+    let store =
+        state.writer.get().cloned().ok_or_else(|| {
+            ApiError::Internal("the API has no access to the store's writer".into())
+        })?;
+    let cleared = tokio::task::spawn_blocking(move || {
+        store.clear_runs(id.clone(), "an admin token".to_owned(), crate::clock::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??
+    .unwrap_or(0);
+    Ok(Json(ClearedRuns { cleared }))
 }
 
 async fn deliveries(

@@ -111,6 +111,8 @@ pub fn document() -> Value {
     add("Version", generator.subschema_for::<VersionDto>());
     add("RuntimeList", generator.subschema_for::<Vec<RuntimeDto>>());
     add("DeliveryPage", generator.subschema_for::<DeliveryPage>());
+    add("RunPage", generator.subschema_for::<RunPage>());
+    add("ClearedRuns", generator.subschema_for::<ClearedRuns>());
     // The webhooks' data, from the very types the notifier serializes.
     add(
         "DeploymentStatusChanged",
@@ -215,6 +217,18 @@ pub fn document() -> Value {
                     query("tail", json!({"type": "integer", "minimum": 0}), "Only the last lines")],
                 "responses": with_errors(json!({"200": {"description": "The output, as it is printed", "content": {"text/plain": {"schema": {"type": "string"}}}}}), &[("400", "A malformed follow, since or tail"), ("404", "No such deployment, or no instance to read"), auth[0]])
             }},
+            "/v1/deployments/{namespace}/{name}/runs": {"get": {
+                "summary": "A cron job's runs, newest first: due, started, finished, exit code, outcome",
+                "parameters": [path_param("namespace"), path_param("name"),
+                    query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "Runs per page (default 50)"),
+                    query("before", json!({"type": "integer"}), "Only runs older than this run number (`next_before`)")],
+                "responses": with_errors(ok("RunPage"), &[("400", "A malformed limit or cursor"), ("404", "No such deployment"), auth[0]])
+            }},
+            "/v1/deployments/{namespace}/{name}/runs/clear": {"post": {
+                "summary": "Clear a cron job's failed runs, so that they no longer count against its namespace (an admin token only; recorded as an event)",
+                "parameters": [path_param("namespace"), path_param("name")],
+                "responses": with_errors(ok("ClearedRuns"), &[("400", "Not a cron job"), ("401", "No admin token"), ("403", "A token that may only read, or no admin token configured"), ("404", "No such deployment")])
+            }},
             "/v1/namespaces": {"get": {"summary": "Namespaces and their status", "responses": with_errors(ok("NamespaceList"), &auth)}},
             "/v1/revisions": {"get": {
                 "summary": "Revisions, newest first",
@@ -267,6 +281,16 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
         "getDeploymentLogs",
         "deployments",
     ),
+    (
+        "/v1/deployments/{namespace}/{name}/runs",
+        "listDeploymentRuns",
+        "deployments",
+    ),
+    (
+        "/v1/deployments/{namespace}/{name}/runs/clear",
+        "clearDeploymentRuns",
+        "deployments",
+    ),
     ("/v1/namespaces", "listNamespaces", "deployments"),
     ("/v1/revisions", "listRevisions", "revisions"),
     ("/v1/revisions/{id}", "getRevision", "revisions"),
@@ -278,12 +302,14 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
 
 fn name_operations(document: &mut Value) {
     for (path, id, tag) in OPERATIONS {
-        if let Some(get) = document["paths"]
-            .get_mut(*path)
-            .and_then(|p| p.get_mut("get"))
-        {
-            get["operationId"] = json!(id);
-            get["tags"] = json!([tag]);
+        let Some(item) = document["paths"].get_mut(*path) else {
+            continue;
+        };
+        for method in ["get", "post"] {
+            if let Some(operation) = item.get_mut(method) {
+                operation["operationId"] = json!(id);
+                operation["tags"] = json!([tag]);
+            }
         }
     }
 }

@@ -304,11 +304,18 @@ fn replicas(d: &DeploymentDecl, r: &mut Report) {
         );
     }
     match d.kind {
-        WorkloadKind::Job | WorkloadKind::CronJob if d.replicas > 1 => r.warning(
+        WorkloadKind::Job if d.replicas > 1 => r.warning(
             at!["replicas"],
             format!(
-                "each run of a {} with {} replicas runs {} copies of the same task; is that intended?",
-                d.kind, d.replicas, d.replicas
+                "a job with {} replicas runs {} copies of the same task; is that intended?",
+                d.replicas, d.replicas
+            ),
+        ),
+        WorkloadKind::CronJob if d.replicas > 1 => r.warning(
+            at!["replicas"],
+            format!(
+                "each run of a cronjob with {} replicas runs {} copies of the same task; is that intended?",
+                d.replicas, d.replicas
             ),
         ),
         WorkloadKind::Job | WorkloadKind::CronJob | WorkloadKind::Worker => {}

@@ -16,7 +16,7 @@ use super::time::Timestamp;
 /// Why a schedule cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("{expression:?} is not a cron schedule: {reason}")]
+    #[error("{expression:?} is not a cron schedule ({reason}); write minute hour day-of-month month day-of-week (e.g. \"*/15 * * * *\"), optionally with a leading seconds field, or one of @hourly, @daily, @weekly, @monthly, @yearly")]
     Expression { expression: String, reason: String },
     #[error("{0:?} is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)")]
     TimeZone(String),
@@ -69,13 +69,23 @@ impl Schedule {
     }
 }
 
-/// croner's error in a few words a user can act on.
+/// croner's error in a few lower-case words, without its category prefix.
 fn describe(error: &croner::errors::CronError) -> String {
     let text = error.to_string();
-    match text.is_empty() {
+    let text = match text.is_empty() {
         true => format!("{error:?}"),
         false => text,
-    }
+    };
+    let words = text
+        .split_once(": ")
+        .filter(|(category, _)| category.ends_with("error"))
+        .map_or(text.as_str(), |(_, rest)| rest)
+        .trim_end_matches('.');
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

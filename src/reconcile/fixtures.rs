@@ -51,6 +51,9 @@ pub struct World {
     pub old_template: String,
     /// When set, a second runtime (Cloud Hypervisor) is enabled and lists these.
     pub elsewhere: Option<Vec<ObservedInstance>>,
+    /// How a cron job's run `n` behaves in the simulated runtime: it exits after so many
+    /// seconds with that code.
+    pub run_behaviour: fn(u64) -> (i64, i64),
 }
 
 impl World {
@@ -86,7 +89,50 @@ impl World {
             held: std::collections::BTreeSet::new(),
             old_template: "previous-template".to_owned(),
             elsewhere: None,
+            run_behaviour: |_| (10, 0),
         }
+    }
+
+    /// A cron job `demo/web`, every minute unless `fields` say otherwise.
+    pub fn cronjob(fields: Value) -> Self {
+        Self::build(json!({"kind": "cronjob", "schedule": "* * * * *"}), fields)
+    }
+
+    /// The runtime id of cron job run `run`'s instance `ordinal`.
+    pub fn run_instance_id(generation: u64, run: u64, ordinal: u32) -> String {
+        format!("web-{generation}-r{run}-{ordinal}")
+    }
+
+    /// Moves the clock to `to`; run instances whose time is up exit as `run_behaviour` says.
+    pub fn advance(&mut self, to: Timestamp) {
+        self.now = to;
+        for instance in &mut self.instances {
+            let (Some(run), Phase::Running, Some(started)) =
+                (instance.run, instance.phase, instance.started_at)
+            else {
+                continue;
+            };
+            let (secs, code) = (self.run_behaviour)(run);
+            if started.0 + secs * 1000 <= to.0 {
+                instance.phase = Phase::Exited {
+                    exit_code: code,
+                    oom_killed: false,
+                };
+            }
+        }
+    }
+
+    /// When the next running run instance exits by `run_behaviour`.
+    pub fn next_exit(&self) -> Option<Timestamp> {
+        self.instances
+            .iter()
+            .filter(|i| i.phase == Phase::Running)
+            .filter_map(|i| {
+                let run = i.run?;
+                let started = i.started_at?;
+                Some(Timestamp(started.0 + (self.run_behaviour)(run).0 * 1000))
+            })
+            .min()
     }
 
     pub fn status(mut self, status: DeploymentStatus) -> Self {
@@ -274,8 +320,25 @@ impl World {
         (actions, outcome)
     }
 
-    fn apply(&mut self, action: &Action) {
+    pub fn apply(&mut self, action: &Action) {
         match action {
+            Action::Create { instance, .. } if instance.run.is_some() => {
+                let template = self.template.clone();
+                self.push(
+                    instance.generation,
+                    instance.ordinal,
+                    Phase::Running,
+                    template,
+                );
+                if let Some(created) = self.instances.last_mut() {
+                    created.run = instance.run;
+                    created.runtime_id = Self::run_instance_id(
+                        instance.generation,
+                        instance.run.unwrap_or_default(),
+                        instance.ordinal,
+                    );
+                }
+            }
             Action::Create { instance, .. } => {
                 let (generation, ordinal) = (instance.generation, instance.ordinal);
                 let template = self.template.clone();

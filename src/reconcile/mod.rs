@@ -16,6 +16,8 @@ pub mod readiness;
 pub mod views;
 
 #[cfg(test)]
+mod cron_tests;
+#[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod plan_props;
