@@ -106,6 +106,18 @@ pub enum Command {
     /// or, by default, the newest generation's first. Examples:
     /// `keel logs demo/web --follow`, `keel logs demo/web --since 10m --tail 100`.
     Logs(views::LogsArgs),
+    /// List a cron job's runs, newest first: outcome, when due and started, how long it took,
+    /// exit code and why it failed or was skipped.
+    ///
+    /// Example: keel runs ops/backup --limit 50
+    Runs(views::RunsArgs),
+    /// Clear a cron job's failed runs, so that they no longer count against its namespace.
+    ///
+    /// An operator's act: KEEL_TOKEN must be one of the agent's admin_tokens (keel.toml,
+    /// [api]); the agent records it as an event. A newer run that completes clears them too.
+    ///
+    /// Example: KEEL_TOKEN="$(cat /etc/keel/admin-token)" keel clear-runs ops/backup
+    ClearRuns(views::ClearRunsArgs),
     /// List the revisions the agent received, newest first, with their sync state.
     Revisions(views::ListArgs),
     /// Show the source, the latest revision and every namespace's status (`-n`: one).
@@ -281,6 +293,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deployment(args) => views::deployment(&args),
         Command::Events(args) => views::events(&args),
         Command::Logs(args) => views::logs(&args),
+        Command::Runs(args) => views::runs(&args),
+        Command::ClearRuns(args) => views::clear_runs(&args),
         Command::Revisions(args) => views::revisions(&args),
         Command::Status(args) => views::status(&args),
         Command::Wait(args) => views::wait(&args),

@@ -272,6 +272,28 @@ impl Toned for DeliveryState {
     }
 }
 
+impl Toned for crate::model::run::RunOutcome {
+    fn tone(self) -> Tone {
+        use crate::model::run::RunOutcome;
+        match self {
+            RunOutcome::Completed => Tone::Good,
+            RunOutcome::Running | RunOutcome::Skipped => Tone::Moving,
+            RunOutcome::Failed => Tone::Bad,
+        }
+    }
+}
+
+/// "850ms", "42s", "3m05s", "2h10m": how long something took.
+pub fn took(ms: i64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        ms if ms < 1000 => format!("{ms}ms"),
+        _ if secs < 60 => format!("{secs}s"),
+        _ if secs < 3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 impl Toned for RevisionState {
     fn tone(self) -> Tone {
         match self {

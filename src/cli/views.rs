@@ -23,8 +23,8 @@ use serde_json::Value;
 use super::render::{age, optional, paint, render, short, table_maybe_wide, Output, Style, View};
 use crate::api::client::{self, Reply};
 use crate::api::dto::{
-    DeliveryPage, DeploymentDetail, DeploymentSummary, EventDto, EventPage, NamespaceDto,
-    RevisionDetail, RevisionDto, SourceDto, VersionDto,
+    ClearedRuns, DeliveryPage, DeploymentDetail, DeploymentSummary, EventDto, EventPage,
+    NamespaceDto, RevisionDetail, RevisionDto, RunPage, SourceDto, VersionDto,
 };
 use crate::model::status::RevisionState;
 
@@ -192,6 +192,28 @@ pub struct DeliveriesArgs {
     /// How to print it.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub target: Target,
+    /// How many of the latest runs.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// How to print them.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ClearRunsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -523,6 +545,9 @@ impl View for OneDeployment {
             s.desired
         );
         out += &format!("Restarts:    {}\n", s.restart_count);
+        if let Some(next) = &s.next_run_at {
+            out += &format!("Next run:    {next}\n");
+        }
         out += &format!("Generation:  {} (revision {})\n", s.generation, s.revision);
         if wide {
             out += &format!("Spec hash:   {}\n", d.spec_hash);
@@ -941,6 +966,82 @@ pub fn deliveries(args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
             .context("the API answered deliveries this keel does not know")?;
         Ok(Deliveries { raw, page })
     })
+}
+
+/// `GET /v1/deployments/{namespace}/{name}/runs`.
+struct Runs {
+    raw: Value,
+    page: RunPage,
+}
+
+impl View for Runs {
+    fn document(&self) -> &Value {
+        &self.raw
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.page.runs.iter().map(|r| r.run.to_string()).collect()
+    }
+
+    fn text(&self, style: Style, wide: bool) -> String {
+        let rows = self.page.runs.iter().map(|r| {
+            let cells = vec![
+                r.run.to_string(),
+                paint(style, r.outcome),
+                r.due_at.clone(),
+                r.started_at.as_deref().map_or_else(|| "-".to_owned(), age),
+                optional(r.duration_ms.map(super::render::took)),
+                optional(r.exit_code.map(|c| c.to_string())),
+                optional(r.reason.clone()),
+            ];
+            let extra = vec![r.generation.to_string(), optional(r.cleared_at.clone())];
+            (cells, extra)
+        });
+        table_maybe_wide(
+            wide,
+            &["RUN", "OUTCOME", "DUE", "STARTED", "TOOK", "EXIT", "REASON"],
+            &["GENERATION", "CLEARED"],
+            rows.collect(),
+        )
+    }
+}
+
+pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = args.target.id()?;
+    let path = format!(
+        "/v1/deployments/{}/{}/runs?limit={}",
+        crate::api::percent_encode(namespace),
+        crate::api::percent_encode(name),
+        args.limit.clamp(1, 500)
+    );
+    show(&args.api, &path, args.output, false, |raw| {
+        let page =
+            RunPage::deserialize(&raw).context("the API answered runs this keel does not know")?;
+        Ok(Runs { raw, page })
+    })
+}
+
+/// Clears a cron job's failed runs (with an admin token in KEEL_TOKEN).
+pub fn clear_runs(args: &ClearRunsArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, name) = args.target.id()?;
+    let path = format!(
+        "/v1/deployments/{}/{}/runs/clear",
+        crate::api::percent_encode(namespace),
+        crate::api::percent_encode(name)
+    );
+    let token = crate::config::api_token_from_env();
+    let reply =
+        block_on(async { Ok(client::post(&args.api.api, &path, token.as_deref()).await?) })?;
+    if reply.status != 200 {
+        return Err(problem(&format!("{namespace}/{name}"), &reply));
+    }
+    let (_, cleared) = decode::<ClearedRuns>(&path, &reply.body)?;
+    let n = cleared.cleared;
+    emit(&format!(
+        "cleared {n} failed run{} of {namespace}/{name}\n",
+        if n == 1 { "" } else { "s" }
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// This program's version and, when asked and reachable, the agent's.

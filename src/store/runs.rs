@@ -132,11 +132,14 @@ pub fn failing(conn: &Connection) -> Result<HashSet<DeploymentId>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Clears deployment `uuid`'s failed runs: they no longer count against its namespace. How
-/// many were cleared.
+/// Clears deployment `uuid`'s failed runs that still count (not cleared, no newer completed
+/// run): they no longer count against its namespace. How many were cleared.
 pub fn clear(conn: &Connection, uuid: &str, now: Timestamp) -> Result<usize, StoreError> {
     Ok(conn.execute(
-        "UPDATE runs SET cleared_at = ?2 WHERE deployment = ?1 AND outcome = 'failed' AND cleared_at IS NULL",
+        "UPDATE runs SET cleared_at = ?2
+         WHERE deployment = ?1 AND outcome = 'failed' AND cleared_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.deployment = ?1
+                                                 AND c.outcome = 'completed' AND c.run > runs.run)",
         params![uuid, now.0],
     )?)
 }
