@@ -328,6 +328,38 @@ async fn a_job_whose_guest_powers_off_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_jobs_runs_are_microvms_whose_power_off_completes_each_run() {
+    let (rig, store) = run_until(
+        "KEEL_FAKE_VMM_POWEROFF_MS=200\n",
+        "tick",
+        "    kind: cronjob\n    schedule: \"*/2 * * * * *\"\n",
+        DeploymentStatus::Completed,
+    )
+    .await;
+    let id = DeploymentId::new("demo", "tick");
+    let runs = store
+        .reader()
+        .unwrap()
+        .runs_page(&id, 10, None)
+        .unwrap()
+        .unwrap();
+    let (run, _) = runs
+        .iter()
+        .find(|(r, _)| r.outcome == keel::model::run::RunOutcome::Completed)
+        .expect("a completed run");
+    assert_eq!(run.exit_code, Some(0), "a clean power-off");
+    let names: Vec<String> = std::fs::read_dir(rig.vms())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains(&format!("-r{}-", run.run))),
+        "a run's VM is named after its run: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_vmm_keeps_dying_ends_in_crash_loop_back_off() {
     let (_rig, store) = run_until(
         "KEEL_FAKE_VMM_CRASH_MS=50\n",

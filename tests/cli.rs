@@ -28,7 +28,7 @@ fn validate_accepts_the_examples_repo() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout(&out).contains("valid — 5 deployments"),
+        stdout(&out).contains("valid — 6 deployments"),
         "{}",
         stdout(&out)
     );
@@ -136,7 +136,11 @@ mod plan {
             "{text}"
         );
         assert!(
-            text.contains("Plan: 5 to create, 0 to update, 0 to delete, 0 unchanged."),
+            text.contains("+ create demo/report (docker, cronjob */5 * * * *, 1 replica)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Plan: 6 to create, 0 to update, 0 to delete, 0 unchanged."),
             "{text}"
         );
         assert!(!db_path.exists(), "plan created the database");

@@ -203,6 +203,29 @@ async fn runs_alternating_failure_and_success_move_the_namespace_and_clearing_en
         table.contains(" failed ") && table.contains(" completed "),
         "{table}"
     );
+    // What went out: a status change per run transition, and a `job.run_finished` per run.
+    let outbox = agent.reader.outbox().unwrap();
+    let about_tick = |kind: &str| -> Vec<Value> {
+        outbox
+            .iter()
+            .filter(|r| r.kind.as_str() == kind && r.payload["name"] == "tick")
+            .map(|r| r.payload.clone())
+            .collect()
+    };
+    let moves: std::collections::BTreeSet<String> = about_tick("deployment.status_changed")
+        .iter()
+        .map(|p| p["new_status"].as_str().unwrap().to_owned())
+        .collect();
+    for status in ["running", "failed", "completed"] {
+        assert!(moves.contains(status), "{moves:?}");
+    }
+    let finished = about_tick("job.run_finished");
+    assert!(finished
+        .iter()
+        .any(|p| p["outcome"] == "failed" && p["exit_code"] == 1));
+    assert!(finished
+        .iter()
+        .any(|p| p["outcome"] == "completed" && p["exit_code"] == 0));
     let kept = agent.ns.containers().len();
     assert!(kept <= 3, "web and at most one run of each kind: {kept}");
 }
