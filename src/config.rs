@@ -747,6 +747,16 @@ impl AgentSettings {
                 problems.push(format!("public_url: {url:?} is not an http(s) URL"));
             }
         }
+        for (key, tokens) in [
+            ("api.tokens", &config.api.tokens),
+            ("api.admin_tokens", &config.api.admin_tokens),
+        ] {
+            if tokens.iter().any(|t| t.trim().is_empty()) {
+                problems.push(format!(
+                    "{key}: an empty token would let anyone in; remove it"
+                ));
+            }
+        }
         let cloud_hypervisor = cloud_hypervisor(&config);
         let limits = config
             .manifest_limits()
@@ -1134,6 +1144,18 @@ mod tests {
     }
 
     /// Resolves `keel.toml` text with `--source repo`.
+    #[test]
+    fn an_empty_api_token_is_refused() {
+        let problems =
+            resolve_toml("[api]\ntokens = [\"ok\"]\nadmin_tokens = [\"\"]\n").unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "api.admin_tokens: an empty token would let anyone in; remove it"),
+            "{problems:?}"
+        );
+    }
+
     fn resolve_toml(text: &str) -> Result<AgentSettings, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keel.toml");

@@ -302,6 +302,11 @@ async fn tokens_guard_v1_and_metrics_but_not_healthz() {
     .await;
     assert_eq!(fetch(&s, "/metrics").await.status, 200);
     assert_eq!(fetch(&s, "/v1/deployments").await.status, 401);
+    // Any method, not only GET, needs the token (HEAD is answered by GET routes).
+    for method in ["HEAD", "POST", "DELETE"] {
+        let (status, _, _) = send(&s.base, method, "/v1/deployments/demo/web", &[]).await;
+        assert_eq!(status, 401, "{method}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -736,10 +741,22 @@ fn outbox_matches_webhook_schemas(db: &std::path::Path) -> std::collections::BTr
 /// GETs `path` with extra request headers over a plain HTTP/1.1 connection: (status, head,
 /// body).
 async fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    send(base, "GET", path, headers).await
+}
+
+/// One request without a body: (status, head, body).
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n"
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -1078,6 +1095,7 @@ async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
         exit_code: Some(1),
         outcome: RunOutcome::Failed,
         reason: Some("instance x exited with code 1".into()),
+        instances: 1,
     };
     let outcome = keel::model::plan::Outcome {
         memory,

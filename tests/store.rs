@@ -806,3 +806,52 @@ fn the_change_log_names_each_deployment_written_and_forgets_what_was_consumed() 
     );
     assert_eq!(reader.changes_since(newer).unwrap().unwrap().1.len(), 1);
 }
+
+/// A cron job's failed run counts until a newer run completes; a deployment that stopped
+/// being a cron job has no runs that count.
+#[test]
+fn failed_runs_count_until_a_newer_run_completes_and_only_for_a_cronjob() {
+    use keel::model::run::{Run, RunOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.db")).unwrap();
+    let cron = "    kind: cronjob\n    schedule: \"@daily\"\n";
+    let apply = |rev: &str, extra: &str| {
+        keel::ingest::apply_revision(
+            &store,
+            revision(rev),
+            desired(&[("web.yaml", &web(extra))]),
+            at(0),
+        )
+        .unwrap();
+    };
+    apply("r1", cron);
+    let run = |n: u64, outcome: RunOutcome| Run {
+        run: n,
+        generation: 1,
+        due_at: at(n as i64),
+        started_at: Some(at(n as i64)),
+        finished_at: Some(at(n as i64)),
+        exit_code: Some(0),
+        outcome,
+        reason: None,
+        instances: 1,
+    };
+    let failing = || store.reader().unwrap().failing_runs().unwrap();
+    record_pass(&store, "web", at(1), |o| {
+        o.runs = vec![run(1, RunOutcome::Failed)]
+    });
+    assert!(failing().contains(&id("web")));
+    record_pass(&store, "web", at(2), |o| {
+        o.runs = vec![run(2, RunOutcome::Completed)]
+    });
+    assert!(failing().is_empty(), "made good by run 2");
+    record_pass(&store, "web", at(3), |o| {
+        o.runs = vec![run(3, RunOutcome::Failed)]
+    });
+    assert!(failing().contains(&id("web")));
+    apply("r2", "");
+    assert!(
+        failing().is_empty(),
+        "a worker now: its old runs do not count"
+    );
+}

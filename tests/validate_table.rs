@@ -134,6 +134,9 @@ fn cases() -> Vec<Case> {
         one("a_bad_schedule_is_reported_at_the_schedule", web("    kind: cronjob\n    schedule: \"61 * * * *\"\n"), vec![
             "app.yaml:7:15: deployments.web.schedule: \"61 * * * *\" is not a cron schedule (number out of bounds); write minute hour day-of-month month day-of-week (e.g. \"*/15 * * * *\"), optionally with a leading seconds field, or one of @hourly, @daily, @weekly, @monthly, @yearly",
         ]),
+        one("a_schedule_that_never_comes_is_refused", web("    kind: cronjob\n    schedule: \"0 0 30 2 *\"\n"), vec![
+            "app.yaml:7:15: deployments.web.schedule: \"0 0 30 2 *\" never comes (no date matches it)",
+        ]),
         one("an_unknown_time_zone_is_reported_at_the_timezone", web("    kind: cronjob\n    schedule: \"@daily\"\n    timezone: Mars/Olympus\n"), vec![
             "app.yaml:8:15: deployments.web.timezone: \"Mars/Olympus\" is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)",
         ]),

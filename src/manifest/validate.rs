@@ -15,6 +15,7 @@ use crate::model::manifest::{
     Permission, Port, RuntimeKind, VmSpec, Volume, VolumeKind, WorkloadKind,
 };
 use crate::model::schedule::{Schedule, ScheduleError};
+use crate::model::time::Timestamp;
 
 /// The most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 256;
@@ -242,6 +243,10 @@ fn cron(d: &DeploymentDecl, r: &mut Report) {
             "a cronjob needs a schedule, e.g. schedule: \"*/15 * * * *\" (minute hour day-of-month month day-of-week)",
         ),
         Some(expression) => match Schedule::parse(expression, d.timezone.as_deref()) {
+            Ok(schedule) if schedule.next_after(Timestamp(0)).is_none() => r.error(
+                at!["schedule"],
+                format!("{expression:?} never comes (no date matches it)"),
+            ),
             Ok(_) => {}
             Err(e @ ScheduleError::TimeZone(_)) => r.error(at!["timezone"], e.to_string()),
             Err(e @ ScheduleError::Expression { .. }) => r.error(at!["schedule"], e.to_string()),

@@ -49,6 +49,14 @@ pub struct CronMemory {
     /// The next due time, as of the last pass.
     #[serde(default)]
     pub next_due: Option<Timestamp>,
+    /// How the latest finished run ended (`completed` or `failed`): the status between runs,
+    /// also across a spec change.
+    #[serde(default)]
+    pub last_outcome: Option<super::run::RunOutcome>,
+    /// Whether each finished run whose instances may still exist completed (true) or failed:
+    /// what history keeps is judged by this, not by how its instances happened to end.
+    #[serde(default)]
+    pub finished: BTreeMap<u64, bool>,
 }
 
 impl Memory {
@@ -169,7 +177,13 @@ mod tests {
         before
             .instances
             .insert("old-0".into(), InstanceMemory::new(InstanceState::Ready));
+        before.cron.last_due = Some(Timestamp(60));
+        before.cron.last_run = 7;
         let after = before.new_generation(Timestamp(100));
+        assert_eq!(
+            after.cron, before.cron,
+            "a cron job's schedule and runs carry on"
+        );
         assert_eq!(
             (
                 after.status,

@@ -50,6 +50,10 @@ pub struct Run {
     pub outcome: RunOutcome,
     /// Why it failed or was skipped, in words.
     pub reason: Option<String>,
+    /// How many instances it started (the spec's `replicas` then): it completes when that
+    /// many exited 0. Kept in the planner's memory only.
+    #[serde(default)]
+    pub instances: u32,
 }
 
 impl Run {

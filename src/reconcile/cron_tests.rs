@@ -402,3 +402,219 @@ fn a_cronjob_removed_from_the_revision_removes_every_instance_kept_for_history()
     assert_eq!(sim.w.memory.status, S::Deleted);
     assert_eq!(sim.w.memory.cron.next_due, None);
 }
+
+#[test]
+fn a_cronjob_that_becomes_a_worker_ends_its_runs_and_forgets_its_schedule() {
+    let mut w = World::cronjob(json!({}));
+    w.run_behaviour = |_| (600, 0);
+    let mut sim = Sim::new(w);
+    sim.until(at(90));
+    assert_eq!(sim.w.memory.cron.active.len(), 1, "run 1 is under way");
+    sim.w = sim
+        .w
+        .clone()
+        .new_spec(json!({"kind": "worker", "schedule": null}));
+    let (actions, wake) = sim.pass();
+    assert_eq!(sim.runs[&1].outcome, RunOutcome::Failed);
+    assert_eq!(
+        sim.runs[&1].reason.as_deref(),
+        Some("the deployment is now a worker")
+    );
+    assert_eq!(
+        (sim.w.memory.cron.next_due, sim.w.memory.cron.active.len()),
+        (None, 0),
+        "no next_run_at, nothing under way"
+    );
+    assert_eq!(sim.w.memory.cron.last_run, 1, "numbering is kept");
+    assert_eq!(actions.creates(), [0], "the worker starts");
+    assert_ne!(wake, Some(at(120)), "no schedule to wake for");
+}
+
+#[test]
+fn a_run_completes_when_as_many_instances_as_it_started_exited_0_whatever_replicas_says_now() {
+    let mut w = World::cronjob(json!({}));
+    w.run_behaviour = |_| (30, 0);
+    let mut sim = Sim::new(w);
+    sim.until(at(70));
+    assert_eq!(sim.w.memory.cron.active.len(), 1);
+    sim.w = sim.w.clone().new_spec(json!({"replicas": 2}));
+    sim.until(at(95));
+    assert_eq!(
+        sim.runs[&1].outcome,
+        RunOutcome::Completed,
+        "its one instance exited 0"
+    );
+    assert_eq!(
+        sim.w.memory.status,
+        S::Completed,
+        "the spec change does not forget how the last run ended"
+    );
+}
+
+#[test]
+fn a_run_fails_when_one_of_its_instances_could_not_be_created_and_its_siblings_stop() {
+    let mut sim = Sim::new(World::cronjob(json!({"replicas": 2})));
+    sim.w.advance(at(60));
+    let (actions, _) = sim.pass();
+    assert_eq!(actions.creates(), [0, 1]);
+    // The second create failed: the executor stops at the first failure of a deployment.
+    sim.w.instances.retain(|i| i.ordinal == 0);
+    sim.w.memory.last_failure = Some(Failure {
+        status: S::InsufficientResources,
+        message: "not enough memory for 2 instances".into(),
+        at: at(60),
+    });
+    sim.w.advance(at(61));
+    let (actions, _) = sim.pass();
+    assert_eq!(sim.runs[&1].outcome, RunOutcome::Failed);
+    assert_eq!(
+        sim.runs[&1].reason.as_deref(),
+        Some("not enough memory for 2 instances")
+    );
+    assert_eq!(
+        actions.removes(),
+        [(World::run_instance_id(1, 1, 0), true)],
+        "the instance that did start is stopped"
+    );
+    assert!(sim.events.contains(&EventKind::ActionFailed));
+}
+
+#[test]
+fn a_run_fails_when_one_of_its_instances_vanishes() {
+    let mut w = World::cronjob(json!({"replicas": 2}));
+    w.run_behaviour = |_| (30, 0);
+    let mut sim = Sim::new(w);
+    sim.until(at(65));
+    sim.w.instances.retain(|i| i.ordinal == 0);
+    sim.pass();
+    assert_eq!(sim.runs[&1].outcome, RunOutcome::Failed);
+    assert_eq!(
+        sim.runs[&1].reason.as_deref(),
+        Some("1 of its 2 instances are gone (removed outside keel?)")
+    );
+}
+
+#[test]
+fn an_instance_that_cannot_start_fails_its_run_instead_of_being_started_again() {
+    let mut sim = Sim::new(World::cronjob(json!({})));
+    sim.w.advance(at(60));
+    sim.pass();
+    for instance in &mut sim.w.instances {
+        instance.phase = Phase::Created;
+    }
+    let (actions, _) = sim.pass();
+    assert_eq!(
+        actions.starts().len(),
+        1,
+        "created but not started: started"
+    );
+    // The start failed: it is still only created, and the executor said why.
+    for instance in &mut sim.w.instances {
+        instance.phase = Phase::Created;
+    }
+    sim.w.memory.last_failure = Some(Failure {
+        status: S::CreateContainerError,
+        message: "cannot start: no such file /app".into(),
+        at: at(61),
+    });
+    let (actions, _) = sim.pass();
+    assert!(actions.starts().is_empty(), "not again");
+    assert_eq!(actions.removes().len(), 1);
+    assert_eq!(sim.runs[&1].outcome, RunOutcome::Failed);
+}
+
+#[test]
+fn a_schedule_change_or_a_resume_owes_nothing_from_before_it() {
+    // The scenarios start at 08:00 UTC. Daily at 09:00; at 10:30 it becomes hourly: 10:00 is
+    // not owed.
+    let daily = World::cronjob(json!({"schedule": "0 9 * * *"}));
+    let mut sim = Sim::new(daily);
+    sim.until(at(3600 + 30));
+    assert_eq!(sim.runs.len(), 1);
+    sim.w.advance(at(2 * 3600 + 1800));
+    sim.w = sim.w.clone().new_spec(json!({"schedule": "0 * * * *"}));
+    let (actions, wake) = sim.pass();
+    assert!(actions.creates().is_empty(), "nothing owed");
+    assert_eq!(sim.runs.len(), 1, "and nothing recorded as missed");
+    assert_eq!(wake, Some(at(3 * 3600)));
+
+    // Suspended for a day, then resumed: the day is not owed either.
+    let mut sim = Sim::new(World::cronjob(json!({"replicas": 0})));
+    sim.until(at(86_400));
+    sim.w = sim.w.clone().new_spec(json!({"replicas": 1}));
+    let (actions, wake) = sim.pass();
+    assert!(actions.creates().is_empty() && sim.runs.is_empty());
+    assert_eq!(wake, Some(at(86_460)));
+}
+
+#[test]
+fn finished_run_instances_read_stopped_or_error_with_the_exit() {
+    let mut w = World::cronjob(json!({}));
+    w.run_behaviour = |n| (5, if n == 1 { 0 } else { 2 });
+    let mut sim = Sim::new(w);
+    sim.w.advance(at(60));
+    sim.pass();
+    sim.w.advance(at(61));
+    sim.pass(); // observed while it runs
+    sim.until(at(130));
+    let mut plan = sim.w.plan();
+    let outcome = plan.outcomes.remove(&sim.w.id).unwrap();
+    let states: Vec<(String, crate::model::status::InstanceState, Option<String>)> = outcome
+        .instances
+        .iter()
+        .map(|i| (i.runtime_id.clone(), i.state, i.reason.clone()))
+        .collect();
+    use crate::model::status::InstanceState as I;
+    assert_eq!(
+        states,
+        [
+            (
+                World::run_instance_id(1, 1, 0),
+                I::Stopped,
+                Some("completed".into())
+            ),
+            (
+                World::run_instance_id(1, 2, 0),
+                I::Error,
+                Some("exited with code 2".into())
+            ),
+        ]
+    );
+    assert_eq!(outcome.ready, 0, "a finished run's instance is not ready");
+}
+
+#[test]
+fn a_pass_inside_the_repeated_hour_of_fall_back_starts_no_second_run() {
+    let w = World::cronjob(json!({"schedule": "30 2 * * *", "timezone": "Europe/Paris"}));
+    let mut sim = Sim::new(starting_at(w, utc("2027-10-31T00:00:00Z")));
+    sim.until(utc("2027-10-31T00:45:00Z"));
+    assert_eq!(sim.runs.len(), 1, "02:30 CEST ran");
+    // 02:45 CET, after the clocks went back: 02:30 has come round again on the wall.
+    sim.w.advance(utc("2027-10-31T01:45:00Z"));
+    let (actions, wake) = sim.pass();
+    assert!(actions.creates().is_empty());
+    assert_eq!(sim.runs.len(), 1);
+    assert_eq!(wake, Some(utc("2027-11-01T01:30:00Z")));
+}
+
+#[test]
+fn the_starting_deadline_includes_its_last_instant() {
+    let mut w = World::cronjob(json!({"schedule": "0 * * * *", "starting_deadline": "10m"}));
+    w.memory.cron.last_due = Some(at(0));
+    let mut sim = Sim::new(w.now(3600 + 600));
+    let (actions, _) = sim.pass();
+    assert_eq!(
+        actions.creates(),
+        [0],
+        "10m after its due time it may still start"
+    );
+    let mut w = World::cronjob(json!({"schedule": "0 * * * *", "starting_deadline": "10m"}));
+    w.memory.cron.last_due = Some(at(0));
+    let mut late = Sim::new(w);
+    late.w.now = Timestamp(at(3600 + 600).0 + 1);
+    let (actions, _) = late.pass();
+    assert!(
+        actions.creates().is_empty(),
+        "a millisecond later it may not"
+    );
+}

@@ -16,7 +16,7 @@ use crate::model::desired::DeploymentId;
 use crate::model::manifest::{HealthCheck, RuntimeKind};
 use crate::model::memory::Memory;
 use crate::model::observed::{ObservedInstance, Phase, RuntimeObservation};
-use crate::model::plan::{Action, Outcome};
+use crate::model::plan::{Action, Outcome, WaitingOn};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{live_instances, RevisionRecord, StoredState};
 use crate::model::time::Timestamp;
@@ -187,10 +187,13 @@ pub fn revision_change(
                 status: outcome.map_or(d.status, |o| o.memory.status),
                 declared: d.in_revision,
                 live_instances: outcome.map_or(d.live, |o| live_instances(&o.instances)),
-                scheduled: d.spec.replicas == 0
-                    || outcome.is_some_and(|o| {
-                        o.memory.cron.next_due.is_some() || !o.memory.cron.active.is_empty()
-                    }),
+                scheduled: outcome.is_some_and(|o| {
+                    !o.memory.cron.active.is_empty()
+                        || matches!(
+                            o.waiting_on,
+                            Some(WaitingOn::NextRun { .. } | WaitingOn::Suspended)
+                        )
+                }),
             }
         })
         .collect();

@@ -242,6 +242,7 @@ impl<'a> Pass<'a> {
 
     /// A worker's or a job's pass.
     fn run_workload(&mut self) {
+        self.leave_cron();
         self.forget_vanished();
         self.reap_exited();
         match self.goal() {

@@ -281,6 +281,7 @@ CREATE TABLE runs (
     PRIMARY KEY (deployment, run)
 );
 CREATE INDEX runs_failed ON runs (deployment, run) WHERE outcome = 'failed' AND cleared_at IS NULL;
+CREATE INDEX runs_completed ON runs (deployment, run) WHERE outcome = 'completed';
 ALTER TABLE deployments ADD COLUMN cron TEXT;
 ALTER TABLE deployments ADD COLUMN next_run_at INTEGER;
 ALTER TABLE deployments ADD COLUMN image TEXT;

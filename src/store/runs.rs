@@ -111,17 +111,21 @@ impl RawRun {
             exit_code: self.exit_code,
             outcome: parse_column::<RunOutcome>("runs.outcome", self.outcome)?,
             reason: self.reason,
+            instances: 0,
         })
     }
 }
 
-/// The deployments with a failed run that is not cleared and no newer completed run.
+/// The cron jobs whose newest uncleared failed run is newer than their newest completed one.
+/// Two index lookups per cron job (`runs_failed`, `runs_completed`), however many runs exist.
 pub fn failing(conn: &Connection) -> Result<HashSet<DeploymentId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT d.namespace, d.name FROM runs f JOIN deployments d ON d.uuid = f.deployment
-         WHERE f.outcome = 'failed' AND f.cleared_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.deployment = f.deployment
-                                                 AND c.outcome = 'completed' AND c.run > f.run)",
+        "SELECT d.namespace, d.name FROM deployments d
+         WHERE d.kind = 'cronjob'
+           AND (SELECT max(run) FROM runs WHERE deployment = d.uuid AND outcome = 'failed'
+                                              AND cleared_at IS NULL)
+             > coalesce((SELECT max(run) FROM runs WHERE deployment = d.uuid
+                                                    AND outcome = 'completed'), 0)",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(DeploymentId::new(

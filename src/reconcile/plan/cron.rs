@@ -4,20 +4,23 @@
 //! how, which finished runs' instances are kept for their logs, the deployment's status and
 //! when the loop must wake for the next due time.
 //!
-//! Rules: each due time is decided once (`CronMemory::last_due`); of several missed ones (the
-//! agent was down) only the latest may still start — the others are recorded as one skipped
-//! run — and only within `starting_deadline` of its due time; `concurrency` says what a due
-//! time does while a run is under way (`forbid` skips it, `allow` starts beside it, `replace`
-//! stops the running one, recorded failed). A run is `completed` when every instance exited
-//! 0, `failed` as soon as one did not (its siblings are stopped), vanished or could not be
-//! created. The status is `running` while a run is under way, else the last finished run's
-//! (`completed`/`failed`); a skipped run leaves it as it was. `replicas: 0` suspends the
-//! schedule. Nothing here reads a clock.
+//! Rules: each due time is decided once (`CronMemory::last_due`), and a generation owes
+//! nothing from before it was stored (a schedule change or a resume starts afresh); of several
+//! missed ones (the agent was down) only the latest may still start — the others are recorded
+//! as one skipped run — and only within `starting_deadline` of its due time; `concurrency`
+//! says what a due time does while a run is under way (`forbid` skips it, `allow` starts beside
+//! it, `replace` stops the running one, recorded failed). A run is `completed` when as many
+//! instances as it started exited 0, `failed` as soon as one did not (its siblings are
+//! stopped), one vanished, or an action for it failed. The status is `running` while a run is
+//! under way, else the last finished run's (`completed`/`failed`), across spec changes too; a
+//! skipped run leaves it as it was. History keeps instances by their run's recorded outcome.
+//! `replicas: 0` suspends the schedule. Nothing here reads a clock.
 
 use std::collections::BTreeSet;
 
 use crate::model::event::EventKind;
 use crate::model::manifest::Concurrency;
+use crate::model::memory::CronMemory;
 use crate::model::observed::{ObservedInstance, Phase};
 use crate::model::run::{Run, RunOutcome};
 use crate::model::schedule::Schedule;
@@ -41,14 +44,18 @@ impl<'a> Pass<'a> {
                 return;
             }
         };
-        let failure = self.mem.last_failure.take();
+        let failure = self.mem.last_failure.take().map(|f| f.message);
+        if let Some(message) = &failure {
+            self.event(EventKind::ActionFailed, message.clone(), None);
+        }
+        self.finish_runs(failure);
         self.start_created_runs();
-        self.finish_runs(failure.map(|f| f.message));
         self.remove_strays();
         if self.replicas() > 0 {
             self.schedule_runs(&schedule);
         }
         self.prune_history();
+        self.mark_finished_instances();
         self.settle_cron_status();
         self.mem.cron.next_due = match self.replicas() {
             0 => None,
@@ -61,6 +68,31 @@ impl<'a> Pass<'a> {
             });
         }
         self.resume_stops();
+    }
+
+    /// A deployment that is not (or no longer) a cron job: runs under way end, run instances
+    /// go (stopped on purpose, so never counted as deaths by the new kind's rules) and the
+    /// schedule is forgotten; the run numbering is kept, should it become one again.
+    pub(super) fn leave_cron(&mut self) {
+        let under_way: Vec<u64> = self.mem.cron.active.keys().copied().collect();
+        for n in under_way {
+            let reason = format!("the deployment is now a {}", self.spec().kind);
+            self.end_run(n, RunOutcome::Failed, None, Some(reason));
+        }
+        let run_instances: Vec<&ObservedInstance> = self
+            .instances
+            .iter()
+            .copied()
+            .filter(|i| i.run.is_some())
+            .collect();
+        for instance in run_instances {
+            let running = !matches!(instance.phase, Phase::Exited { .. });
+            self.remove(instance, running);
+        }
+        self.mem.cron = CronMemory {
+            last_run: self.mem.cron.last_run,
+            ..CronMemory::default()
+        };
     }
 
     /// When the loop must look again by the clock alone: the next due time.
@@ -101,11 +133,17 @@ impl<'a> Pass<'a> {
     }
 
     /// Ends the runs under way whose instances say so. `failure`: an action of the last pass
-    /// failed (a create: the image could not be pulled, say) — a run with no instance failed
-    /// with it.
+    /// failed (a create or a start: the image could not be pulled, say); it ends every run
+    /// still short of a running instance, with its message.
     fn finish_runs(&mut self, failure: Option<String>) {
-        let active: Vec<u64> = self.mem.cron.active.keys().copied().collect();
-        for n in active {
+        let active: Vec<(u64, u32)> = self
+            .mem
+            .cron
+            .active
+            .iter()
+            .map(|(n, run)| (*n, run.instances.max(1)))
+            .collect();
+        for (n, expected) in active {
             let instances = self.instances_of_run(n);
             let failed = instances.iter().find(|i| {
                 matches!(i.phase, Phase::Exited { exit_code, oom_killed } if exit_code != 0 || oom_killed)
@@ -120,34 +158,50 @@ impl<'a> Pass<'a> {
                         })
                 })
                 .count();
-            if let Some(instance) = failed {
-                let Phase::Exited {
-                    exit_code,
-                    oom_killed,
-                } = instance.phase
-                else {
-                    continue;
-                };
-                let reason = format!(
-                    "instance {} {}{}",
-                    instance.runtime_id,
-                    exit_reason(exit_code, oom_killed),
-                    last_output(instance)
-                );
-                for sibling in instances.iter().filter(|i| i.phase != instance.phase) {
+            let short = instances.len() < expected as usize
+                || instances.iter().any(|i| i.phase == Phase::Created);
+            let ended = match (failed, &failure) {
+                (Some(instance), _) => {
+                    let Phase::Exited {
+                        exit_code,
+                        oom_killed,
+                    } = instance.phase
+                    else {
+                        continue;
+                    };
+                    let reason = format!(
+                        "instance {} {}{}",
+                        instance.runtime_id,
+                        exit_reason(exit_code, oom_killed),
+                        last_output(instance)
+                    );
+                    Some((RunOutcome::Failed, Some(exit_code), reason))
+                }
+                (None, Some(message)) if short => Some((RunOutcome::Failed, None, message.clone())),
+                (None, None) if instances.len() < expected as usize => {
+                    let gone = expected as usize - instances.len();
+                    let reason = format!(
+                        "{gone} of its {expected} instances are gone (removed outside keel?)"
+                    );
+                    Some((RunOutcome::Failed, None, reason))
+                }
+                (None, Some(_) | None) if exited_ok >= expected as usize => {
+                    Some((RunOutcome::Completed, Some(0), String::new()))
+                }
+                (None, Some(_) | None) => None,
+            };
+            let Some((outcome, exit_code, reason)) = ended else {
+                continue;
+            };
+            if outcome == RunOutcome::Failed {
+                for sibling in &instances {
                     if !matches!(sibling.phase, Phase::Exited { .. }) {
-                        self.remove(sibling, true);
+                        self.remove(sibling, sibling.phase == Phase::Running);
                     }
                 }
-                self.end_run(n, RunOutcome::Failed, Some(exit_code), Some(reason));
-            } else if instances.is_empty() {
-                let reason = failure
-                    .clone()
-                    .unwrap_or_else(|| "its instances are gone (removed outside keel?)".to_owned());
-                self.end_run(n, RunOutcome::Failed, None, Some(reason));
-            } else if exited_ok >= self.replicas() as usize && exited_ok == instances.len() {
-                self.end_run(n, RunOutcome::Completed, Some(0), None);
             }
+            let reason = Some(reason).filter(|r| !r.is_empty());
+            self.end_run(n, outcome, exit_code, reason);
         }
     }
 
@@ -171,11 +225,15 @@ impl<'a> Pass<'a> {
             None => format!("run {n} {outcome}"),
         };
         self.event(EventKind::RunFinished, message, None);
+        self.mem.cron.last_outcome = Some(outcome);
+        self.mem
+            .cron
+            .finished
+            .insert(n, outcome == RunOutcome::Completed);
         self.runs.push(run);
     }
 
-    /// Instances of no run under way and of no finished run (a job's, before the kind
-    /// changed; one whose run's record was lost): removed.
+    /// Instances of no run (a job's, before the kind changed): removed.
     fn remove_strays(&mut self) {
         let strays: Vec<&ObservedInstance> = self
             .instances
@@ -189,21 +247,24 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// The due times since the last one decided: the latest may start (or is skipped); older
-    /// ones were missed and are recorded as one skipped run.
+    /// The due times since the last one decided (and since this generation was stored): the
+    /// latest may start (or is skipped); older ones were missed and are recorded as one
+    /// skipped run.
     fn schedule_runs(&mut self, schedule: &Schedule) {
-        let from = self.mem.cron.last_due.unwrap_or(self.mem.generation_since);
-        let Some(latest) = schedule.latest_until(self.now).filter(|t| *t > from) else {
+        let generation = self.mem.generation_since;
+        let from = self
+            .mem
+            .cron
+            .last_due
+            .map_or(generation, |last| last.max(generation));
+        let Some((first, latest, missed)) = due_between(schedule, from, self.now) else {
             return;
         };
         self.mem.cron.last_due = Some(latest);
-        if let Some(first) = schedule.next_after(from).filter(|t| *t < latest) {
-            let last = schedule
-                .latest_until(Timestamp(latest.0 - 1))
-                .unwrap_or(first);
-            let reason = match first == last {
-                true => format!("missed: it was due at {first} and could not start then (was the agent down?)"),
-                false => format!("missed: the runs due from {first} to {last} could not start then (was the agent down?)"),
+        if missed > 0 {
+            let reason = match missed {
+                1 => format!("missed: it was due at {first} and could not start then (the agent was not running, or its runtime did not answer)"),
+                n => format!("missed: {n} runs due from {first} could not start then (the agent was not running, or its runtime did not answer)"),
             };
             self.skip_run(first, reason);
         }
@@ -261,6 +322,7 @@ impl<'a> Pass<'a> {
             exit_code: None,
             outcome: RunOutcome::Skipped,
             reason: Some(reason),
+            instances: 0,
         });
     }
 
@@ -284,6 +346,7 @@ impl<'a> Pass<'a> {
             exit_code: None,
             outcome: RunOutcome::Running,
             reason: None,
+            instances: self.replicas(),
         };
         self.event(
             EventKind::RunStarted,
@@ -295,76 +358,121 @@ impl<'a> Pass<'a> {
     }
 
     /// Keeps the instances of the newest `history.successful` completed runs and the newest
-    /// `history.failed` failed ones; removes those of older finished runs.
+    /// `history.failed` failed ones, judged by each run's recorded outcome; removes those of
+    /// older finished runs, and stops any instance of a finished run that still runs.
     fn prune_history(&mut self) {
         let history = self.spec().history();
-        let mut finished: Vec<(u64, bool)> = Vec::new();
-        for instance in self.instances.iter().copied() {
-            let Some(n) = instance.run else { continue };
-            if self.mem.cron.active.contains_key(&n) || finished.iter().any(|(r, _)| *r == n) {
-                continue;
-            }
-            let failed = self.instances_of_run(n).iter().any(|i| match i.phase {
-                Phase::Exited {
-                    exit_code,
-                    oom_killed,
-                } => exit_code != 0 || oom_killed,
-                Phase::Created | Phase::Running => true,
-            });
-            finished.push((n, failed));
-        }
-        finished.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+        let mut finished: Vec<u64> = self
+            .instances
+            .iter()
+            .filter_map(|i| i.run)
+            .filter(|n| !self.mem.cron.active.contains_key(n))
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        finished.sort_unstable_by_key(|n| std::cmp::Reverse(*n));
         let (mut kept_ok, mut kept_failed) = (0u32, 0u32);
-        for (n, failed) in finished {
-            let keep = match failed {
-                false if kept_ok < history.successful => {
+        for n in finished {
+            let instances = self.instances_of_run(n);
+            for instance in instances
+                .iter()
+                .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
+            {
+                self.remove(instance, true);
+            }
+            let going = instances.iter().all(|i| self.stopping(i));
+            let completed = self.mem.cron.finished.get(&n).copied().unwrap_or(false);
+            let keep = match (going, completed) {
+                (true, _) => false,
+                (false, true) if kept_ok < history.successful => {
                     kept_ok += 1;
                     true
                 }
-                true if kept_failed < history.failed => {
+                (false, false) if kept_failed < history.failed => {
                     kept_failed += 1;
                     true
                 }
-                false | true => false,
+                (false, true | false) => false,
             };
             if !keep {
-                for instance in self.instances_of_run(n) {
-                    let running = !matches!(instance.phase, Phase::Exited { .. });
-                    self.remove(instance, running);
+                for instance in instances {
+                    self.remove(instance, false);
                 }
+            }
+        }
+        let present: BTreeSet<u64> = self.instances.iter().filter_map(|i| i.run).collect();
+        self.mem.cron.finished.retain(|n, _| present.contains(n));
+    }
+
+    fn stopping(&self, instance: &ObservedInstance) -> bool {
+        self.mem
+            .instances
+            .get(&instance.runtime_id)
+            .is_some_and(|m| m.stopping)
+    }
+
+    /// Exited run instances read as what they are: stopped (exit 0) or in error, with why.
+    fn mark_finished_instances(&mut self) {
+        for instance in self.instances.clone() {
+            let Phase::Exited {
+                exit_code,
+                oom_killed,
+            } = instance.phase
+            else {
+                continue;
+            };
+            if instance.run.is_none() || self.stopping(instance) {
+                continue;
+            }
+            let m = self.instance_mem(&instance.runtime_id);
+            if exit_code == 0 && !oom_killed {
+                m.state = InstanceState::Stopped;
+                m.reason = Some("completed".to_owned());
+            } else {
+                m.state = InstanceState::Error;
+                m.reason = Some(exit_reason(exit_code, oom_killed));
             }
         }
     }
 
-    /// `running` while a run is under way; else the outcome of the run that finished last.
+    /// `running` while a run is under way; else how the latest finished run ended (this pass,
+    /// or before — a spec change does not forget it); `pending` before the first.
     fn settle_cron_status(&mut self) {
-        if let Some(n) = self.mem.cron.active.keys().next_back().copied() {
+        let under_way: Vec<String> = self.mem.cron.active.keys().map(u64::to_string).collect();
+        if !under_way.is_empty() {
             self.set_status(
                 DeploymentStatus::Running,
                 "run_started",
-                format!("run {n} is running"),
+                format!("run {} running", under_way.join(", ")),
             );
             return;
         }
-        let last = self
+        let this_pass = self
             .runs
             .iter()
             .rev()
             .find(|r| matches!(r.outcome, RunOutcome::Completed | RunOutcome::Failed))
-            .map(|r| (r.run, r.outcome, r.reason.clone()));
-        match last {
-            Some((n, RunOutcome::Completed, _)) => self.set_status(
-                DeploymentStatus::Completed,
-                "run_completed",
-                format!("run {n} completed"),
-            ),
-            Some((n, RunOutcome::Failed, reason)) => self.set_status(
-                DeploymentStatus::Failed,
+            .map(|r| (r.run, r.reason.clone()));
+        let (reason, message) = match (self.mem.cron.last_outcome, this_pass) {
+            (Some(RunOutcome::Completed), Some((n, _))) => {
+                ("run_completed", format!("run {n} completed"))
+            }
+            (Some(RunOutcome::Failed), Some((n, reason))) => (
                 "run_failed",
                 format!("run {n} failed: {}", reason.unwrap_or_default()),
             ),
-            Some((_, RunOutcome::Running | RunOutcome::Skipped, _)) | None => {}
-        }
+            (Some(RunOutcome::Completed | RunOutcome::Failed), None) => {
+                ("last_run", "as its last run ended".to_owned())
+            }
+            (Some(RunOutcome::Running | RunOutcome::Skipped) | None, _) => return,
+        };
+        let status = match self.mem.cron.last_outcome {
+            Some(RunOutcome::Failed) => DeploymentStatus::Failed,
+            Some(RunOutcome::Completed | RunOutcome::Running | RunOutcome::Skipped) | None => {
+                DeploymentStatus::Completed
+            }
+        };
+        self.set_status(status, reason, message);
     }
 
     /// Out of the revision: every instance goes, finished runs' included, and runs under way
@@ -391,4 +499,32 @@ impl<'a> Pass<'a> {
         self.set_status(DeploymentStatus::Deleted, "deleted", message);
         self.mem.retry = None;
     }
+}
+
+/// The most due times counted one by one; past it (a frequent schedule after a long outage)
+/// the latest is found directly.
+const COUNTED: u32 = 1000;
+
+/// The due times after `from` up to `now`: the first, the latest, and how many before the
+/// latest were missed; `None` when none is due. Walked forward from `from`, the way the
+/// schedule runs (a wall-clock time repeated by a daylight-saving change is due once).
+fn due_between(
+    schedule: &Schedule,
+    from: Timestamp,
+    now: Timestamp,
+) -> Option<(Timestamp, Timestamp, u32)> {
+    let first = schedule.next_after(from).filter(|t| *t <= now)?;
+    let (mut latest, mut missed) = (first, 0u32);
+    while let Some(next) = schedule.next_after(latest).filter(|t| *t <= now) {
+        latest = next;
+        missed += 1;
+        if missed >= COUNTED {
+            latest = schedule
+                .latest_until(now)
+                .filter(|t| *t > latest)
+                .unwrap_or(latest);
+            break;
+        }
+    }
+    Some((first, latest, missed))
 }
