@@ -79,16 +79,7 @@ impl<'a> Pass<'a> {
             let reason = format!("the deployment is now a {}", self.spec().kind);
             self.end_run(n, RunOutcome::Failed, None, Some(reason));
         }
-        let run_instances: Vec<&ObservedInstance> = self
-            .instances
-            .iter()
-            .copied()
-            .filter(|i| i.run.is_some())
-            .collect();
-        for instance in run_instances {
-            let running = !matches!(instance.phase, Phase::Exited { .. });
-            self.remove(instance, running);
-        }
+        self.remove_all(|i| i.run.is_some());
         self.mem.cron = CronMemory {
             last_run: self.mem.cron.last_run,
             ..CronMemory::default()
@@ -235,13 +226,18 @@ impl<'a> Pass<'a> {
 
     /// Instances of no run (a job's, before the kind changed): removed.
     fn remove_strays(&mut self) {
-        let strays: Vec<&ObservedInstance> = self
+        self.remove_all(|i| i.run.is_none());
+    }
+
+    /// Removes every instance `which` picks, stopping those that still run.
+    fn remove_all(&mut self, which: impl Fn(&ObservedInstance) -> bool) {
+        let picked: Vec<&ObservedInstance> = self
             .instances
             .iter()
             .copied()
-            .filter(|i| i.run.is_none())
+            .filter(|i| which(i))
             .collect();
-        for instance in strays {
+        for instance in picked {
             let running = !matches!(instance.phase, Phase::Exited { .. });
             self.remove(instance, running);
         }
@@ -487,10 +483,7 @@ impl<'a> Pass<'a> {
                 Some("stopped: the cron job was removed".to_owned()),
             );
         }
-        for instance in self.instances.clone() {
-            let running = !matches!(instance.phase, Phase::Exited { .. });
-            self.remove(instance, running);
-        }
+        self.remove_all(|_| true);
         self.mem.cron.next_due = None;
         let message = match self.target.declared {
             true => "stopped".to_owned(),
