@@ -1229,5 +1229,18 @@ async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
         .await
         .unwrap();
     assert!(events.body.contains("runs_cleared"), "{}", events.body);
+    use sha2::Digest;
+    let fingerprint: String = sha2::Sha256::digest(ADMIN.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        events.body.contains(&format!(
+            "1 failed run(s) cleared by the admin token sha256:{fingerprint}"
+        )),
+        "which admin token acted: {}",
+        events.body
+    );
     assert!(!events.body.contains(ADMIN), "a token is never recorded");
 }

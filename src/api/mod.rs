@@ -290,6 +290,15 @@ fn any_matches(tokens: &[String], presented: &str) -> bool {
     matched && !presented.is_empty()
 }
 
+/// A token's fingerprint, safe to record: which of several admin tokens acted, never the
+/// token (`sha256:` and the first 8 hex digits of its SHA-256).
+fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// Lets an operator's write through: 403 when the agent has no admin token (nothing may be
 /// changed), 401 without a token, 403 with one that may only read.
 fn admin(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -792,12 +801,12 @@ async fn clear_runs(
         state.writer.get().cloned().ok_or_else(|| {
             ApiError::Internal("the API has no access to the store's writer".into())
         })?;
-    let cleared = tokio::task::spawn_blocking(move || {
-        store.clear_runs(id.clone(), "an admin token".to_owned(), crate::clock::now())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??
-    .unwrap_or(0);
+    let by = format!("the admin token {}", fingerprint(bearer(&headers)));
+    let cleared =
+        tokio::task::spawn_blocking(move || store.clear_runs(id.clone(), by, crate::clock::now()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
+            .unwrap_or(0);
     Ok(Json(ClearedRuns { cleared }))
 }
 

@@ -203,6 +203,9 @@ pub struct RunsArgs {
     /// How many of the latest runs.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Only runs older than this run number (to page back).
+    #[arg(long, value_name = "RUN")]
+    pub before: Option<u64>,
     /// How to print them.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
@@ -1008,8 +1011,12 @@ impl View for Runs {
 
 pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let (namespace, name) = args.target.id()?;
+    let before = args
+        .before
+        .map(|b| format!("&before={b}"))
+        .unwrap_or_default();
     let path = format!(
-        "/v1/deployments/{}/{}/runs?limit={}",
+        "/v1/deployments/{}/{}/runs?limit={}{before}",
         crate::api::percent_encode(namespace),
         crate::api::percent_encode(name),
         args.limit.clamp(1, 500)
