@@ -17,6 +17,8 @@ ARG KEEL_BUILD
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo ./.cargo
 COPY src ./src
+# Cargo reads every target Cargo.toml declares, the benchmarks too, even to build one binary.
+COPY benches ./benches
 COPY schemas ./schemas
 COPY examples-repo ./examples-repo
 RUN cargo build --release --locked --bin keel
