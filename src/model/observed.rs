@@ -19,6 +19,55 @@ pub enum Phase {
     Exited { exit_code: i64, oom_killed: bool },
 }
 
+impl Phase {
+    /// Whether it ended.
+    pub fn exited(self) -> bool {
+        match self {
+            Phase::Exited { .. } => true,
+            Phase::Created | Phase::Running => false,
+        }
+    }
+
+    /// Whether it ended well: exit code 0, not killed for memory.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            Phase::Exited {
+                exit_code: 0,
+                oom_killed: false
+            }
+        )
+    }
+
+    /// Whether it ended badly: another exit code, or killed for memory.
+    pub fn failed(self) -> bool {
+        self.exited() && !self.succeeded()
+    }
+
+    /// How it ended, in words ("exited with code 1", "was killed: out of memory …").
+    pub fn exit_reason(self) -> Option<String> {
+        match self {
+            Phase::Exited {
+                exit_code,
+                oom_killed: true,
+            } => Some(format!("was killed: out of memory (exit code {exit_code})")),
+            Phase::Exited {
+                exit_code,
+                oom_killed: false,
+            } => Some(format!("exited with code {exit_code}")),
+            Phase::Created | Phase::Running => None,
+        }
+    }
+
+    /// Its exit code, once it ended.
+    pub fn exit_code(self) -> Option<i64> {
+        match self {
+            Phase::Exited { exit_code, .. } => Some(exit_code),
+            Phase::Created | Phase::Running => None,
+        }
+    }
+}
+
 /// One container or VM carrying keel's labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedInstance {

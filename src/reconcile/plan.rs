@@ -131,7 +131,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             continue;
         }
         for instance in instances {
-            let running = !matches!(instance.phase, Phase::Exited { .. });
+            let running = !instance.phase.exited();
             result
                 .actions
                 .push(removal(instance, running, input.policy));
@@ -273,7 +273,7 @@ impl<'a> Pass<'a> {
             .instances
             .iter()
             .copied()
-            .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
+            .filter(|i| !i.phase.exited())
             .filter(|i| {
                 self.mem
                     .instances
@@ -406,20 +406,15 @@ impl<'a> Pass<'a> {
             .instances
             .iter()
             .copied()
-            .filter(|i| matches!(i.phase, Phase::Exited { .. }))
+            .filter(|i| i.phase.exited())
             .collect();
         for instance in exited {
-            let Phase::Exited {
-                exit_code,
-                oom_killed,
-            } = instance.phase
-            else {
+            let Some(reason) = instance.phase.exit_reason() else {
                 continue;
             };
-            let reason = exit_reason(exit_code, oom_killed);
             let stopping = self.instance_mem(&instance.runtime_id).stopping;
             let is_job = self.spec().kind == WorkloadKind::Job && self.is_current(instance);
-            let succeeded = exit_code == 0 && !oom_killed;
+            let succeeded = instance.phase.succeeded();
             if stopping {
                 let m = self.instance_mem(&instance.runtime_id);
                 m.state = InstanceState::Stopped;
@@ -428,7 +423,7 @@ impl<'a> Pass<'a> {
                 self.interrupted(instance, reason);
                 self.remove(instance, false);
             } else if is_job {
-                self.job_exit(instance, exit_code, oom_killed, reason);
+                self.job_exit(instance, reason);
             } else {
                 self.unexpected_death(instance, reason);
                 self.remove(instance, false);
@@ -436,17 +431,11 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn job_exit(
-        &mut self,
-        instance: &ObservedInstance,
-        exit_code: i64,
-        oom_killed: bool,
-        reason: String,
-    ) {
+    fn job_exit(&mut self, instance: &ObservedInstance, reason: String) {
         let m = self.instance_mem(&instance.runtime_id);
         let first_time = !m.counted;
         m.counted = true;
-        if exit_code == 0 && !oom_killed {
+        if instance.phase.succeeded() {
             m.state = InstanceState::Stopped;
             m.reason = Some("completed".to_owned());
             return;
@@ -555,7 +544,7 @@ impl<'a> Pass<'a> {
         self.instances
             .iter()
             .copied()
-            .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
+            .filter(|i| !i.phase.exited())
             .filter(|i| {
                 !self
                     .mem
@@ -673,14 +662,7 @@ impl<'a> Pass<'a> {
     fn completed_job_instances(&self) -> usize {
         self.instances
             .iter()
-            .filter(|i| {
-                self.is_current(i)
-                    && i.phase
-                        == (Phase::Exited {
-                            exit_code: 0,
-                            oom_killed: false,
-                        })
-            })
+            .filter(|i| self.is_current(i) && i.phase.succeeded())
             .count()
     }
 
@@ -1122,8 +1104,7 @@ impl<'a> Pass<'a> {
 
     fn instance_state(&self, instance: &ObservedInstance) -> InstanceState {
         let remembered = self.mem.instances.get(&instance.runtime_id);
-        if remembered.is_some_and(|m| m.stopping) && !matches!(instance.phase, Phase::Exited { .. })
-        {
+        if remembered.is_some_and(|m| m.stopping) && !instance.phase.exited() {
             // Still running, but keel is stopping it: no longer counted as serving, even
             // before the stop happens — and not called stopped until the runtime says so.
             return InstanceState::Stopping;
@@ -1196,14 +1177,5 @@ fn last_output(instance: &ObservedInstance) -> String {
     match instance.last_output.as_deref().map(str::trim) {
         Some(output) if !output.is_empty() => format!("; last output: {output}"),
         Some(_) | None => String::new(),
-    }
-}
-
-/// "exited with code 1", "was killed: out of memory".
-fn exit_reason(exit_code: i64, oom_killed: bool) -> String {
-    if oom_killed {
-        format!("was killed: out of memory (exit code {exit_code})")
-    } else {
-        format!("exited with code {exit_code}")
     }
 }

@@ -27,7 +27,7 @@ use crate::model::schedule::Schedule;
 use crate::model::status::{DeploymentStatus, InstanceState};
 use crate::model::time::Timestamp;
 
-use super::{exit_reason, last_output, Goal, Pass, WaitingOn};
+use super::{last_output, Goal, Pass, WaitingOn};
 
 impl<'a> Pass<'a> {
     /// A cron job's pass.
@@ -136,37 +136,19 @@ impl<'a> Pass<'a> {
             .collect();
         for (n, expected) in active {
             let instances = self.instances_of_run(n);
-            let failed = instances.iter().find(|i| {
-                matches!(i.phase, Phase::Exited { exit_code, oom_killed } if exit_code != 0 || oom_killed)
-            });
-            let exited_ok = instances
-                .iter()
-                .filter(|i| {
-                    i.phase
-                        == (Phase::Exited {
-                            exit_code: 0,
-                            oom_killed: false,
-                        })
-                })
-                .count();
+            let failed = instances.iter().find(|i| i.phase.failed());
+            let exited_ok = instances.iter().filter(|i| i.phase.succeeded()).count();
             let short = instances.len() < expected as usize
                 || instances.iter().any(|i| i.phase == Phase::Created);
             let ended = match (failed, &failure) {
                 (Some(instance), _) => {
-                    let Phase::Exited {
-                        exit_code,
-                        oom_killed,
-                    } = instance.phase
-                    else {
-                        continue;
-                    };
                     let reason = format!(
                         "instance {} {}{}",
                         instance.runtime_id,
-                        exit_reason(exit_code, oom_killed),
+                        instance.phase.exit_reason().unwrap_or_default(),
                         last_output(instance)
                     );
-                    Some((RunOutcome::Failed, Some(exit_code), reason))
+                    Some((RunOutcome::Failed, instance.phase.exit_code(), reason))
                 }
                 (None, Some(message)) if short => Some((RunOutcome::Failed, None, message.clone())),
                 (None, None) if instances.len() < expected as usize => {
@@ -186,7 +168,7 @@ impl<'a> Pass<'a> {
             };
             if outcome == RunOutcome::Failed {
                 for sibling in &instances {
-                    if !matches!(sibling.phase, Phase::Exited { .. }) {
+                    if !sibling.phase.exited() {
                         self.remove(sibling, sibling.phase == Phase::Running);
                     }
                 }
@@ -238,7 +220,7 @@ impl<'a> Pass<'a> {
             .filter(|i| which(i))
             .collect();
         for instance in picked {
-            let running = !matches!(instance.phase, Phase::Exited { .. });
+            let running = !instance.phase.exited();
             self.remove(instance, running);
         }
     }
@@ -286,7 +268,7 @@ impl<'a> Pass<'a> {
                 let next = self.mem.cron.last_run + 1;
                 for n in under_way {
                     for instance in self.instances_of_run(n) {
-                        if !matches!(instance.phase, Phase::Exited { .. }) {
+                        if !instance.phase.exited() {
                             self.remove(instance, true);
                         }
                     }
@@ -370,10 +352,7 @@ impl<'a> Pass<'a> {
         let (mut kept_ok, mut kept_failed) = (0u32, 0u32);
         for n in finished {
             let instances = self.instances_of_run(n);
-            for instance in instances
-                .iter()
-                .filter(|i| !matches!(i.phase, Phase::Exited { .. }))
-            {
+            for instance in instances.iter().filter(|i| !i.phase.exited()) {
                 self.remove(instance, true);
             }
             let going = instances.iter().all(|i| self.stopping(i));
@@ -410,24 +389,17 @@ impl<'a> Pass<'a> {
     /// Exited run instances read as what they are: stopped (exit 0) or in error, with why.
     fn mark_finished_instances(&mut self) {
         for instance in self.instances.clone() {
-            let Phase::Exited {
-                exit_code,
-                oom_killed,
-            } = instance.phase
-            else {
+            let Some(reason) = instance.phase.exit_reason() else {
                 continue;
             };
             if instance.run.is_none() || self.stopping(instance) {
                 continue;
             }
             let m = self.instance_mem(&instance.runtime_id);
-            if exit_code == 0 && !oom_killed {
-                m.state = InstanceState::Stopped;
-                m.reason = Some("completed".to_owned());
-            } else {
-                m.state = InstanceState::Error;
-                m.reason = Some(exit_reason(exit_code, oom_killed));
-            }
+            (m.state, m.reason) = match instance.phase.succeeded() {
+                true => (InstanceState::Stopped, Some("completed".to_owned())),
+                false => (InstanceState::Error, Some(reason)),
+            };
         }
     }
 
