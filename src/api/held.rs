@@ -16,8 +16,12 @@ use std::time::Duration;
 use axum::http::{header::HeaderName, HeaderMap};
 use axum::response::Response;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
 use super::rendered::{Rendered, Views};
-use super::{single, ApiError};
+use super::serve::Streaming;
+use super::{query_pairs, single, ApiError};
 
 /// The longest a request is held, whatever `wait` asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -48,8 +52,53 @@ fn star(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim() == "*")
 }
 
+/// What a request that may be held brings: its headers (`If-None-Match`), its `wait`, and its
+/// connection's streaming mark (set when served by `serve::serve`). An extractor, so that each
+/// handler only says how to build its answer.
+pub struct Holding {
+    headers: HeaderMap,
+    wait: Option<Duration>,
+    streaming: Option<Streaming>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Holding {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self {
+            headers: parts.headers.clone(),
+            wait: wait_of(&query_pairs(parts.uri.query()))?,
+            streaming: parts.extensions.get::<Streaming>().cloned(),
+        })
+    }
+}
+
+impl Holding {
+    /// Whether the client asked to wait (its answer must then be current, never a stale one).
+    pub fn waits(&self) -> bool {
+        self.wait.is_some()
+    }
+
+    /// Answers with `build`'s answer; while it is the one the client holds (`If-None-Match`)
+    /// and `wait` has not run out, waits for the store to change and builds it again.
+    pub async fn answer<F, Fut>(&self, views: &Views, build: F) -> Result<Response, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Answer, ApiError>>,
+    {
+        answer(
+            views,
+            &self.headers,
+            self.wait,
+            self.streaming.as_ref(),
+            build,
+        )
+        .await
+    }
+}
+
 /// The `wait` query parameter (`30s`, `500ms`), capped at `MAX_WAIT`.
-pub fn wait_of(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError> {
+fn wait_of(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError> {
     single(pairs, "wait")
         .map(|text| {
             text.parse::<crate::model::units::Duration>()
@@ -59,13 +108,11 @@ pub fn wait_of(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError>
         .transpose()
 }
 
-/// Answers with `build`'s answer; while it is the one the client holds (`If-None-Match`) and
-/// `wait` has not run out, waits for the store to change and builds it again.
-pub async fn answer<F, Fut>(
+async fn answer<F, Fut>(
     views: &Views,
     headers: &HeaderMap,
     wait: Option<Duration>,
-    streaming: Option<&super::serve::Streaming>,
+    streaming: Option<&Streaming>,
     mut build: F,
 ) -> Result<Response, ApiError>
 where
@@ -83,7 +130,7 @@ where
             return Ok(respond());
         };
         // A held request is quiet on the wire: the listener must not cut it as idle.
-        let _held = streaming.map(super::serve::Streaming::hold);
+        let _held = streaming.map(Streaming::hold);
         let changed = views.changed_since(seen, answer.volatile);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(respond());

@@ -487,31 +487,20 @@ fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The connection's streaming mark, when served by `serve::serve` (held requests set it).
-type Held = Option<axum::Extension<serve::Streaming>>;
-
 async fn deployments(
     State(state): State<Arc<ApiState>>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    streaming: Held,
+    holding: held::Holding,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let filter = ListFilter::of(&pairs)?;
-    let wait = held::wait_of(&pairs)?;
-    let (state, pairs, filter) = (&state, &pairs, &filter);
-    let streaming = streaming.as_ref().map(|s| &s.0);
-    held::answer(
-        &state.views,
-        &headers,
-        wait,
-        streaming,
-        move || async move {
-            let list = state.deployment_list(wait.is_some()).await?;
+    let (state, pairs, filter, fresh) = (&state, &pairs, &filter, holding.waits());
+    holding
+        .answer(&state.views, move || async move {
+            let list = state.deployment_list(fresh).await?;
             filter.page(&list, pairs)
-        },
-    )
-    .await
+        })
+        .await
 }
 
 /// What `GET /v1/deployments` asks for: statuses, a namespace, a kind, and a page.
@@ -637,18 +626,13 @@ fn internal(error: serde_json::Error) -> ApiError {
 async fn deployment(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    streaming: Held,
+    holding: held::Holding,
 ) -> Result<Response, ApiError> {
-    let wait = held::wait_of(&query_pairs(raw.as_deref()))?;
     let id = DeploymentId::new(namespace, name);
     let (state, id) = (&state, &id);
-    let streaming = streaming.as_ref().map(|s| &s.0);
-    held::answer(&state.views, &headers, wait, streaming, move || {
-        detail(state, id)
-    })
-    .await
+    holding
+        .answer(&state.views, move || detail(state, id))
+        .await
 }
 
 /// One deployment's detail: from the cache unless the store was written since, or an image
@@ -699,28 +683,18 @@ async fn events(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    streaming: Held,
+    holding: held::Holding,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(raw.as_deref());
-    let (limit, before) = paging(&pairs)?;
-    let wait = held::wait_of(&pairs)?;
+    let (limit, before) = paging(&query_pairs(raw.as_deref()))?;
     let id = DeploymentId::new(namespace, name);
     let (state, id) = (&state, &id);
-    let streaming = streaming.as_ref().map(|s| &s.0);
-    held::answer(
-        &state.views,
-        &headers,
-        wait,
-        streaming,
-        move || async move {
+    holding
+        .answer(&state.views, move || async move {
             let page = event_page(state, id.clone(), limit, before).await?;
-            Ok(held::Answer::of(Arc::new(
-                rendered::Rendered::json(&page).map_err(internal)?,
-            )))
-        },
-    )
-    .await
+            let rendered = rendered::Rendered::json(&page).map_err(internal)?;
+            Ok(held::Answer::of(Arc::new(rendered)))
+        })
+        .await
 }
 
 /// A page of a deployment's events, newest first.
