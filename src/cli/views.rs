@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::render::{age, optional, paint, render, short, table_maybe_wide, Output, Style, View};
@@ -55,6 +54,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// The API path of this deployment, and of `rest` below it (`/events`, `/runs?limit=5`).
+    pub fn path(&self, rest: &str) -> anyhow::Result<String> {
+        let (namespace, name) = self.id()?;
+        Ok(format!(
+            "/v1/deployments/{}/{}{rest}",
+            crate::api::percent_encode(namespace),
+            crate::api::percent_encode(name)
+        ))
+    }
+
     /// (namespace, name).
     pub fn id(&self) -> anyhow::Result<(&str, &str)> {
         match (self.deployment.split_once('/'), self.namespace.as_deref()) {
@@ -385,14 +394,20 @@ async fn all_pages(api: &ApiArgs, path: &str, first: Reply) -> anyhow::Result<Va
     Ok(document)
 }
 
-/// Prints a view once, or (`watch`) again each time the API's answer to `path` changes.
-fn show<V: View>(
+/// Prints a view once, or (`watch`) again each time the API's answer to `path` changes. The
+/// answer is decoded as the API's typed DTO `T`, and `view` pairs it with the JSON as sent.
+fn show<T: DeserializeOwned, V: View>(
     api: &ApiArgs,
     path: &str,
     output: Output,
     watch: bool,
-    build: impl Fn(Value) -> anyhow::Result<V>,
+    view: impl Fn(Value, T) -> V,
 ) -> anyhow::Result<ExitCode> {
+    let build = |raw: Value| -> anyhow::Result<V> {
+        let typed = T::deserialize(&raw)
+            .with_context(|| format!("{path}: the API answered a shape this keel does not know"))?;
+        Ok(view(raw, typed))
+    };
     let style = Style::for_stdout();
     if !watch {
         let view = block_on(async {
@@ -505,10 +520,8 @@ pub fn deployments(args: &DeploymentsArgs) -> anyhow::Result<ExitCode> {
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    show(&args.api, &path, args.output, args.watch, |raw| {
-        let list = Vec::<DeploymentSummary>::deserialize(&raw)
-            .context("the API answered a deployment list this keel does not know")?;
-        Ok(DeploymentList { raw, list })
+    show(&args.api, &path, args.output, args.watch, |raw, list| {
+        DeploymentList { raw, list }
     })
 }
 
@@ -588,16 +601,9 @@ impl View for OneDeployment {
 }
 
 pub fn deployment(args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = args.target.id()?;
-    let path = format!(
-        "/v1/deployments/{}/{}",
-        crate::api::percent_encode(namespace),
-        crate::api::percent_encode(name)
-    );
-    show(&args.api, &path, args.output, args.watch, |raw| {
-        let detail = DeploymentDetail::deserialize(&raw)
-            .context("the API answered a deployment this keel does not know")?;
-        Ok(OneDeployment { raw, detail })
+    let path = args.target.path("")?;
+    show(&args.api, &path, args.output, args.watch, |raw, detail| {
+        OneDeployment { raw, detail }
     })
 }
 
@@ -613,12 +619,7 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     if let Some(tail) = args.tail {
         query.push(format!("tail={tail}"));
     }
-    let path = format!(
-        "/v1/deployments/{}/{}/logs?{}",
-        crate::api::percent_encode(namespace),
-        crate::api::percent_encode(name),
-        query.join("&")
-    );
+    let path = args.target.path(&format!("/logs?{}", query.join("&")))?;
     until_interrupted(async {
         let token = crate::config::api_token_from_env();
         let mut out = std::io::stdout();
@@ -738,12 +739,7 @@ impl View for Events {
 }
 
 pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = args.target.id()?;
-    let base = format!(
-        "/v1/deployments/{}/{}/events",
-        crate::api::percent_encode(namespace),
-        crate::api::percent_encode(name)
-    );
+    let base = args.target.path("/events")?;
     let style = Style::for_stdout();
     let first = format!("{base}?limit={}", args.limit.clamp(1, 500));
     if !args.follow {
@@ -819,11 +815,13 @@ impl View for Revisions {
 }
 
 pub fn revisions(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    show(&args.api, "/v1/revisions", args.output, false, |raw| {
-        let list = Vec::<RevisionDto>::deserialize(&raw)
-            .context("the API answered revisions this keel does not know")?;
-        Ok(Revisions { raw, list })
-    })
+    show(
+        &args.api,
+        "/v1/revisions",
+        args.output,
+        false,
+        |raw, list| Revisions { raw, list },
+    )
 }
 
 /// The source, the latest revision and the namespaces (`-n`: one of them).
@@ -964,10 +962,8 @@ pub fn deliveries(args: &DeliveriesArgs) -> anyhow::Result<ExitCode> {
             .map(|e| format!("endpoint={}", crate::api::percent_encode(e))),
     );
     let path = format!("/v1/deliveries?{}", query.join("&"));
-    show(&args.api, &path, args.output, false, |raw| {
-        let page = DeliveryPage::deserialize(&raw)
-            .context("the API answered deliveries this keel does not know")?;
-        Ok(Deliveries { raw, page })
+    show(&args.api, &path, args.output, false, |raw, page| {
+        Deliveries { raw, page }
     })
 }
 
@@ -1010,32 +1006,23 @@ impl View for Runs {
 }
 
 pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = args.target.id()?;
     let before = args
         .before
         .map(|b| format!("&before={b}"))
         .unwrap_or_default();
-    let path = format!(
-        "/v1/deployments/{}/{}/runs?limit={}{before}",
-        crate::api::percent_encode(namespace),
-        crate::api::percent_encode(name),
-        args.limit.clamp(1, 500)
-    );
-    show(&args.api, &path, args.output, false, |raw| {
-        let page =
-            RunPage::deserialize(&raw).context("the API answered runs this keel does not know")?;
-        Ok(Runs { raw, page })
+    let path = args
+        .target
+        .path(&format!("/runs?limit={}{before}", args.limit.clamp(1, 500)))?;
+    show(&args.api, &path, args.output, false, |raw, page| Runs {
+        raw,
+        page,
     })
 }
 
 /// Clears a cron job's failed runs (with an admin token in KEEL_TOKEN).
 pub fn clear_runs(args: &ClearRunsArgs) -> anyhow::Result<ExitCode> {
     let (namespace, name) = args.target.id()?;
-    let path = format!(
-        "/v1/deployments/{}/{}/runs/clear",
-        crate::api::percent_encode(namespace),
-        crate::api::percent_encode(name)
-    );
+    let path = args.target.path("/runs/clear")?;
     let token = crate::config::api_token_from_env();
     let reply =
         block_on(async { Ok(client::post(&args.api.api, &path, token.as_deref()).await?) })?;
