@@ -34,6 +34,14 @@ impl RunOutcome {
     }
 }
 
+/// The rule of DESIGN.md §3.4 for cron jobs: a failed run counts against its namespace until
+/// a newer run completes or the failure is cleared. Given the newest failed run nobody cleared
+/// and the newest completed run, whether a failure still counts; and a failed run `n` counts
+/// when it is newer than `newest_completed`.
+pub fn failure_counts(newest_uncleared_failed: Option<u64>, newest_completed: Option<u64>) -> bool {
+    newest_uncleared_failed.is_some_and(|failed| failed > newest_completed.unwrap_or(0))
+}
+
 /// One run of a cron job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
@@ -89,4 +97,22 @@ pub struct RunFinished {
     pub generation: u64,
     /// The revision that last changed the deployment.
     pub revision: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_counts;
+
+    #[test]
+    fn a_failure_counts_until_a_newer_run_completes() {
+        let cases = [
+            ("no_failure", None, Some(3), false),
+            ("never_completed", Some(2), None, true),
+            ("failed_after_the_last_success", Some(5), Some(4), true),
+            ("made_good_by_a_newer_success", Some(4), Some(5), false),
+        ];
+        for (name, failed, completed, counts) in cases {
+            assert_eq!(failure_counts(failed, completed), counts, "{name}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use rusqlite::{params, Connection, Row};
 
 use crate::model::desired::DeploymentId;
-use crate::model::run::{Run, RunOutcome};
+use crate::model::run::{failure_counts, Run, RunOutcome};
 use crate::model::time::Timestamp;
 
 use super::{parse_column, StoreError};
@@ -103,8 +103,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(RawRun, Option<i64>)> {
 impl RawRun {
     fn into_domain(self) -> Result<Run, StoreError> {
         Ok(Run {
-            run: u64::try_from(self.run).unwrap_or(0),
-            generation: u64::try_from(self.generation).unwrap_or(0),
+            run: run_number(self.run),
+            generation: run_number(self.generation),
             due_at: Timestamp(self.due_at),
             started_at: self.started_at.map(Timestamp),
             finished_at: self.finished_at.map(Timestamp),
@@ -116,34 +116,46 @@ impl RawRun {
     }
 }
 
-/// The cron jobs whose newest uncleared failed run is newer than their newest completed one.
-/// Two index lookups per cron job (`runs_failed`, `runs_completed`), however many runs exist.
+/// The cron jobs whose failures still count (`model::run::failure_counts`), from each one's
+/// newest uncleared failed run and newest completed run: two index lookups per cron job
+/// (`runs_failed`, `runs_completed`), however many runs exist.
 pub fn failing(conn: &Connection) -> Result<HashSet<DeploymentId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.namespace, d.name FROM deployments d
-         WHERE d.kind = 'cronjob'
-           AND (SELECT max(run) FROM runs WHERE deployment = d.uuid AND outcome = 'failed'
-                                              AND cleared_at IS NULL)
-             > coalesce((SELECT max(run) FROM runs WHERE deployment = d.uuid
-                                                    AND outcome = 'completed'), 0)",
+        "SELECT d.namespace, d.name,
+                (SELECT max(run) FROM runs WHERE deployment = d.uuid AND outcome = 'failed'
+                                               AND cleared_at IS NULL),
+                (SELECT max(run) FROM runs WHERE deployment = d.uuid AND outcome = 'completed')
+         FROM deployments d WHERE d.kind = 'cronjob'",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(DeploymentId::new(
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
+        Ok((
+            DeploymentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
         ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = HashSet::new();
+    for row in rows {
+        let (id, failed, completed) = row?;
+        if failure_counts(failed.map(run_number), completed.map(run_number)) {
+            out.insert(id);
+        }
+    }
+    Ok(out)
 }
 
-/// Clears deployment `uuid`'s failed runs that still count (not cleared, no newer completed
-/// run): they no longer count against its namespace. How many were cleared.
+fn run_number(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Clears deployment `uuid`'s failed runs that still count (newer than its newest completed
+/// run, not cleared yet): they no longer count against its namespace. How many were cleared.
 pub fn clear(conn: &Connection, uuid: &str, now: Timestamp) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "UPDATE runs SET cleared_at = ?2
          WHERE deployment = ?1 AND outcome = 'failed' AND cleared_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.deployment = ?1
-                                                 AND c.outcome = 'completed' AND c.run > runs.run)",
+           AND run > coalesce((SELECT max(run) FROM runs WHERE deployment = ?1
+                                                            AND outcome = 'completed'), 0)",
         params![uuid, now.0],
     )?)
 }
