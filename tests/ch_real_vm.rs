@@ -6,7 +6,9 @@
 //!
 //! Inside: a readiness-gated worker (tcp probe on port 80) becomes `running` and its address
 //! answers HTTP; its VMM killed with SIGKILL is a crash, counted, and a new VM boots; removing
-//! it leaves no VMM, tap or socket; a `job=1` guest powers off and the job is `completed`.
+//! it leaves no VMM, tap or socket; a `job=1` guest powers off and the job is `completed`; a
+//! cron job's run is a microVM whose power-off completes the run, and dropping the cron job
+//! leaves no VMM.
 //!
 //! `#[ignore]`d in the default run (minutes of boots); `.ci/run` runs it alone with
 //! `--ignored` when `/dev/kvm` and the harness exist — and then it fails loudly.
@@ -274,5 +276,48 @@ async fn scenario() {
     assert!(
         String::from_utf8_lossy(&vmms.stdout).trim().is_empty(),
         "a VMM is left behind (the job's powered off, web's was removed)"
+    );
+
+    // 4. A cron job: each run is a microVM; its guest powering off completes the run.
+    let cron = format!(
+        "deployments:\n  tick:\n    name: tick\n    namespace: real\n    kind: cronjob\n    schedule: \"* * * * *\"\n    runtime: cloud-hypervisor\n    vm:\n      kernel: {kernel}\n      initramfs: {initramfs}\n      cmdline: \"{cmdline} job=1\"\n"
+    );
+    keel::ingest::apply_revision(
+        &store,
+        revision("r3"),
+        desired(&[("cron.yaml", &cron)]),
+        keel::clock::now(),
+    )
+    .unwrap();
+    let tick = DeploymentId::new("real", "tick");
+    until(&mut controller, "a cron job's run completed", || {
+        reader
+            .runs_page(&tick, 10, None)
+            .unwrap()
+            .unwrap_or_default()
+            .iter()
+            .any(|(run, _)| run.outcome == keel::model::run::RunOutcome::Completed)
+    })
+    .await;
+    assert_eq!(row("tick").status, DeploymentStatus::Completed);
+    let runs = reader.runs_page(&tick, 10, None).unwrap().unwrap();
+    let (run, _) = runs
+        .iter()
+        .find(|(run, _)| run.outcome == keel::model::run::RunOutcome::Completed)
+        .unwrap();
+    assert_eq!(run.exit_code, Some(0), "a clean power-off");
+    // Gone with the revision that drops it: no VMM of its runs is left.
+    keel::ingest::apply_revision(&store, revision("r4"), desired(&[]), keel::clock::now()).unwrap();
+    until(&mut controller, "the cron job's VMs gone", || {
+        reader.instances(&tick).unwrap().is_empty()
+    })
+    .await;
+    let vmms = Command::new("pgrep")
+        .args(["-f", &vms.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&vmms.stdout).trim().is_empty(),
+        "a cron run's VMM is left behind"
     );
 }
