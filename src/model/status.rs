@@ -86,6 +86,19 @@ impl DeploymentStatus {
             StatusClass::Progressing | StatusClass::Settled => false,
         }
     }
+
+    /// The class of this status for a deployment of `kind`. A cron job's `pending` (waiting
+    /// for its first due time) and `failed` (its last run's outcome; the schedule goes on) are
+    /// where it should be: settled, not progress or a terminal failure.
+    pub fn class_for(self, kind: super::manifest::WorkloadKind) -> StatusClass {
+        use super::manifest::WorkloadKind;
+        match (kind, self) {
+            (WorkloadKind::CronJob, DeploymentStatus::Pending | DeploymentStatus::Failed) => {
+                StatusClass::Settled
+            }
+            (WorkloadKind::CronJob | WorkloadKind::Worker | WorkloadKind::Job, _) => self.class(),
+        }
+    }
 }
 
 string_enum! {

@@ -290,11 +290,7 @@ impl<'a> Pass<'a> {
         if !self.target.declared || self.mem.status == DeploymentStatus::Deleted {
             return Goal::Gone;
         }
-        // A cron job's `failed` is its last run's: the schedule goes on.
-        if self.spec().kind == WorkloadKind::CronJob {
-            return Goal::Run;
-        }
-        match self.mem.status.class() {
+        match self.mem.status.class_for(self.spec().kind) {
             StatusClass::Terminal => Goal::Hold,
             StatusClass::Progressing | StatusClass::Settled | StatusClass::Retried => Goal::Run,
         }

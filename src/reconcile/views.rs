@@ -34,28 +34,17 @@ pub struct Member {
 }
 
 impl Member {
-    /// Whether it counts as a failure: its status says so — except a cron job's `failed`,
-    /// which is its last run's and counts through `failed_run` (clearing ends it) — or it has
-    /// a failed run not yet made good.
+    /// Whether it counts as a failure: its status (for its kind: a cron job's `failed` is its
+    /// last run's, and counts through `failed_run`, which clearing ends), or a failed run not
+    /// yet made good.
     fn failing(&self) -> bool {
-        let status = match self.kind {
-            WorkloadKind::CronJob => {
-                self.status.is_failure() && self.status != DeploymentStatus::Failed
-            }
-            WorkloadKind::Worker | WorkloadKind::Job => self.status.is_failure(),
-        };
-        status || self.failed_run
+        let class = self.status.class_for(self.kind);
+        matches!(class, StatusClass::Retried | StatusClass::Terminal) || self.failed_run
     }
 
-    /// Whether it is on its way up: pending or creating — except a cron job waiting for its
-    /// first due time, which is where it should be.
+    /// Whether it is on its way up (a cron job waiting for its first due time is not).
     fn starting(&self) -> bool {
-        match self.kind {
-            WorkloadKind::CronJob => self.status == DeploymentStatus::Creating,
-            WorkloadKind::Worker | WorkloadKind::Job => {
-                self.status.class() == StatusClass::Progressing
-            }
-        }
+        self.status.class_for(self.kind) == StatusClass::Progressing
     }
 }
 
@@ -99,10 +88,10 @@ pub struct Goal {
 /// The state of an open revision from its deployments (DESIGN.md §3.5): `succeeded` only when
 /// every one reached its goal, `failed` as soon as one is in a terminal failure.
 pub fn revision_state(goals: &[Goal]) -> RevisionState {
-    // A cron job's `failed` is a run's outcome, not the revision's.
+    // By kind: a cron job's `failed` is a run's outcome, not the revision's.
     if goals
         .iter()
-        .any(|g| g.kind != WorkloadKind::CronJob && g.status.class() == StatusClass::Terminal)
+        .any(|g| g.status.class_for(g.kind) == StatusClass::Terminal)
     {
         return RevisionState::Failed;
     }
@@ -114,14 +103,7 @@ pub fn revision_state(goals: &[Goal]) -> RevisionState {
             WorkloadKind::Worker => g.status == DeploymentStatus::Running,
             WorkloadKind::Job => g.status == DeploymentStatus::Completed,
             WorkloadKind::CronJob => {
-                g.scheduled
-                    && matches!(
-                        g.status,
-                        DeploymentStatus::Pending
-                            | DeploymentStatus::Running
-                            | DeploymentStatus::Completed
-                            | DeploymentStatus::Failed
-                    )
+                g.scheduled && g.status.class_for(g.kind) == StatusClass::Settled
             }
         }
     };
@@ -144,6 +126,14 @@ mod tests {
             desired_instances: desired,
             live_instances: live,
             failed_run: false,
+        }
+    }
+
+    fn cron(status: DeploymentStatus, failed_run: bool) -> Member {
+        Member {
+            kind: WorkloadKind::CronJob,
+            failed_run,
+            ..m(status, 1, 0)
         }
     }
 
@@ -189,6 +179,21 @@ mod tests {
                 "otherwise_running",
                 vec![m(S::Running, 2, 2), m(S::Completed, 1, 0)],
                 NamespaceStatus::Running,
+            ),
+            (
+                "a_cronjob_waiting_for_its_first_run_is_not_starting",
+                vec![m(S::Running, 1, 1), cron(S::Pending, false)],
+                NamespaceStatus::Running,
+            ),
+            (
+                "a_cronjobs_failed_counts_only_while_its_failure_does",
+                vec![m(S::Running, 1, 1), cron(S::Failed, false)],
+                NamespaceStatus::Running,
+            ),
+            (
+                "a_cronjob_with_a_failure_that_counts_is_a_warning",
+                vec![m(S::Running, 1, 1), cron(S::Running, true)],
+                NamespaceStatus::Warning,
             ),
         ];
         for (name, members, expected) in cases {
