@@ -273,13 +273,7 @@ impl<'a> Pass<'a> {
             .instances
             .iter()
             .copied()
-            .filter(|i| !i.phase.exited())
-            .filter(|i| {
-                self.mem
-                    .instances
-                    .get(&i.runtime_id)
-                    .is_some_and(|m| m.stopping)
-            })
+            .filter(|i| !i.phase.exited() && self.stopping(i))
             .collect();
         for instance in unfinished {
             self.remove(instance, true);
@@ -540,15 +534,16 @@ impl<'a> Pass<'a> {
         self.instances
             .iter()
             .copied()
-            .filter(|i| !i.phase.exited())
-            .filter(|i| {
-                !self
-                    .mem
-                    .instances
-                    .get(&i.runtime_id)
-                    .is_some_and(|m| m.stopping)
-            })
+            .filter(|i| !i.phase.exited() && !self.stopping(i))
             .collect()
+    }
+
+    /// Whether keel began to stop `instance` (its exit is not a death).
+    fn stopping(&self, instance: &ObservedInstance) -> bool {
+        self.mem
+            .instances
+            .get(&instance.runtime_id)
+            .is_some_and(|m| m.stopping)
     }
 
     fn tear_down(&mut self) {

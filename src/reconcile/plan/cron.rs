@@ -167,11 +167,7 @@ impl<'a> Pass<'a> {
                 continue;
             };
             if outcome == RunOutcome::Failed {
-                for sibling in &instances {
-                    if !sibling.phase.exited() {
-                        self.remove(sibling, sibling.phase == Phase::Running);
-                    }
-                }
+                self.stop_run(n);
             }
             let reason = Some(reason).filter(|r| !r.is_empty());
             self.end_run(n, outcome, exit_code, reason);
@@ -267,11 +263,7 @@ impl<'a> Pass<'a> {
             (Concurrency::Replace, false) => {
                 let next = self.mem.cron.last_run + 1;
                 for n in under_way {
-                    for instance in self.instances_of_run(n) {
-                        if !instance.phase.exited() {
-                            self.remove(instance, true);
-                        }
-                    }
+                    self.stop_run(n);
                     let reason = format!("replaced by run {next} (concurrency: replace)");
                     self.end_run(n, RunOutcome::Failed, None, Some(reason));
                 }
@@ -340,21 +332,16 @@ impl<'a> Pass<'a> {
     /// older finished runs, and stops any instance of a finished run that still runs.
     fn prune_history(&mut self) {
         let history = self.spec().history();
-        let mut finished: Vec<u64> = self
+        let finished: BTreeSet<u64> = self
             .instances
             .iter()
             .filter_map(|i| i.run)
             .filter(|n| !self.mem.cron.active.contains_key(n))
-            .collect::<BTreeSet<u64>>()
-            .into_iter()
             .collect();
-        finished.sort_unstable_by_key(|n| std::cmp::Reverse(*n));
         let (mut kept_ok, mut kept_failed) = (0u32, 0u32);
-        for n in finished {
+        for n in finished.into_iter().rev() {
+            self.stop_run(n);
             let instances = self.instances_of_run(n);
-            for instance in instances.iter().filter(|i| !i.phase.exited()) {
-                self.remove(instance, true);
-            }
             let going = instances.iter().all(|i| self.stopping(i));
             let completed = self.mem.cron.finished.get(&n).copied().unwrap_or(false);
             let keep = match (going, completed) {
@@ -379,11 +366,14 @@ impl<'a> Pass<'a> {
         self.mem.cron.finished.retain(|n, _| present.contains(n));
     }
 
-    fn stopping(&self, instance: &ObservedInstance) -> bool {
-        self.mem
-            .instances
-            .get(&instance.runtime_id)
-            .is_some_and(|m| m.stopping)
+    /// Stops and removes the instances of run `n` that have not exited (those that were
+    /// only created are just removed).
+    fn stop_run(&mut self, n: u64) {
+        for instance in self.instances_of_run(n) {
+            if !instance.phase.exited() {
+                self.remove(instance, instance.phase == Phase::Running);
+            }
+        }
     }
 
     /// Exited run instances read as what they are: stopped (exit 0) or in error, with why.
@@ -415,30 +405,39 @@ impl<'a> Pass<'a> {
             );
             return;
         }
+        let Some(outcome) = self.mem.cron.last_outcome else {
+            return;
+        };
         let this_pass = self
             .runs
             .iter()
             .rev()
-            .find(|r| matches!(r.outcome, RunOutcome::Completed | RunOutcome::Failed))
-            .map(|r| (r.run, r.reason.clone()));
-        let (reason, message) = match (self.mem.cron.last_outcome, this_pass) {
-            (Some(RunOutcome::Completed), Some((n, _))) => {
-                ("run_completed", format!("run {n} completed"))
-            }
-            (Some(RunOutcome::Failed), Some((n, reason))) => (
+            .find(|r| matches!(r.outcome, RunOutcome::Completed | RunOutcome::Failed));
+        let (status, reason, message) = match (outcome, this_pass) {
+            (RunOutcome::Failed, Some(run)) => (
+                DeploymentStatus::Failed,
                 "run_failed",
-                format!("run {n} failed: {}", reason.unwrap_or_default()),
+                format!(
+                    "run {} failed: {}",
+                    run.run,
+                    run.reason.as_deref().unwrap_or_default()
+                ),
             ),
-            (Some(RunOutcome::Completed | RunOutcome::Failed), None) => {
-                ("last_run", "as its last run ended".to_owned())
-            }
-            (Some(RunOutcome::Running | RunOutcome::Skipped) | None, _) => return,
-        };
-        let status = match self.mem.cron.last_outcome {
-            Some(RunOutcome::Failed) => DeploymentStatus::Failed,
-            Some(RunOutcome::Completed | RunOutcome::Running | RunOutcome::Skipped) | None => {
-                DeploymentStatus::Completed
-            }
+            (RunOutcome::Failed, None) => (
+                DeploymentStatus::Failed,
+                "last_run",
+                "as its last run ended".to_owned(),
+            ),
+            (RunOutcome::Completed | RunOutcome::Running | RunOutcome::Skipped, Some(run)) => (
+                DeploymentStatus::Completed,
+                "run_completed",
+                format!("run {} completed", run.run),
+            ),
+            (RunOutcome::Completed | RunOutcome::Running | RunOutcome::Skipped, None) => (
+                DeploymentStatus::Completed,
+                "last_run",
+                "as its last run ended".to_owned(),
+            ),
         };
         self.set_status(status, reason, message);
     }
