@@ -12,6 +12,7 @@ use std::path::Path;
 use base64::Engine;
 use bollard::auth::DockerCredentials;
 
+use super::build::read_secret;
 use crate::model::manifest::{DeploymentConfig, EnvValue};
 use crate::runtime::RuntimeError;
 
@@ -141,7 +142,7 @@ pub fn credentials(
         };
         return Ok(Some(DockerCredentials {
             username: c.username.clone(),
-            password: Some(password.trim_end_matches(['\r', '\n']).to_owned()),
+            password: Some(password),
             serveraddress: Some(c.server.clone().unwrap_or(registry)),
             ..DockerCredentials::default()
         }));
@@ -162,21 +163,6 @@ pub fn credentials(
             path.display()
         ))),
     }
-}
-
-fn read_secret(dir: &Path, name: &str, what: &str) -> Result<String, RuntimeError> {
-    // Validation allows plain file names only; a stored spec is checked again here.
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(RuntimeError::Config(format!(
-            "{what} {name:?} is not a plain file name in the agent's secrets directory"
-        )));
-    }
-    std::fs::read_to_string(dir.join(name)).map_err(|_| {
-        RuntimeError::Config(format!(
-            "{what} {name} not found in the agent's secrets directory ({})",
-            dir.display()
-        ))
-    })
 }
 
 #[cfg(test)]

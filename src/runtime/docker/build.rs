@@ -137,22 +137,34 @@ fn environment(spec: &InstanceSpec, settings: &Settings) -> Result<Vec<String>, 
         .iter()
         .map(|(name, value)| match value {
             EnvValue::Plain(v) => Ok(format!("{name}={v}")),
-            EnvValue::Secret(s) => {
-                read_secret(settings, &s.secret_ref).map(|v| format!("{name}={v}"))
-            }
+            EnvValue::Secret(s) => read_secret(&settings.secrets_dir, &s.secret_ref, "secret")
+                .map(|v| format!("{name}={v}")),
         })
         .collect()
 }
 
-fn read_secret(settings: &Settings, name: &str) -> Result<String, RuntimeError> {
-    let path = settings.secrets_dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+/// The bytes of `name` in the agent's secrets directory `dir`: a plain file name only
+/// (validation allows no other; a stored spec is checked again here). `what` names it in the
+/// error ("secret", "image pull secret").
+fn secret_bytes(dir: &Path, name: &str, what: &str) -> Result<Vec<u8>, RuntimeError> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(RuntimeError::Config(format!(
+            "{what} {name:?} is not a plain file name in the agent's secrets directory"
+        )));
+    }
+    std::fs::read(dir.join(name)).map_err(|e| {
         RuntimeError::Config(format!(
-            "secret {name:?} cannot be read from {}: {}",
-            settings.secrets_dir.display(),
+            "{what} {name:?} cannot be read from {}: {}",
+            dir.display(),
             e.kind()
         ))
-    })?;
+    })
+}
+
+/// A secret as text, without the line break a file written by hand ends with.
+pub(super) fn read_secret(dir: &Path, name: &str, what: &str) -> Result<String, RuntimeError> {
+    let text = String::from_utf8(secret_bytes(dir, name, what)?)
+        .map_err(|_| RuntimeError::Config(format!("{what} {name:?} is not UTF-8 text")))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -232,14 +244,7 @@ fn copy_secret(
     settings: &Settings,
     name: &str,
 ) -> Result<PathBuf, RuntimeError> {
-    let path = settings.secrets_dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        RuntimeError::Config(format!(
-            "secret {name:?} cannot be read from {}: {}",
-            settings.secrets_dir.display(),
-            e.kind()
-        ))
-    })?;
+    let bytes = secret_bytes(&settings.secrets_dir, name, "secret")?;
     write_file(
         &instance_dir(spec, settings).join("secrets").join(name),
         &bytes,
