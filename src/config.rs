@@ -410,11 +410,7 @@ pub fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
             return Err(invalid(format!("expected NAME=value, got {line:?}")));
         };
         let name = name.trim();
-        let valid = name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if name.is_empty() || !valid {
+        if !crate::manifest::vars::is_name(name) {
             return Err(invalid(format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)")));
         }
         out.push((

@@ -39,7 +39,7 @@ pub fn expand(text: &str, vars: &Variables) -> Result<String, Problem> {
         } else if let Some(braced) = after.strip_prefix('{') {
             let end = braced.find('}').ok_or(Problem::Unclosed)?;
             let name = &braced[..end];
-            if name.is_empty() || name_len(name) != name.len() {
+            if !is_name(name) {
                 return Err(Problem::NotAName(name.to_owned()));
             }
             out.push_str(lookup(name, vars)?);
@@ -63,6 +63,11 @@ fn lookup<'a>(name: &str, vars: &'a Variables) -> Result<&'a str, Problem> {
     vars.get(name)
         .map(String::as_str)
         .ok_or_else(|| Problem::Undefined(name.to_owned()))
+}
+
+/// Whether `text` is a variable name: letters, digits and `_`, not starting with a digit.
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty() && name_len(text) == text.len()
 }
 
 /// The length of the variable name at the start of `text` (0 when there is none).
