@@ -174,6 +174,14 @@ async fn the_status_filter_takes_one_or_several_and_rejects_unknown_ones() {
         names(json(&fetch(&s, "/v1/deployments?kind=job").await)),
         ["migrate"]
     );
+    let cron = fetch(&s, "/v1/deployments?kind=cronjob").await;
+    assert_eq!((cron.status, json(&cron)), (200, serde_json::json!([])));
+    let unknown = fetch(&s, "/v1/deployments?kind=batch").await;
+    assert_eq!(unknown.status, 400);
+    assert!(json(&unknown)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("worker, job, cronjob"));
     let bad = fetch(&s, "/v1/deployments?status=crashloop").await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.content_type, "application/problem+json");

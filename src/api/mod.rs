@@ -461,9 +461,16 @@ fn status_filter(pairs: &[(String, String)]) -> Result<Vec<DeploymentStatus>, Ap
 }
 
 /// `limit` (1–500, default 50) and the `before` cursor of a paged list.
-fn paging(pairs: &[(String, String)]) -> Result<(i64, Option<i64>), ApiError> {
-    let limit = number(pairs, "limit")?.unwrap_or(50).clamp(1, 500);
-    Ok((limit, number(pairs, "before")?))
+fn paging<B: std::str::FromStr>(pairs: &[(String, String)]) -> Result<(u32, Option<B>), ApiError> {
+    let limit = number::<i64>(pairs, "limit")?.unwrap_or(50).clamp(1, 500);
+    Ok((u32::try_from(limit).unwrap_or(50), number(pairs, "before")?))
+}
+
+/// The `before` of the page after `page`: the cursor of its last item, when the page is full.
+fn next_before<T, B>(page: &[T], limit: u32, cursor: impl FnOnce(&T) -> B) -> Option<B> {
+    (page.len() == limit as usize)
+        .then(|| page.last().map(cursor))
+        .flatten()
 }
 
 /// The whole number given as `key`, if any.
@@ -507,21 +514,19 @@ async fn deployments(
 struct ListFilter {
     statuses: Vec<DeploymentStatus>,
     namespace: Option<String>,
-    kind: Option<String>,
+    kind: Option<crate::model::manifest::WorkloadKind>,
     limit: usize,
     after: Option<(String, String)>,
 }
 
 impl ListFilter {
     fn of(pairs: &[(String, String)]) -> Result<Self, ApiError> {
-        let kind = single(pairs, "kind").map(str::to_owned);
-        if let Some(k) = kind.as_deref() {
-            if k != "worker" && k != "job" {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown kind {k:?}; valid kinds: worker, job"
-                )));
-            }
-        }
+        let kind = single(pairs, "kind")
+            .map(|k| {
+                k.parse::<crate::model::manifest::WorkloadKind>()
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))
+            })
+            .transpose()?;
         let (limit, after) = list_paging(pairs)?;
         Ok(Self {
             statuses: status_filter(pairs)?,
@@ -550,7 +555,7 @@ impl ListFilter {
             .iter()
             .filter(|d| self.statuses.is_empty() || self.statuses.contains(&d.status))
             .filter(|d| self.namespace.as_deref().is_none_or(|n| d.namespace == n))
-            .filter(|d| self.kind.as_deref().is_none_or(|k| d.kind == k))
+            .filter(|d| self.kind.is_none_or(|k| d.kind == k.as_str()))
             .filter(|d| {
                 self.after
                     .as_ref()
@@ -701,12 +706,12 @@ async fn events(
 async fn event_page(
     state: &Arc<ApiState>,
     id: DeploymentId,
-    limit: i64,
+    limit: u32,
     before: Option<i64>,
 ) -> Result<EventPage, ApiError> {
     let page = state
         .read(move |r| {
-            let page = r.events_page(&id, u32::try_from(limit).unwrap_or(50), before)?;
+            let page = r.events_page(&id, limit, before)?;
             // A purged deployment's events stay readable for a while; no events and no row
             // is an unknown name.
             if page.is_empty() && r.deployment(&id)?.is_none() {
@@ -715,9 +720,7 @@ async fn event_page(
             Ok(page)
         })
         .await?;
-    let next_before = (page.len() as i64 == limit)
-        .then(|| page.last().map(|(seq, _)| *seq))
-        .flatten();
+    let next_before = next_before(&page, limit, |(seq, _)| *seq);
     Ok(EventPage {
         events: page.iter().map(|(seq, e)| EventDto::new(*seq, e)).collect(),
         next_before,
@@ -729,9 +732,7 @@ async fn runs(
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RunPage>, ApiError> {
-    let pairs = query_pairs(raw.as_deref());
-    let limit = number::<u32>(&pairs, "limit")?.unwrap_or(50).clamp(1, 500);
-    let before = number::<u64>(&pairs, "before")?;
+    let (limit, before) = paging::<u64>(&query_pairs(raw.as_deref()))?;
     let id = DeploymentId::new(namespace, name);
     let page = {
         let id = id.clone();
@@ -740,9 +741,7 @@ async fn runs(
             .await?
     }
     .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
-    let next_before = (page.len() == limit as usize)
-        .then(|| page.last().map(|(run, _)| run.run))
-        .flatten();
+    let next_before = next_before(&page, limit, |(run, _)| run.run);
     Ok(Json(RunPage {
         runs: page
             .iter()
@@ -800,12 +799,10 @@ async fn deliveries(
         state: state_filter,
         endpoint: single(&pairs, "endpoint").map(str::to_owned),
         before,
-        limit: u32::try_from(limit).unwrap_or(50),
+        limit,
     };
     let page = state.read(move |r| Ok(r.deliveries(&filter)?)).await?;
-    let next_before = (page.len() as i64 == limit)
-        .then(|| page.last().map(|d| d.seq))
-        .flatten();
+    let next_before = next_before(&page, limit, |d| d.seq);
     Ok(Json(DeliveryPage {
         deliveries: page.iter().map(DeliveryDto::from).collect(),
         next_before,

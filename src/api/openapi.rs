@@ -187,7 +187,7 @@ pub fn document() -> Value {
                 "parameters": [
                     query("status", json!({"type": "string"}), "A deployment status; repeat for several"),
                     query("namespace", json!({"type": "string"}), "Only this namespace"),
-                    query("kind", json!({"type": "string", "enum": ["worker", "job"]}), "Only workers or jobs"),
+                    query("kind", json!({"type": "string", "enum": ["worker", "job", "cronjob"]}), "Only workers, jobs or cron jobs"),
                     query("limit", json!({"type": "integer", "minimum": 1, "maximum": 5000}), "Deployments per page (default 500)"),
                     query("after", json!({"type": "string"}), "Only deployments after this `<namespace>/<name>` (the cursor the `Link` header of the previous page carries)"),
                     if_none_match.clone(),
