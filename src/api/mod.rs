@@ -759,28 +759,23 @@ async fn clear_runs(
 ) -> Result<Json<ClearedRuns>, ApiError> {
     admin(&state.access, &headers)?;
     let id = DeploymentId::new(namespace, name);
-    let kind = {
-        let id = id.clone();
-        state.read(move |r| Ok(r.deployment(&id)?)).await?
-    }
-    .map(|d| d.spec.kind)
-    .ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))?;
-    if kind != crate::model::manifest::WorkloadKind::CronJob {
-        return Err(ApiError::BadRequest(format!(
-            "{id} is a {kind}: only a cronjob has runs to clear"
-        )));
-    }
     let store =
         state.writer.get().cloned().ok_or_else(|| {
             ApiError::Internal("the API has no access to the store's writer".into())
         })?;
     let by = format!("the admin token {}", fingerprint(bearer(&headers)));
-    let cleared =
-        tokio::task::spawn_blocking(move || store.clear_runs(id.clone(), by, crate::clock::now()))
+    let asked = id.clone();
+    let done =
+        tokio::task::spawn_blocking(move || store.clear_runs(asked, by, crate::clock::now()))
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
-            .unwrap_or(0);
-    Ok(Json(ClearedRuns { cleared }))
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    match done {
+        crate::store::Cleared::Runs(cleared) => Ok(Json(ClearedRuns { cleared })),
+        crate::store::Cleared::Unknown => Err(ApiError::NotFound(format!("no deployment {id}"))),
+        crate::store::Cleared::NotCronJob(kind) => Err(ApiError::BadRequest(format!(
+            "{id} is a {kind}: only a cronjob has runs to clear"
+        ))),
+    }
 }
 
 async fn deliveries(

@@ -136,6 +136,17 @@ impl Writes {
     }
 }
 
+/// What clearing a deployment's failed runs did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleared {
+    /// No such deployment.
+    Unknown,
+    /// It is not a cron job: it has no runs.
+    NotCronJob(crate::model::manifest::WorkloadKind),
+    /// How many failed runs were cleared.
+    Runs(usize),
+}
+
 /// The writer: owns the read-write connection on a dedicated thread.
 pub struct Store {
     jobs: mpsc::Sender<Job>,
@@ -273,17 +284,21 @@ impl Store {
     }
 
     /// Clears a cron job's failed runs (they no longer count against its namespace) and
-    /// records who asked as an event: how many were cleared, `None` for an unknown deployment.
+    /// records who asked as an event.
     pub fn clear_runs(
         &self,
         id: DeploymentId,
         by: String,
         now: Timestamp,
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<Cleared, StoreError> {
         self.call_notifying(move |tx| {
             let Some(row) = deployments::get(tx, &id)? else {
-                return Ok(None);
+                return Ok(Cleared::Unknown);
             };
+            let kind = row.spec.kind;
+            if kind != crate::model::manifest::WorkloadKind::CronJob {
+                return Ok(Cleared::NotCronJob(kind));
+            }
             let cleared = runs::clear(tx, &row.uuid, now)?;
             let event = Event {
                 deployment: id.clone(),
@@ -294,7 +309,7 @@ impl Store {
                 revision: Some(row.revision.clone()),
             };
             events::insert(tx, &row.uuid, &event)?;
-            Ok(Some(cleared))
+            Ok(Cleared::Runs(cleared))
         })
     }
 
