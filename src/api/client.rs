@@ -2,6 +2,7 @@
 //! the CLI and the tests use to talk to an agent. Deliberately small — the API is local.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// An answer of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,47 @@ pub async fn post(base: &str, path: &str, token: Option<&str>) -> Result<Reply, 
     send(base, "POST", path, token, None).await
 }
 
+/// What to ask: the method, the path, and the request's optional headers.
+struct Ask<'a> {
+    method: &'a str,
+    path: &'a str,
+    accept: &'a str,
+    token: Option<&'a str>,
+    /// The entity tag of the copy held (`If-None-Match`).
+    held: Option<&'a str>,
+}
+
+/// Connects to `base` and sends the request `ask` describes (no body): the connection and
+/// the address, for errors.
+async fn open(base: &str, ask: &Ask<'_>) -> Result<(TcpStream, String), ClientError> {
+    let rest = base
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
+    let address = rest.trim_end_matches('/').to_owned();
+    let io = |source| ClientError::Connect {
+        address: address.clone(),
+        source,
+    };
+    let mut stream = TcpStream::connect(&address).await.map_err(io)?;
+    let auth = ask
+        .token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let held = ask
+        .held
+        .filter(|tag| !tag.contains(['\r', '\n']))
+        .map(|tag| format!("If-None-Match: {tag}\r\n"))
+        .unwrap_or_default();
+    let length = match ask.method {
+        "GET" => "",
+        _ => "Content-Length: 0\r\n",
+    };
+    let (method, path, accept) = (ask.method, ask.path, ask.accept);
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: {accept}\r\n{auth}{held}{length}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    Ok((stream, address))
+}
+
 async fn send(
     base: &str,
     method: &str,
@@ -60,33 +102,14 @@ async fn send(
     token: Option<&str>,
     held: Option<&str>,
 ) -> Result<Reply, ClientError> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
-    let address = rest.trim_end_matches('/').to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|source| ClientError::Connect {
-            address: address.clone(),
-            source,
-        })?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let held = held
-        .filter(|tag| !tag.contains(['\r', '\n']))
-        .map(|tag| format!("If-None-Match: {tag}\r\n"))
-        .unwrap_or_default();
-    let length = match method {
-        "GET" => "",
-        _ => "Content-Length: 0\r\n",
+    let ask = Ask {
+        method,
+        path,
+        accept: "application/json",
+        token,
+        held,
     };
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n{auth}{held}{length}Connection: close\r\n\r\n");
-    let io = |source| ClientError::Connect {
-        address: address.clone(),
-        source,
-    };
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    let (mut stream, address) = open(base, &ask).await?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -106,20 +129,18 @@ pub async fn stream(
     token: Option<&str>,
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<Option<Reply>, ClientError> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::BadUrl(base.to_owned()))?;
-    let address = rest.trim_end_matches('/').to_owned();
+    let ask = Ask {
+        method: "GET",
+        path,
+        accept: "text/plain",
+        token,
+        held: None,
+    };
+    let (mut stream, address) = open(base, &ask).await?;
     let io = |source| ClientError::Connect {
         address: address.clone(),
         source,
     };
-    let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(io)?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/plain\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
