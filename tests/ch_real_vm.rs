@@ -169,18 +169,23 @@ async fn scenario() {
     let row = |name: &str| {
         reader.stored_state().unwrap().deployments[&DeploymentId::new("real", name)].clone()
     };
+    let apply = |rev: &str, files: &[(&str, &str)]| {
+        keel::ingest::apply_revision(&store, revision(rev), desired(files), keel::clock::now())
+            .unwrap();
+    };
+    let no_vmm_left = || {
+        let vmms = Command::new("pgrep")
+            .args(["-f", &vms.display().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&vmms.stdout).trim().is_empty()
+    };
     let kernel = guest.join("vmlinux").display().to_string();
     let initramfs = guest.join("initramfs.cpio").display().to_string();
     let web = format!(
         "deployments:\n  web:\n    name: web\n    namespace: real\n    runtime: cloud-hypervisor\n    vm:\n      kernel: {kernel}\n      initramfs: {initramfs}\n      cmdline: \"{cmdline}\"\n    health_checks:\n      - {{type: tcp, port: 80, interval: 2s, timeout: 2s, readiness: true, min_healthy_time: 2s}}\n"
     );
-    keel::ingest::apply_revision(
-        &store,
-        revision("r1"),
-        desired(&[("web.yaml", &web)]),
-        keel::clock::now(),
-    )
-    .unwrap();
+    apply("r1", &[("web.yaml", &web)]);
 
     // 1. The readiness-gated worker serves.
     until(&mut controller, "web running behind its tcp probe", || {
@@ -228,13 +233,7 @@ async fn scenario() {
     let job = format!(
         "deployments:\n  batch:\n    name: batch\n    namespace: real\n    kind: job\n    runtime: cloud-hypervisor\n    vm:\n      kernel: {kernel}\n      initramfs: {initramfs}\n      cmdline: \"{cmdline} job=1\"\n"
     );
-    keel::ingest::apply_revision(
-        &store,
-        revision("r2"),
-        desired(&[("job.yaml", &job)]),
-        keel::clock::now(),
-    )
-    .unwrap();
+    apply("r2", &[("job.yaml", &job)]);
     until(&mut controller, "the job completed and web gone", || {
         row("batch").status == DeploymentStatus::Completed
             && reader
@@ -269,12 +268,8 @@ async fn scenario() {
         !links.contains(&web_tap),
         "web's tap {web_tap} is left behind: {links}"
     );
-    let vmms = Command::new("pgrep")
-        .args(["-f", &vms.display().to_string()])
-        .output()
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&vmms.stdout).trim().is_empty(),
+        no_vmm_left(),
         "a VMM is left behind (the job's powered off, web's was removed)"
     );
 
@@ -282,13 +277,7 @@ async fn scenario() {
     let cron = format!(
         "deployments:\n  tick:\n    name: tick\n    namespace: real\n    kind: cronjob\n    schedule: \"* * * * *\"\n    runtime: cloud-hypervisor\n    vm:\n      kernel: {kernel}\n      initramfs: {initramfs}\n      cmdline: \"{cmdline} job=1\"\n"
     );
-    keel::ingest::apply_revision(
-        &store,
-        revision("r3"),
-        desired(&[("cron.yaml", &cron)]),
-        keel::clock::now(),
-    )
-    .unwrap();
+    apply("r3", &[("cron.yaml", &cron)]);
     let tick = DeploymentId::new("real", "tick");
     until(&mut controller, "a cron job's run completed", || {
         reader
@@ -307,17 +296,10 @@ async fn scenario() {
         .unwrap();
     assert_eq!(run.exit_code, Some(0), "a clean power-off");
     // Gone with the revision that drops it: no VMM of its runs is left.
-    keel::ingest::apply_revision(&store, revision("r4"), desired(&[]), keel::clock::now()).unwrap();
+    apply("r4", &[]);
     until(&mut controller, "the cron job's VMs gone", || {
         reader.instances(&tick).unwrap().is_empty()
     })
     .await;
-    let vmms = Command::new("pgrep")
-        .args(["-f", &vms.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&vmms.stdout).trim().is_empty(),
-        "a cron run's VMM is left behind"
-    );
+    assert!(no_vmm_left(), "a cron run's VMM is left behind");
 }
