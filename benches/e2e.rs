@@ -70,7 +70,7 @@ fn main() {
         return;
     }
 
-    let create_start = docker_create_start(&host, samples);
+    let create_start = docker_create_start(&host, &node, samples);
     println!("baseline: Docker's own create + start of the same container: {create_start:.3} s\n");
     latencies(&host, &agent, samples, create_start);
     crash(&host, &agent, samples, create_start);
@@ -160,8 +160,8 @@ fn docker(args: &[&str]) -> String {
 
 /// Docker's own create + start of the container keel would run, on keel's network for the
 /// namespace, through the Engine API (curl on the socket: no CLI in the measurement).
-fn docker_create_start(host: &Host, samples: usize) -> f64 {
-    let network = format!("keel-{}", host.ns.0);
+fn docker_create_start(host: &Host, node: &str, samples: usize) -> f64 {
+    let network = keel::runtime::docker::network_name(node, &host.ns.0);
     if docker(&["network", "inspect", "-f", "{{.Name}}", &network]).is_empty() {
         docker(&[
             "network",

@@ -155,12 +155,8 @@ pub async fn run(
     let source_task = match settings.source.clone() {
         SourceKind::Directory(dir) => {
             let root = source_root(&dir, settings.source_path.as_deref());
-            let source = DirSource {
-                label: root.display().to_string(),
-                root,
-                limits: ingest.limits.size,
-                quiet: std::time::Duration::from_millis(150),
-            };
+            let label = root.display().to_string();
+            let source = DirSource::new(root, ingest.limits.size, label);
             tokio::spawn(source.run(events, stopped.clone()))
         }
         SourceKind::Git { url, reference } => {

@@ -1105,7 +1105,9 @@ async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
         reason: Some("instance x exited with code 1".into()),
         instances: 1,
     };
+    let row = store.reader().unwrap().deployment(&id).unwrap().unwrap();
     let outcome = keel::model::plan::Outcome {
+        decided_on: keel::model::plan::DecidedOn::of(&row),
         memory,
         status_change: Some(keel::model::plan::StatusChange {
             from: keel::model::status::DeploymentStatus::Pending,

@@ -742,7 +742,9 @@ async fn a_start_creates_the_namespace_network_missing_since_the_create() {
     let id = agent.runtime.create(&spec).await.unwrap();
     if agent.ns.network_exists() {
         let removed = std::process::Command::new("docker")
-            .args(["network", "rm", &format!("keel-{}", agent.ns.0)])
+            .arg("network")
+            .arg("rm")
+            .args(agent.ns.networks())
             .output()
             .unwrap();
         assert!(removed.status.success(), "{removed:?}");

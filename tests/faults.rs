@@ -107,6 +107,118 @@ fn kill_nine_during_rollouts_leaves_exactly_the_desired_containers() {
     assert_eq!(check, "ok");
 }
 
+/// Every container create of namespace `ns`, as `docker events` tells it while the test runs:
+/// (time in ms, deployment name, generation).
+struct Creates(std::process::Child, tempfile::NamedTempFile);
+
+impl Creates {
+    fn follow(ns: &str) -> Self {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("label=keel.namespace={ns}"),
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=create",
+                "--format",
+                "{{.TimeNano}} {{index .Actor.Attributes \"keel.name\"}} {{index .Actor.Attributes \"keel.generation\"}}",
+            ])
+            .stdout(file.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Self(child, file)
+    }
+
+    fn read(&self) -> Vec<(i64, String, u64)> {
+        std::fs::read_to_string(self.1.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split(' ');
+                let nanos: i64 = parts.next()?.parse().ok()?;
+                let name = parts.next()?.to_owned();
+                Some((nanos / 1_000_000, name, parts.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Creates {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every `running` recorded for a deployment, from the outbox (written in the status change's
+/// own transaction): (time in ms, name, generation).
+fn recorded_running(db: &Path) -> Vec<(i64, String, u64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT created_at, payload FROM outbox WHERE kind = 'deployment.status_changed'")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
+    rows.map(Result::unwrap)
+        .filter_map(|(at, payload)| {
+            let p: Value = serde_json::from_str(&payload).ok()?;
+            (p["new_status"] == "running").then(|| {
+                let name = p["name"].as_str().unwrap_or("").to_owned();
+                (at, name, p["generation"].as_u64().unwrap_or(0))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn kill_nine_with_edits_after_each_restart_never_reports_a_generation_before_it_exists() {
+    let host = Host::new();
+    let creates = Creates::follow(&host.ns.0);
+    let mut versions = vec![0u32; WORKERS];
+    host.write("workers.yaml", &ten_workers(&host, &versions));
+    for round in 0..12u32 {
+        let agent = host.start();
+        // The edit lands 0–4 s after the restart, while the agent adopts and converges.
+        std::thread::sleep(Duration::from_millis(u64::from(round * 331 % 4000)));
+        for (i, version) in versions.iter_mut().enumerate() {
+            if (i as u32 + round) % 3 == 0 {
+                *version = round + 1;
+            }
+        }
+        host.write("workers.yaml", &ten_workers(&host, &versions));
+        std::thread::sleep(Duration::from_millis(200 + u64::from(round * 577 % 1800)));
+        agent.kill9();
+    }
+    let agent = host.start();
+    wait_for("the last revision to succeed", 180, || {
+        agent.get("/v1/revisions?limit=1").is_some_and(|r| {
+            r[0]["state"] == "succeeded"
+                && deployments(&agent, &host.ns.0)
+                    .iter()
+                    .all(|d| d["status"] == "running")
+        })
+    });
+    assert!(agent.terminate().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let created = creates.read();
+    assert!(!created.is_empty(), "docker events saw the creates");
+    for (at, name, generation) in recorded_running(&host.db("agent")) {
+        let first = created
+            .iter()
+            .filter(|(_, n, g)| *n == name && *g == generation)
+            .map(|(t, _, _)| *t)
+            .min();
+        assert!(
+            first.is_some_and(|t| t <= at),
+            "{name} recorded running at generation {generation} at {at}, before any of its containers existed (first create: {first:?})"
+        );
+    }
+}
+
 // ---- two agents, one node name ------------------------------------------------------------
 
 /// A host whose agent runs one plain worker, `web`.
@@ -268,13 +380,27 @@ fn billion_laughs() -> String {
     text
 }
 
-/// The broken file of invalid revision `k` (as `(name, content)`; a symlink for `escape`).
-fn broken(host: &Host, k: usize) -> (&'static str, Option<Vec<u8>>) {
-    match k % 8 {
-        0 => ("syntax.yaml", Some(b"deployments: [unclosed\n".to_vec())),
-        1 => (
+/// How a broken entry of the repository is made.
+enum Made {
+    Bytes(Vec<u8>),
+    /// A symbolic link out of the repository.
+    Escape,
+    /// A named pipe: reading it would block forever.
+    Fifo,
+}
+
+/// The broken entry of invalid revision `k`: its file name (bytes: one is not UTF-8), the name
+/// diagnostics show for it, and how it is made.
+fn broken(host: &Host, k: usize) -> (Vec<u8>, String, Made) {
+    let named = |name: &str, made: Made| (name.as_bytes().to_vec(), name.to_owned(), made);
+    match k % 10 {
+        0 => named(
+            "syntax.yaml",
+            Made::Bytes(b"deployments: [unclosed\n".to_vec()),
+        ),
+        1 => named(
             "typo.yaml",
-            Some(
+            Made::Bytes(
                 format!(
                     "deployments:\n{}",
                     host.deployment("typo", "    replica: 2\n")
@@ -282,9 +408,9 @@ fn broken(host: &Host, k: usize) -> (&'static str, Option<Vec<u8>>) {
                 .into_bytes(),
             ),
         ),
-        2 => ("bomb.yaml", Some(billion_laughs().into_bytes())),
-        3 => ("huge.yaml", Some(vec![b'#'; 2 << 20])),
-        4 => ("escape.yaml", None),
+        2 => named("bomb.yaml", Made::Bytes(billion_laughs().into_bytes())),
+        3 => named("huge.yaml", Made::Bytes(vec![b'#'; 2 << 20])),
+        4 => named("escape.yaml", Made::Escape),
         5 => {
             let mut text = String::from("deployments:\n");
             for i in 0..10_000 {
@@ -297,16 +423,31 @@ fn broken(host: &Host, k: usize) -> (&'static str, Option<Vec<u8>>) {
                 "  last: {{name: last, namespace: {}, image: busybox:1.36, replica: 0}}\n",
                 host.ns.0
             ));
-            ("big.yaml", Some(text.into_bytes()))
+            named("big.yaml", Made::Bytes(text.into_bytes()))
         }
-        6 => (
+        6 => named(
             "garbage.yaml",
-            Some((0..4096u32).map(|i| (i * 7919 % 251) as u8).collect()),
+            Made::Bytes((0..4096u32).map(|i| (i * 7919 % 251) as u8).collect()),
         ),
-        _ => (
+        7 => named(
             "deep.yaml",
-            Some(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes()),
+            Made::Bytes(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes()),
         ),
+        8 => named("pipe.yaml", Made::Fifo),
+        _ => (
+            b"bad\xff.yaml".to_vec(),
+            "bad\\xff.yaml".to_owned(),
+            Made::Bytes(format!("deployments:\n{}", host.deployment("web", "")).into_bytes()),
+        ),
+    }
+}
+
+/// Makes the broken entry at `path`.
+fn make(path: &Path, made: Made) {
+    match made {
+        Made::Bytes(bytes) => std::fs::write(path, bytes).unwrap(),
+        Made::Escape => std::os::unix::fs::symlink("/etc/passwd", path).unwrap(),
+        Made::Fifo => assert!(Command::new("mkfifo").arg(path).status().unwrap().success()),
     }
 }
 
@@ -342,12 +483,12 @@ fn fifty_alternating_revisions_apply_the_good_and_nothing_of_the_bad() {
     let mut expected_generation = 1;
     for k in 0..50 {
         if k % 2 == 0 {
-            let (name, content) = broken(&host, k / 2);
-            let path = host.repo().join(name);
-            match content {
-                Some(bytes) => std::fs::write(&path, bytes).unwrap(),
-                None => std::os::unix::fs::symlink("/etc/passwd", &path).unwrap(),
-            }
+            let (file, name, made) = broken(&host, k / 2);
+            let path = host
+                .repo()
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&file));
+            make(&path, made);
+            let name = name.as_str();
             wait_for(&format!("revision {k} ({name}) to be invalid"), 60, || {
                 agent.get("/v1/revisions?limit=1").is_some_and(|r| {
                     r[0]["state"] == "invalid"

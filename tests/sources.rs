@@ -180,12 +180,11 @@ async fn each_directory_change_is_one_revision_within_a_second() {
     std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
     let (tx, mut events) = tokio::sync::mpsc::channel(16);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let source = keel::source::dir::DirSource {
-        root: dir.path().to_owned(),
-        limits: SizeLimits::default(),
-        label: "dir".into(),
-        quiet: Duration::from_millis(150),
-    };
+    let source = keel::source::dir::DirSource::new(
+        dir.path().to_owned(),
+        SizeLimits::default(),
+        "dir".into(),
+    );
     let watcher = tokio::spawn(source.run(tx, shutdown));
     // Snapshots only: a directory source has nothing else to say while it can read the tree.
     let (snapshots_tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -270,12 +269,8 @@ async fn a_directory_that_cannot_be_read_is_retried_until_it_can() {
     let root = parent.path().join("repo");
     let (tx, mut events) = tokio::sync::mpsc::channel(16);
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let source = keel::source::dir::DirSource {
-        root: root.clone(),
-        limits: SizeLimits::default(),
-        label: "dir".into(),
-        quiet: Duration::from_millis(150),
-    };
+    let source =
+        keel::source::dir::DirSource::new(root.clone(), SizeLimits::default(), "dir".into());
     tokio::spawn(source.run(tx, shutdown));
     // Missing at start: reported, then retried — no change under a watch will say it appeared.
     match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
@@ -310,12 +305,11 @@ async fn an_unchanged_directory_is_not_read_again_however_often_it_is_read() {
     std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
     let (tx, mut events) = tokio::sync::mpsc::channel(64);
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let source = keel::source::dir::DirSource {
-        root: dir.path().to_owned(),
-        limits: SizeLimits::default(),
-        label: "dir".into(),
-        quiet: Duration::from_millis(150),
-    };
+    let source = keel::source::dir::DirSource::new(
+        dir.path().to_owned(),
+        SizeLimits::default(),
+        "dir".into(),
+    );
     tokio::spawn(source.run(tx, shutdown));
     let (first, _) = next_snapshot(&mut events, 5).await;
     assert_eq!(paths(&first.entries), ["web.yaml"]);
@@ -337,4 +331,175 @@ async fn an_unchanged_directory_is_not_read_again_however_often_it_is_read() {
         seen += 1;
     }
     assert_eq!(seen, 0, "the source re-read an unchanged tree");
+}
+
+fn os(name: &[u8]) -> &std::ffi::OsStr {
+    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name)
+}
+
+fn rejected<'a>(entries: &'a [SnapshotEntry], path: &str) -> Option<&'a Rejection> {
+    entries.iter().find_map(|e| match e {
+        SnapshotEntry::Rejected { path: p, reason } if p == path => Some(reason),
+        SnapshotEntry::Rejected { .. } | SnapshotEntry::File { .. } => None,
+    })
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_refused_by_both_sources_never_skipped() {
+    let repo = Repo::new();
+    repo.write("web.yaml", WEB);
+    std::fs::write(repo.path().join(os(b"bad\xff.yaml")), WEB).unwrap();
+    std::fs::create_dir(repo.path().join(os(b"dir\xfe"))).unwrap();
+    std::fs::write(repo.path().join(os(b"dir\xfe")).join("api.yaml"), WEB).unwrap();
+    std::fs::write(repo.path().join(os(b"notes\xff.txt")), "not a manifest").unwrap();
+    repo.commit("names");
+    let (_c, mut git) = source(repo.url(), GitRef::Branch("main".into()), None);
+    let from_git = git.poll().unwrap().unwrap().entries;
+    let from_dir = keel::source::dir::read_entries(&repo.path(), SizeLimits::default()).unwrap();
+    for (source, entries) in [("git", &from_git), ("dir", &from_dir)] {
+        assert_eq!(
+            rejected(entries, "bad\\xff.yaml"),
+            Some(&Rejection::NameNotUtf8),
+            "{source}: {entries:?}"
+        );
+        assert_eq!(
+            rejected(entries, "dir\\xfe"),
+            Some(&Rejection::NameNotUtf8),
+            "{source}: a directory keel cannot name is refused, not entered: {entries:?}"
+        );
+        assert!(
+            paths(entries).contains(&"web.yaml"),
+            "{source}: {entries:?}"
+        );
+        assert!(
+            !paths(entries).iter().any(|p| p.starts_with("notes")),
+            "{source}: a file that is no manifest stays unselected: {entries:?}"
+        );
+    }
+    let diagnostics = match keel::manifest::load(&from_dir, &keel::manifest::Limits::default()) {
+        Ok(_) => panic!("a revision with such a name must be invalid"),
+        Err(diagnostics) => diagnostics,
+    };
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.file == "bad\\xff.yaml" && d.message.contains("not valid UTF-8")),
+        "{diagnostics:?}"
+    );
+}
+
+#[test]
+fn special_files_are_refused_without_being_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("fifo.yaml", dir.path().join("link.yaml")).unwrap();
+    let socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock.yaml")).unwrap();
+    // Were the pipe opened for reading, this would block forever: nobody writes to it.
+    let entries = keel::source::dir::read_entries(dir.path(), SizeLimits::default()).unwrap();
+    drop(socket);
+    for (path, kind) in [
+        ("fifo.yaml", "a named pipe (FIFO)"),
+        ("link.yaml", "a named pipe (FIFO)"),
+        ("sock.yaml", "a socket"),
+    ] {
+        assert_eq!(
+            rejected(&entries, path),
+            Some(&Rejection::NotARegularFile { kind }),
+            "{path}: {entries:?}"
+        );
+    }
+    assert!(paths(&entries).contains(&"web.yaml"));
+}
+
+/// Releases `hanging_read` (a `fn`, so its gate is a static).
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A read of the tree that blocks its thread until `GATE` opens (a hung mount, say).
+fn hanging_read(
+    root: &std::path::Path,
+    limits: SizeLimits,
+    label: &str,
+) -> Result<keel::source::Snapshot, keel::source::SourceError> {
+    READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut open = GATE.0.lock().unwrap();
+    while !*open {
+        open = GATE.1.wait(open).unwrap();
+    }
+    keel::source::dir::snapshot(root, limits, label)
+}
+
+#[test]
+fn a_read_that_hangs_stalls_nothing_else() {
+    // One worker thread: a read on it would stop the ticker below, and the time bound too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+    runtime.block_on(async {
+        let (tx, mut events) = tokio::sync::mpsc::channel(16);
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let source = keel::source::dir::DirSource {
+            read_timeout: Duration::from_millis(200),
+            read: hanging_read,
+            ..keel::source::dir::DirSource::new(
+                dir.path().to_owned(),
+                SizeLimits::default(),
+                "dir".into(),
+            )
+        };
+        tokio::spawn(source.run(tx, shutdown));
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the hung read is reported")
+            .unwrap();
+        assert!(
+            matches!(
+                &first,
+                SourceEvent::Failed(keel::source::SourceError::ReadTimedOut { .. })
+            ),
+            "{first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst) >= 20,
+            "the runtime kept running while the read hung"
+        );
+        assert_eq!(
+            READS.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no second read starts while the first hangs"
+        );
+        *GATE.0.lock().unwrap() = true;
+        GATE.1.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("a snapshot once the read ends")
+                .unwrap();
+            if let SourceEvent::Snapshot(snap) = event {
+                assert_eq!(paths(&snap.entries), ["web.yaml"]);
+                break;
+            }
+            assert!(Instant::now() < deadline);
+        }
+    });
 }

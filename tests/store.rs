@@ -12,7 +12,7 @@ use keel::model::desired::DeploymentId;
 use keel::model::diagnostic::{Diagnostic, Severity};
 use keel::model::event::{EventKind, NotificationKind};
 use keel::model::memory::InstanceMemory;
-use keel::model::plan::{Outcome, PlannedEvent, StatusChange};
+use keel::model::plan::{DecidedOn, Outcome, PlannedEvent, StatusChange};
 use keel::model::status::{DeploymentStatus, InstanceState, RevisionState};
 use keel::model::stored::{ProbeResult, StoredInstance};
 use keel::model::time::Timestamp;
@@ -30,8 +30,10 @@ fn id(name: &str) -> DeploymentId {
 /// Records one reconcile pass of `demo/<name>` through the store's API: the deployment's
 /// current memory and nothing else, as edited by `edit`.
 fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut Outcome)) {
-    let memory = store.reader().unwrap().memories().unwrap()[&id(name)].clone();
+    let reader = store.reader().unwrap();
+    let memory = reader.memories().unwrap()[&id(name)].clone();
     let mut outcome = Outcome {
+        decided_on: DecidedOn::of(&reader.deployment(&id(name)).unwrap().unwrap()),
         memory,
         status_change: None,
         events: Vec::new(),
@@ -678,8 +680,16 @@ fn a_purged_deployments_events_stay_readable_until_the_retention_ends() {
     let both = [("a.yaml", web_text.as_str()), ("b.yaml", api_text.as_str())];
     keel::ingest::apply_revision(&store, revision("r1"), desired(&both), at(0)).unwrap();
     keel::ingest::apply_revision(&store, revision("r2"), desired(&both[..1]), at(10)).unwrap();
+    let api = DecidedOn::of(
+        &store
+            .reader()
+            .unwrap()
+            .deployment(&id("api"))
+            .unwrap()
+            .unwrap(),
+    );
     store
-        .record_pass(Vec::new(), None, vec![id("api")], at(20))
+        .record_pass(Vec::new(), None, vec![(id("api"), api)], at(20))
         .unwrap();
     let reader = store.reader().unwrap();
     let state = reader.stored_state().unwrap();

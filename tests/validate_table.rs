@@ -227,6 +227,12 @@ fn cases() -> Vec<Case> {
         one("published_port_twice_on_same_address_and_protocol", web("    ports:\n      - published: 8080\n        target: 80\n      - published: 8080\n        target: 81\n"), vec![
             "app.yaml:9:20: deployments.web.ports[1].published: port 8080 is already published by ports[0] on the same address and protocol",
         ]),
+        one("two_replicas_cannot_share_one_host_port", web("    replicas: 2\n    ports:\n      - published: 8080\n        target: 80\n"), vec![
+            "app.yaml:8:20: deployments.web.ports[0].published: host port 8080 can be bound by one instance per host, but replicas: 2 starts 2 on this host; set replicas: 1, or drop `ports` (instances reach each other on the namespace's network without a host port)",
+        ]),
+        one("overlapping_cron_runs_cannot_share_one_host_port", web("    kind: cronjob\n    schedule: \"@hourly\"\n    concurrency: allow\n    ports:\n      - published: 8080\n        target: 80\n"), vec![
+            "app.yaml:8:18: deployments.web.concurrency: runs that overlap would each bind host port 8080; use concurrency: forbid or replace, or drop `ports`",
+        ]),
         Case { valid: true, ..one("same_port_on_tcp_and_udp_is_fine", web("    ports:\n      - published: 53\n        target: 53\n      - published: 53\n        target: 53\n        protocol: udp\n"), vec![]) },
         one("host_ip_must_be_an_ip_address", web("    ports:\n      - published: 8080\n        target: 80\n        host_ip: localhost\n"), vec![
             "app.yaml:9:18: deployments.web.ports[0].host_ip: \"localhost\" is not an IP address",

@@ -120,6 +120,9 @@ async fn receive(
         tracing::warn!(?forge, why, "push hook rejected");
         return ApiError::BadSignature(why).into_response();
     }
+    if let Err(why) = check_payload(forge, &headers, &body) {
+        return ApiError::BadRequest(why).into_response();
+    }
     let followed = hooks
         .branch
         .read()
@@ -133,6 +136,45 @@ async fn receive(
             hooks.fetch.notify_one();
             (StatusCode::ACCEPTED, Json(serde_json::json!({"fetch": true}))).into_response()
         }
+    }
+}
+
+/// A forge's push is a JSON object: a signed body that is not one (empty, `[]`, broken) is
+/// refused, and nothing is fetched for it. The generic receiver takes any body.
+pub fn check_payload(forge: Forge, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    match forge {
+        Forge::Generic => return Ok(()),
+        Forge::Github | Forge::Gitlab | Forge::Gitea => {}
+    }
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        return Err(
+            "the push is form-encoded; set the webhook's content type to application/json"
+                .to_owned(),
+        );
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(format!(
+            "the push payload must be a JSON object, got {}",
+            json_kind(&other)
+        )),
+        Err(e) if body.is_empty() => Err(format!("the push payload is empty ({e})")),
+        Err(e) => Err(format!("the push payload is not JSON: {e}")),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

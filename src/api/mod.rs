@@ -4,6 +4,7 @@
 //! Errors are RFC 9457 `application/problem+json` with stable `type`s. With tokens configured,
 //! every `/v1/*` route (and `/metrics`, unless made public) needs `Authorization: Bearer`.
 
+mod bare;
 pub mod client;
 pub mod dto;
 mod held;
@@ -462,8 +463,21 @@ fn status_filter(pairs: &[(String, String)]) -> Result<Vec<DeploymentStatus>, Ap
 
 /// `limit` (1–500, default 50) and the `before` cursor of a paged list.
 fn paging<B: std::str::FromStr>(pairs: &[(String, String)]) -> Result<(u32, Option<B>), ApiError> {
-    let limit = number::<i64>(pairs, "limit")?.unwrap_or(50).clamp(1, 500);
+    let limit = limit(pairs, 50, 500)?;
     Ok((u32::try_from(limit).unwrap_or(50), number(pairs, "before")?))
+}
+
+/// `limit` between 1 and `max` (`default` without one); outside it, a 400 that says so.
+fn limit(pairs: &[(String, String)], default: usize, max: usize) -> Result<usize, ApiError> {
+    match number::<i64>(pairs, "limit")? {
+        None => Ok(default),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be between 1 and {max}, got {n}"))
+            }),
+    }
 }
 
 /// The `before` of the page after `page`: the cursor of its last item, when the page is full.
@@ -580,9 +594,7 @@ impl ListFilter {
 
 /// `limit` (1–5000, default 500) and the `after=<namespace>/<name>` cursor of the list.
 fn list_paging(pairs: &[(String, String)]) -> Result<(usize, Option<(String, String)>), ApiError> {
-    let limit = number(pairs, "limit")?
-        .unwrap_or(DEFAULT_PAGE)
-        .clamp(1, 5000);
+    let limit = limit(pairs, DEFAULT_PAGE, 5000)?;
     let after = single(pairs, "after")
         .map(|v| {
             v.split_once('/')

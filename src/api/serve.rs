@@ -86,11 +86,14 @@ async fn connection(
     let activity = Arc::new(AtomicU64::new(0));
     // A response still streaming (a followed log) keeps its connection however quiet it is.
     let streaming = Streaming::default();
-    let app = app.layer(axum::Extension(streaming.clone()));
+    let app = app
+        .layer(axum::Extension(streaming.clone()))
+        .layer(axum::middleware::map_response(super::bare::fill));
     let io = Tracked {
         inner: stream,
         started,
         activity: activity.clone(),
+        rewritten: None,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -144,17 +147,44 @@ impl Drop for StreamingGuard {
     }
 }
 
-/// A stream that records when a byte last moved (milliseconds since `started`).
+/// A stream that records when a byte last moved (milliseconds since `started`), and gives the
+/// error answers the HTTP layer writes itself a problem+json body (see `bare::rewrite_head`).
 struct Tracked {
     inner: TcpStream,
     started: Instant,
     activity: Arc<AtomicU64>,
+    /// A rewritten answer still being written, and the length of what it stands for.
+    rewritten: Option<(Vec<u8>, usize)>,
 }
 
 impl Tracked {
     fn touch(&self) {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.activity.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Tracked {
+    /// Writes the rewritten answer to its end, then reports the original bytes as written.
+    fn write_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        loop {
+            let Some((answer, stands_for)) = self.rewritten.as_mut() else {
+                return Poll::Ready(Ok(0));
+            };
+            if answer.is_empty() {
+                let n = *stands_for;
+                self.rewritten = None;
+                return Poll::Ready(Ok(n));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, answer) {
+                Poll::Ready(Ok(n)) => {
+                    answer.drain(..n);
+                    self.touch();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -179,6 +209,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.rewritten.is_none() {
+            self.rewritten = super::bare::rewrite_head(data).map(|answer| (answer, data.len()));
+        }
+        if self.rewritten.is_some() {
+            return self.write_rewritten(cx);
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();

@@ -115,6 +115,10 @@ fn rejection_message(reason: &Rejection) -> String {
         Rejection::BadIgnorePattern { line, message } => {
             format!("line {line}: invalid pattern: {message}")
         }
+        Rejection::NameNotUtf8 => "the file name is not valid UTF-8 (shown escaped); rename it: a manifest keel cannot name would silently drop what it declares".to_owned(),
+        Rejection::NotARegularFile { kind } => {
+            format!("{kind}, not a regular file: it is not read (reading one can block forever); remove it or rename it without a manifest extension")
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use crate::model::diagnostic::Severity;
 use crate::model::manifest::{
-    CheckKind, ConfigDecl, DeploymentDecl, EnvValue, HealthCheck, NamespaceDecl, NetworkMode,
-    Permission, Port, RuntimeKind, VmSpec, Volume, VolumeKind, WorkloadKind,
+    CheckKind, Concurrency, ConfigDecl, DeploymentDecl, EnvValue, HealthCheck, NamespaceDecl,
+    NetworkMode, Permission, Port, RuntimeKind, VmSpec, Volume, VolumeKind, WorkloadKind,
 };
 use crate::model::schedule::{Schedule, ScheduleError};
 use crate::model::time::Timestamp;
@@ -501,6 +501,36 @@ fn ports(d: &DeploymentDecl, r: &mut Report) {
                 format!("port {} is already published by ports[{first}] on the same address and protocol", port.published),
             );
         }
+    }
+    host_exclusive_ports(d, r);
+}
+
+/// A published host port is one instance's per host: several replicas — or cron runs that
+/// may overlap — on one host would fail at run time, every time.
+fn host_exclusive_ports(d: &DeploymentDecl, r: &mut Report) {
+    // A port out of range is reported as such already.
+    let Some(port) = d.ports.iter().find(|p| (1..=65535).contains(&p.published)) else {
+        return;
+    };
+    let index = d.ports.iter().position(|p| p == port).unwrap_or(0);
+    if d.replicas > 1 {
+        r.error(
+            at!["ports", index, "published"],
+            format!(
+                "host port {} can be bound by one instance per host, but replicas: {} starts {} on this host; set replicas: 1, or drop `ports` (instances reach each other on the namespace's network without a host port)",
+                port.published, d.replicas, d.replicas
+            ),
+        );
+    }
+    let overlapping = d.concurrency == Some(Concurrency::Allow);
+    if d.kind == WorkloadKind::CronJob && overlapping {
+        r.error(
+            at!["concurrency"],
+            format!(
+                "runs that overlap would each bind host port {}; use concurrency: forbid or replace, or drop `ports`",
+                port.published
+            ),
+        );
     }
 }
 

@@ -111,6 +111,9 @@ pub struct Retry {
     pub attempts: u32,
     /// No new attempt before this instant.
     pub next_at: Timestamp,
+    /// What the last failed attempt said (shown while waiting to retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A failed runtime action, as the executor reports it.
@@ -168,6 +171,7 @@ mod tests {
         before.retry = Some(Retry {
             attempts: 5,
             next_at: Timestamp(60),
+            reason: None,
         });
         before.last_failure = Some(Failure {
             status: DeploymentStatus::Error,

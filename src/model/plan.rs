@@ -94,8 +94,11 @@ pub enum WaitingOn {
     },
     /// Instances are being created or started.
     Instances { running: u32, desired: u32 },
-    /// Retry backoff after a failure.
-    Backoff { until: Timestamp },
+    /// Retry backoff after a failure: the next attempt is due then; what the last one said.
+    Backoff {
+        until: Timestamp,
+        reason: Option<String>,
+    },
     /// The runtime could not be listed (or is not enabled here).
     RuntimeUnavailable { reason: String },
     /// A rolling update is replacing the previous generation.
@@ -129,9 +132,41 @@ pub struct StatusChange {
 /// One instance as the API shows it (and the store records it).
 pub type InstanceView = super::stored::StoredInstance;
 
+/// The stored row a decision was made on. Its outcome is written onto that row only while the
+/// row still holds this generation and declaration: a revision applied while the pass waited
+/// for the runtimes makes the decision stale, and the next pass decides again on the new row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecidedOn {
+    /// The deployment row's id (a deployment purged and declared again is another row).
+    pub row: String,
+    pub generation: u64,
+    /// Whether the latest revision declared it.
+    pub declared: bool,
+}
+
+impl DecidedOn {
+    /// A decision made on `row` as it is now.
+    pub fn of(row: &super::stored::StoredDeployment) -> Self {
+        Self {
+            row: row.uuid.clone(),
+            generation: row.generation,
+            declared: row.in_revision,
+        }
+    }
+
+    /// Whether `row` is still the row this was decided on, as it was then.
+    pub fn holds_for(&self, row: &super::stored::StoredDeployment) -> bool {
+        row.uuid == self.row
+            && row.generation == self.generation
+            && row.in_revision == self.declared
+    }
+}
+
 /// Everything decided about one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// The row this was decided on (see `DecidedOn`).
+    pub decided_on: DecidedOn,
     pub memory: Memory,
     pub status_change: Option<StatusChange>,
     pub events: Vec<PlannedEvent>,

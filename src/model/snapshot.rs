@@ -33,6 +33,17 @@ pub enum Rejection {
     Unreadable { message: String },
     /// A line of `.keelignore` is not a valid pattern.
     BadIgnorePattern { line: u32, message: String },
+    /// The name is not valid UTF-8 (the entry's path shows it escaped, `\xff`).
+    NameNotUtf8,
+    /// Not a regular file (a named pipe, a socket, a device): never opened, since reading one
+    /// can block forever or never end.
+    NotARegularFile { kind: &'static str },
+}
+
+/// A file name that is not UTF-8, as shown in diagnostics: printable ASCII kept, every other
+/// byte escaped (`bad\xff.yaml`).
+pub fn escaped_name(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
 }
 
 /// Size limits a source enforces while reading (the loader re-checks the per-file one).

@@ -89,6 +89,9 @@ pub struct Controller {
     config: Config,
     clock: Clock,
     checks: BTreeMap<(String, u32), CheckState>,
+    /// The checks' states as recorded before this agent started (see `readiness::restore`):
+    /// each is the base of its check's first fresh result, then dropped.
+    restored: BTreeMap<(String, u32), readiness::Restored>,
     probes: Runner,
     reports: mpsc::UnboundedReceiver<ProbeReport>,
     executor: Executor,
@@ -118,6 +121,7 @@ impl Controller {
             wake.clone(),
             clock.clone(),
         );
+        let restored = restore_checks(&reader)?;
         Ok(Self {
             store,
             reader,
@@ -125,6 +129,7 @@ impl Controller {
             config,
             clock,
             checks: BTreeMap::new(),
+            restored,
             probes,
             reports,
             executor,
@@ -231,15 +236,18 @@ impl Controller {
             tokio::task::spawn_blocking(move || store.record_probes(results)).await??;
         }
         let now = (self.clock)();
+        // Busy first: a deployment without a job now gets none until this pass starts one
+        // (jobs only start from passes), and what a finished job wrote is read below; one
+        // with a job is held.
+        let busy = self.executor.busy();
+        // The open revision before the rows: if a revision lands in between, the one read
+        // here is superseded and settling it writes nothing.
+        let open_revision = self.reader.open_revision()?;
         let rows_before = self.mirror.rows_read();
         self.mirror.refresh(&self.reader, now, self.config.resync)?;
         if let Some(seen) = self.mirror.seen() {
             self.store.consumed_changes(seen);
         }
-        let open_revision = self.reader.open_revision()?;
-        // Busy first: a deployment without a job now gets none during the listing (jobs only
-        // start from passes), so its observation is consistent; one with a job is held.
-        let busy = self.executor.busy();
         let observed = self.observe().await;
         self.track_runtimes(&observed, now);
         let decision = decide(&DecideInput {
@@ -262,19 +270,36 @@ impl Controller {
             purge,
         } = decision;
         let persisted = persist.len();
-        log_status_changes(&persist);
-        for id in &purge {
-            tracing::info!(deployment = %id, "{id}: gone from the host and the repository; purged");
-        }
+        // Logged once written (a stale one is not): only status changes, rare, are kept.
+        let changes: Vec<_> = persist
+            .iter()
+            .filter(|(_, o)| o.status_change.is_some())
+            .cloned()
+            .collect();
+        let mut stale = Vec::new();
         if persisted > 0 || revision.is_some() || !purge.is_empty() {
             let store = self.store.clone();
             let gone = purge.clone();
-            tokio::task::spawn_blocking(move || store.record_pass(persist, revision, gone, now))
-                .await??;
+            stale = tokio::task::spawn_blocking(move || {
+                store.record_pass(persist, revision, gone, now)
+            })
+            .await??;
+        }
+        log_status_changes(changes.iter().filter(|(id, _)| !stale.contains(id)));
+        for (id, _) in &purge {
+            tracing::info!(deployment = %id, "{id}: gone from the host and the repository; purged");
         }
         self.last.extend(outcomes);
-        for id in &purge {
+        // A stale outcome was not written: the next pass decides on the new row and writes.
+        for id in purge.iter().map(|(id, _)| id).chain(&stale) {
             self.last.remove(id);
+        }
+        if !stale.is_empty() {
+            tracing::debug!(
+                stale = stale.len(),
+                "a revision changed deployments during the pass; deciding again"
+            );
+            self.wake.notify_one();
         }
         let summary = PassSummary {
             actions: actions.len(),
@@ -287,11 +312,23 @@ impl Controller {
         Ok(summary)
     }
 
-    /// Folds a probe report into the check states; true when it flipped the check.
+    /// Folds a probe report into the check states; true when it flipped the check (or was its
+    /// first result).
     fn fold(&mut self, report: ProbeReport) -> bool {
         self.metrics.observe_probe(report.outcome.ok);
         let key = (report.runtime_id.clone(), report.check_index);
-        let before = self.checks.get(&key).cloned().unwrap_or_default();
+        // A check's first result always counts as a flip: until it, the instance is
+        // unprobed and its health unknown.
+        let (first, before) = match self.checks.get(&key) {
+            Some(state) => (false, state.clone()),
+            None => (
+                true,
+                self.restored
+                    .remove(&key)
+                    .map(|r| r.base_for(report.started_at))
+                    .unwrap_or_default(),
+            ),
+        };
         let after = readiness::record(
             &before,
             &report.check,
@@ -300,7 +337,7 @@ impl Controller {
             report.at,
             &report.outcome.message,
         );
-        let flipped = readiness::flipped(&before, &after, &report.check);
+        let flipped = first || readiness::flipped(&before, &after, &report.check);
         self.checks.insert(key, after);
         flipped
     }
@@ -335,6 +372,7 @@ impl Controller {
             })
             .collect();
         self.checks.retain(|(id, _), _| live.contains(id));
+        self.restored.retain(|(id, _), _| live.contains(id));
         Observed {
             runtimes,
             checks: self.checks.clone(),
@@ -406,7 +444,7 @@ fn track_runtimes(
 }
 
 /// One line per status change: the operator's view of what happened, never per tick.
-fn log_status_changes(persist: &[(DeploymentId, Outcome)]) {
+fn log_status_changes<'a>(persist: impl IntoIterator<Item = &'a (DeploymentId, Outcome)>) {
     for (id, outcome) in persist {
         if let Some(change) = &outcome.status_change {
             tracing::info!(
@@ -427,6 +465,23 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.executor.abort_all();
     }
+}
+
+/// The recorded state of every check (see `readiness::restore`).
+fn restore_checks(
+    reader: &StoreReader,
+) -> Result<BTreeMap<(String, u32), readiness::Restored>, StoreError> {
+    let mut histories: BTreeMap<(String, u32), Vec<(bool, Timestamp)>> = BTreeMap::new();
+    for (instance, check, ok, at) in reader.probe_histories()? {
+        histories
+            .entry((instance, check))
+            .or_default()
+            .push((ok, at));
+    }
+    Ok(histories
+        .into_iter()
+        .filter_map(|(key, history)| Some((key, readiness::restore(&history)?)))
+        .collect())
 }
 
 fn probe_result(report: &ProbeReport) -> (DeploymentId, ProbeResult) {
@@ -470,6 +525,7 @@ mod tests {
 
     fn outcome(change: Option<(DeploymentStatus, DeploymentStatus)>) -> Outcome {
         Outcome {
+            decided_on: Default::default(),
             memory: Memory::fresh(DeploymentStatus::Running, Timestamp(0), 0, Timestamp(0)),
             status_change: change.map(|(from, to)| StatusChange {
                 from,

@@ -16,7 +16,7 @@ use crate::model::desired::DeploymentId;
 use crate::model::manifest::{HealthCheck, RuntimeKind};
 use crate::model::memory::Memory;
 use crate::model::observed::{ObservedInstance, Phase, RuntimeObservation};
-use crate::model::plan::{Action, Outcome, WaitingOn};
+use crate::model::plan::{Action, DecidedOn, Outcome, WaitingOn};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{live_instances, RevisionRecord, StoredState};
 use crate::model::time::Timestamp;
@@ -67,7 +67,8 @@ pub struct Decision {
     pub wake_at: Option<Timestamp>,
     /// Deployments that are gone — out of the revision, `deleted`, no instance left in any
     /// runtime: their rows are purged (their events kept for a while).
-    pub purge: Vec<DeploymentId>,
+    /// Each with the row it was decided on: a row a revision changed meanwhile is kept.
+    pub purge: Vec<(DeploymentId, DecidedOn)>,
 }
 
 /// Decides one pass.
@@ -102,6 +103,7 @@ pub fn targets<'a>(stored: &'a StoredState, held: &BTreeSet<DeploymentId>) -> Ve
         .filter(|d| !held.contains(&d.id))
         .map(|d| Target {
             id: &d.id,
+            row: &d.uuid,
             spec: &d.spec,
             mounted_configs: &d.mounted_configs,
             generation: d.generation,
@@ -148,7 +150,7 @@ pub fn gone(
     stored: &StoredState,
     observed: &Observed,
     outcomes: &BTreeMap<DeploymentId, Outcome>,
-) -> Vec<DeploymentId> {
+) -> Vec<(DeploymentId, DecidedOn)> {
     // A disabled runtime holds nothing here; one that did not answer may.
     let all_listed = observed.runtimes.values().all(|o| match o {
         RuntimeObservation::Listed(_) | RuntimeObservation::Disabled { .. } => true,
@@ -165,7 +167,7 @@ pub fn gone(
                 && outcome.memory.status == DeploymentStatus::Deleted
                 && outcome.instances.is_empty()
         })
-        .map(|(id, _)| id.clone())
+        .map(|(id, outcome)| (id.clone(), outcome.decided_on.clone()))
         .collect()
 }
 
@@ -312,6 +314,7 @@ mod tests {
 
     fn outcome(status: S, instances: Vec<StoredInstance>) -> Outcome {
         Outcome {
+            decided_on: Default::default(),
             memory: Memory::fresh(status, Timestamp(0), 0, Timestamp(0)),
             status_change: None,
             events: Vec::new(),

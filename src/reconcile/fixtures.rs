@@ -268,6 +268,7 @@ impl World {
         let no_configs = BTreeMap::new();
         let targets = [Target {
             id: &self.id,
+            row: "row-1",
             spec: &self.spec,
             mounted_configs: &no_configs,
             generation: self.generation,

@@ -24,7 +24,7 @@ use crate::model::manifest::{ConfigData, DeploymentDecl, OnFailure, RuntimeKind,
 use crate::model::memory::{InstanceMemory, Memory, Retry};
 use crate::model::observed::{CheckState, ObservedInstance, Phase, RuntimeObservation};
 pub use crate::model::plan::{
-    Action, InstanceView, Outcome, Plan, PlannedEvent, StatusChange, Stop, WaitingOn,
+    Action, DecidedOn, InstanceView, Outcome, Plan, PlannedEvent, StatusChange, Stop, WaitingOn,
 };
 use crate::model::status::{DeploymentStatus, InstanceState, StatusClass};
 use crate::model::time::Timestamp;
@@ -68,6 +68,8 @@ impl Default for Policy {
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
     pub id: &'a DeploymentId,
+    /// The stored row's id.
+    pub row: &'a str,
     pub spec: &'a DeploymentDecl,
     /// The content of the configs its `type: config` volumes mount.
     pub mounted_configs: &'a BTreeMap<String, ConfigData>,
@@ -495,6 +497,7 @@ impl<'a> Pass<'a> {
                 self.policy.backoff_base,
                 self.policy.backoff_max,
             ),
+            reason: Some(what.to_owned()),
         });
         self.check_restart_limit(what.to_owned());
         format!("restart {count} of {max}")
@@ -546,11 +549,24 @@ impl<'a> Pass<'a> {
             .is_some_and(|m| m.stopping)
     }
 
-    fn tear_down(&mut self) {
-        // `live()` holds no exited instance: every one still needs a graceful stop.
-        for instance in self.live() {
-            self.remove(instance, true);
+    /// Removes every instance `which` picks, stopping those that still run.
+    fn remove_all(&mut self, which: impl Fn(&ObservedInstance) -> bool) {
+        let picked: Vec<&ObservedInstance> = self
+            .instances
+            .iter()
+            .copied()
+            .filter(|i| which(i))
+            .collect();
+        for instance in picked {
+            let running = !instance.phase.exited();
+            self.remove(instance, running);
         }
+    }
+
+    fn tear_down(&mut self) {
+        // Exited instances too (a job's finished ones): nothing of a deployment that is gone
+        // stays behind, and its row is purged once the runtime lists none.
+        self.remove_all(|_| true);
         let message = if self.target.declared {
             "stopped".to_owned()
         } else {
@@ -588,12 +604,21 @@ impl<'a> Pass<'a> {
                         self.policy.backoff_base,
                         self.policy.backoff_max,
                     ),
+                    reason: Some(failure.message.clone()),
                 });
                 self.set_status(failure.status, "action_failed", failure.message.clone());
                 self.check_restart_limit(failure.message);
             }
             // Executors report failure statuses only; anything else carries no decision.
             StatusClass::Progressing | StatusClass::Settled => {}
+        }
+    }
+
+    /// Waiting to retry until `until`, with what the last attempt said.
+    fn backoff(&self, until: Timestamp) -> WaitingOn {
+        WaitingOn::Backoff {
+            until,
+            reason: self.mem.retry.as_ref().and_then(|r| r.reason.clone()),
         }
     }
 
@@ -659,7 +684,7 @@ impl<'a> Pass<'a> {
 
     fn create(&mut self, count: usize, current: &[&ObservedInstance]) {
         if let Some(until) = self.in_backoff() {
-            self.waiting_on = Some(WaitingOn::Backoff { until });
+            self.waiting_on = Some(self.backoff(until));
             return;
         }
         // Names are `…-<generation>-<ordinal>`: an ordinal stays taken while any instance of this
@@ -938,6 +963,8 @@ impl<'a> Pass<'a> {
                 "started",
                 "job instances are running".to_owned(),
             );
+        } else if self.mem.status.class() == StatusClass::Retried {
+            self.hold_retried(current, creating);
         } else if creating || !current.is_empty() {
             self.leave_retry_for_creating();
         }
@@ -964,20 +991,32 @@ impl<'a> Pass<'a> {
                 }
                 self.readiness_deadline(current, old);
             }
-            StatusClass::Retried => {
-                if creating {
-                    self.leave_retry_for_creating();
-                }
-            }
+            StatusClass::Retried => self.hold_retried(current, creating),
             StatusClass::Settled | StatusClass::Terminal => {}
         }
         self.explain_wait(current);
     }
 
+    /// A retried status holds while its action is attempted again — a re-attempt is not news,
+    /// its outcome is — and gives way to `creating` once every instance it owed exists.
+    fn hold_retried(&mut self, current: &[&ObservedInstance], creating: bool) {
+        if !creating && current.len() >= self.replicas() as usize {
+            return self.leave_retry_for_creating();
+        }
+        if self.waiting_on.is_none() {
+            if let Some(next_at) = self.mem.retry.as_ref().map(|r| r.next_at) {
+                self.waiting_on = Some(self.backoff(next_at));
+            }
+        }
+    }
+
     fn leave_retry_for_creating(&mut self) {
         let retrying = self.mem.status.class() == StatusClass::Retried;
         let message = match (&self.mem.retry, retrying) {
-            (Some(r), true) => format!("retrying (attempt {})", r.attempts + 1),
+            (Some(r), true) => format!(
+                "attempt {} went through; creating instances",
+                r.attempts + 1
+            ),
             (Some(_), false) | (None, true) | (None, false) => "creating instances".to_owned(),
         };
         self.set_status(DeploymentStatus::Creating, "creating", message);
@@ -1078,6 +1117,11 @@ impl<'a> Pass<'a> {
             message,
         });
         let outcome = Outcome {
+            decided_on: DecidedOn {
+                row: self.target.row.to_owned(),
+                generation: self.target.generation,
+                declared: self.target.declared,
+            },
             memory: self.mem,
             status_change: status_change.filter(|c| c.from != c.to),
             events: self.events,

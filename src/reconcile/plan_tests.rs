@@ -494,7 +494,13 @@ fn a_failed_create_moves_to_its_retried_status_with_a_backoff() {
     assert_eq!(out.memory.retry.as_ref().unwrap().next_at, at(6));
     assert!(actions.creates().is_empty());
     assert_eq!(events(&out), [EventKind::ActionFailed]);
-    assert_eq!(out.waiting_on, Some(WaitingOn::Backoff { until: at(6) }));
+    assert_eq!(
+        out.waiting_on,
+        Some(WaitingOn::Backoff {
+            until: at(6),
+            reason: Some("pull access denied for busybox".to_owned())
+        })
+    );
 }
 
 #[test]
@@ -524,15 +530,66 @@ fn a_retried_status_waits_for_its_backoff() {
 }
 
 #[test]
-fn a_retried_status_reattempts_after_the_backoff_and_goes_back_to_creating() {
-    let mut w = World::worker(json!({}))
+fn a_retried_status_holds_while_it_reattempts_and_gives_way_once_the_instance_exists() {
+    let mut w = World::worker(json!({"health_checks": http_readiness("5s")}))
         .failure(S::ConfigError, "secret db-password missing")
         .now(5);
     w.step(2);
     let (actions, out) = w.pass();
     assert_eq!(actions.creates(), [0]);
-    assert_eq!(out.memory.status, S::Creating);
-    assert_eq!(out.status_change.unwrap().message, "retrying (attempt 2)");
+    assert_eq!(
+        out.memory.status,
+        S::ConfigError,
+        "a re-attempt is not news"
+    );
+    assert_eq!(out.status_change, None);
+    assert!(
+        matches!(&out.waiting_on, Some(WaitingOn::Backoff { reason: Some(r), .. }) if r == "secret db-password missing"),
+        "{:?}",
+        out.waiting_on
+    );
+    w.step(0);
+    let (_, out) = w.pass();
+    assert_eq!(
+        out.memory.status,
+        S::Creating,
+        "the instance exists: the cause is gone"
+    );
+    assert_eq!(
+        out.status_change.unwrap().message,
+        "attempt 2 went through; creating instances"
+    );
+}
+
+#[test]
+fn a_pull_that_keeps_failing_stays_image_pull_back_off_until_its_budget_is_spent() {
+    let mut w = World::worker(json!({}));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        // Every create is refused: the executor reports the failed pull.
+        let (actions, out) = w.pass();
+        w.memory = out.memory.clone();
+        statuses.push(out.memory.status);
+        if out.memory.status == S::CrashLoopBackOff {
+            break;
+        }
+        if !actions.creates().is_empty() {
+            w = w.failure(S::ImagePullBackOff, "manifest unknown");
+        }
+        if let Some(next) = out.memory.retry.as_ref().map(|r| r.next_at) {
+            w.now = next.max(w.now);
+        }
+    }
+    let changes: Vec<S> = statuses
+        .windows(2)
+        .filter(|p| p[0] != p[1])
+        .map(|p| p[1])
+        .collect();
+    assert_eq!(
+        changes,
+        [S::ImagePullBackOff, S::CrashLoopBackOff],
+        "one change into the back-off, none back to creating between attempts: {statuses:?}"
+    );
 }
 
 #[test]
@@ -571,6 +628,7 @@ fn failed_reattempts_reach_crash_loop_back_off() {
     w.memory.retry = Some(crate::model::memory::Retry {
         attempts: 5,
         next_at: at(0),
+        reason: None,
     });
     let (_, out) = w.pass();
     assert_eq!(out.memory.restart_count, 5);
@@ -689,6 +747,7 @@ fn job_failing_to_start_fails_at_max_restart_count() {
     w.memory.retry = Some(crate::model::memory::Retry {
         attempts: 5,
         next_at: at(0),
+        reason: None,
     });
     assert_eq!(w.pass().1.memory.status, S::Failed);
 }
@@ -982,6 +1041,38 @@ fn pruned_deployment_removes_every_instance_and_is_deleted() {
     assert_eq!(actions.removes(), [(id(1, 0), true), (id(1, 1), true)]);
     assert_eq!(out.memory.status, S::Deleted);
     assert_eq!(out.desired, 0);
+}
+
+#[test]
+fn a_pruned_job_removes_its_exited_instances_too() {
+    for (name, status) in [("completed", S::Completed), ("failed", S::Failed)] {
+        let w = World::job(json!({"replicas": 2}))
+            .status(status)
+            .pruned()
+            .instance(0, exited(0))
+            .instance(1, exited(if status == S::Failed { 1 } else { 0 }));
+        let (actions, out) = w.pass();
+        assert_eq!(
+            actions.removes(),
+            [(id(1, 0), false), (id(1, 1), false)],
+            "{name}: nothing of a job gone from the repository stays behind"
+        );
+        assert_eq!(out.memory.status, S::Deleted, "{name}");
+    }
+}
+
+#[test]
+fn a_pruned_worker_removes_an_exited_instance_without_stopping_it() {
+    let w = World::worker(json!({"replicas": 2}))
+        .status(S::Running)
+        .pruned()
+        .instance(0, RUNNING)
+        .instance(1, exited(137))
+        .remember(&id(1, 1), |m| m.counted = true);
+    let (actions, _) = w.pass();
+    let mut removes = actions.removes();
+    removes.sort();
+    assert_eq!(removes, [(id(1, 0), true), (id(1, 1), false)]);
 }
 
 #[test]

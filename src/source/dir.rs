@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
+use crate::model::snapshot::{escaped_name, Rejection, SizeLimits, SnapshotEntry};
 
 use super::select::{self, Selector, IGNORE_FILE};
 use super::SourceError;
@@ -76,14 +76,17 @@ impl Walk {
             .map_err(io)?;
         names.sort();
         let mut subdirs = Vec::new();
-        for name in names {
-            let name = name.to_string_lossy().into_owned();
+        for os_name in names {
+            let path = dir.join(&os_name);
+            let name = os_name.to_str().map(str::to_owned);
+            let shown = name
+                .clone()
+                .unwrap_or_else(|| escaped_name(os_name.as_encoded_bytes()));
             let rel_path = if rel.is_empty() {
-                name.clone()
+                shown
             } else {
-                format!("{rel}/{name}")
+                format!("{rel}/{shown}")
             };
-            let path = dir.join(&name);
             let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
             };
@@ -95,11 +98,26 @@ impl Walk {
             } else {
                 path
             };
-            if resolved.is_dir() {
-                if self.selector.enters_dir(&rel_path) && self.visited.insert(resolved.clone()) {
+            // Follows the link, never opens: a special file is told apart without reading it.
+            let Ok(target) = fs::metadata(&resolved) else {
+                continue;
+            };
+            let wanted = match target.is_dir() {
+                true => self.selector.enters_dir(&rel_path),
+                false => self.selector.takes_file(&rel_path),
+            };
+            if !wanted {
+                continue;
+            }
+            if name.is_none() {
+                self.reject(rel_path, Rejection::NameNotUtf8);
+            } else if target.is_dir() {
+                if self.visited.insert(resolved.clone()) {
                     subdirs.push((resolved, rel_path));
                 }
-            } else if self.selector.takes_file(&rel_path) {
+            } else if let Some(kind) = special_kind(&target.file_type()) {
+                self.reject(rel_path, Rejection::NotARegularFile { kind });
+            } else {
                 self.read_file(&resolved, rel_path);
             }
         }
@@ -139,16 +157,11 @@ impl Walk {
     }
 
     fn read_file(&mut self, path: &Path, rel_path: String) {
-        let size = match fs::metadata(path) {
-            Ok(meta) => meta.len(),
-            Err(e) => {
-                return self.reject(
-                    rel_path,
-                    Rejection::Unreadable {
-                        message: e.to_string(),
-                    },
-                )
-            }
+        let refused = |message: String| Rejection::Unreadable { message };
+        let (file, size) = match open_regular(path) {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(kind)) => return self.reject(rel_path, Rejection::NotARegularFile { kind }),
+            Err(e) => return self.reject(rel_path, refused(e.to_string())),
         };
         if size > self.limits.max_file_bytes {
             return self.reject(
@@ -167,26 +180,64 @@ impl Walk {
                 },
             );
         }
-        match fs::read(path) {
-            Ok(bytes) => {
+        // Never more than the limit, even from a file that grows while it is read.
+        let mut bytes = Vec::new();
+        match std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, self.limits.max_file_bytes.saturating_add(1)),
+            &mut bytes,
+        ) {
+            Ok(_) if bytes.len() as u64 > self.limits.max_file_bytes => self.reject(
+                rel_path,
+                Rejection::FileTooLarge {
+                    size: bytes.len() as u64,
+                    limit: self.limits.max_file_bytes,
+                },
+            ),
+            Ok(_) => {
                 self.total += bytes.len() as u64;
                 self.entries.push(SnapshotEntry::File {
                     path: rel_path,
                     bytes,
                 });
             }
-            Err(e) => self.reject(
-                rel_path,
-                Rejection::Unreadable {
-                    message: e.to_string(),
-                },
-            ),
+            Err(e) => self.reject(rel_path, refused(e.to_string())),
         }
     }
 
     fn reject(&mut self, path: String, reason: Rejection) {
         self.entries.push(SnapshotEntry::Rejected { path, reason });
     }
+}
+
+/// What kind of special file `file_type` is (`None` for a regular file or a directory).
+fn special_kind(file_type: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else {
+        None
+    }
+}
+
+/// Opens `path` without blocking — a file swapped for a named pipe since it was looked at
+/// does not hang the open — and reads its size; `Ok(Err(kind))` when it is no regular file.
+fn open_regular(path: &Path) -> std::io::Result<Result<(fs::File, u64), &'static str>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok(match special_kind(&meta.file_type()) {
+        Some(kind) => Err(kind),
+        None => Ok((file, meta.len())),
+    })
 }
 
 /// A snapshot of the directory `root`, identified by a hash of its selected content.
@@ -221,6 +272,9 @@ pub fn content_id(entries: &[SnapshotEntry]) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How a directory source reads its tree: `snapshot`, unless a test substitutes one.
+pub type ReadTree = fn(&Path, SizeLimits, &str) -> Result<super::Snapshot, SourceError>;
+
 /// A watched directory.
 #[derive(Debug, Clone)]
 pub struct DirSource {
@@ -230,20 +284,39 @@ pub struct DirSource {
     pub label: String,
     /// How long the tree must stay quiet after a change before it is read.
     pub quiet: std::time::Duration,
+    /// How long one read of the tree may take before it is reported as failed (it goes on in
+    /// its thread; no second read starts until it ends).
+    pub read_timeout: std::time::Duration,
+    pub read: ReadTree,
 }
 
 impl DirSource {
+    /// A source over `root` with the default debounce (150 ms) and read bound (30 s).
+    pub fn new(root: PathBuf, limits: SizeLimits, label: String) -> Self {
+        Self {
+            root,
+            limits,
+            label,
+            quiet: std::time::Duration::from_millis(150),
+            read_timeout: std::time::Duration::from_secs(30),
+            read: snapshot,
+        }
+    }
+
     /// Sends a snapshot now and after every change below `root` (debounced by `quiet`),
     /// skipping changes that leave the selected content as it was. A root that cannot be
-    /// watched or read (missing, out of file descriptors, …) is reported as `Failed` and tried
-    /// again with backoff (1 s doubling to 30 s) until a snapshot succeeds — never left until
-    /// the next change, which may not come. Ends on `shutdown` or when the receiver is dropped.
+    /// watched or read (missing, out of file descriptors, a read that hangs, …) is reported as
+    /// `Failed` and tried again with backoff (1 s doubling to 30 s) until a snapshot succeeds —
+    /// never left until the next change, which may not come. The tree is read on a blocking
+    /// thread, never on the async workers, so a read that hangs stalls nothing else. Ends on
+    /// `shutdown` or when the receiver is dropped.
     pub async fn run(self, tx: super::Events, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut last = None;
         let mut failures = 0u32;
+        let mut reads = Reads::default();
         loop {
             let error = tokio::select! {
-                result = self.watch(&tx, &mut last, &mut failures) => match result {
+                result = self.watch(&tx, &mut last, &mut failures, &mut reads) => match result {
                     Ok(()) => return,
                     Err(error) => error,
                 },
@@ -270,6 +343,7 @@ impl DirSource {
         tx: &super::Events,
         last: &mut Option<String>,
         failures: &mut u32,
+        reads: &mut Reads,
     ) -> Result<(), SourceError> {
         use notify::Watcher;
         let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
@@ -289,7 +363,7 @@ impl DirSource {
             .watch(&self.root, notify::RecursiveMode::Recursive)
             .map_err(watch_error)?;
         loop {
-            let snap = snapshot(&self.root, self.limits, &self.label)?;
+            let snap = reads.read(self).await?;
             *failures = 0;
             let event = if last.as_deref() == Some(snap.revision.id.as_str()) {
                 // Touched but the same content: nothing downstream runs.
@@ -306,6 +380,37 @@ impl DirSource {
                 return Ok(());
             }
             while let Ok(Some(())) = tokio::time::timeout(self.quiet, changes.recv()).await {}
+        }
+    }
+}
+
+/// The one read of the tree that may be under way, on a blocking thread.
+#[derive(Default)]
+struct Reads {
+    /// A read that outlived its time bound: waited for again rather than started anew.
+    pending: Option<tokio::task::JoinHandle<Result<super::Snapshot, SourceError>>>,
+}
+
+impl Reads {
+    async fn read(&mut self, source: &DirSource) -> Result<super::Snapshot, SourceError> {
+        let mut handle = self.pending.take().unwrap_or_else(|| {
+            let (read, root, limits) = (source.read, source.root.clone(), source.limits);
+            let label = source.label.clone();
+            tokio::task::spawn_blocking(move || read(&root, limits, &label))
+        });
+        match tokio::time::timeout(source.read_timeout, &mut handle).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(joined)) => Err(SourceError::Io {
+                path: source.root.display().to_string(),
+                source: std::io::Error::other(joined.to_string()),
+            }),
+            Err(_) => {
+                self.pending = Some(handle);
+                Err(SourceError::ReadTimedOut {
+                    path: source.root.display().to_string(),
+                    after: source.read_timeout,
+                })
+            }
         }
     }
 }

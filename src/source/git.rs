@@ -14,7 +14,7 @@ use git2::{
 };
 use tokio::sync::Notify;
 
-use crate::model::snapshot::{Rejection, SizeLimits, SnapshotEntry};
+use crate::model::snapshot::{escaped_name, Rejection, SizeLimits, SnapshotEntry};
 use crate::model::stored::NewRevision;
 
 use super::select::{Selector, IGNORE_FILE};
@@ -382,23 +382,33 @@ impl TreeReader<'_> {
         let mut files: Vec<(String, Oid, i32)> = Vec::new();
         let mut skipped_dirs: HashSet<String> = HashSet::new();
         root.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let name = entry.name().unwrap_or_default();
-            let path = format!("{dir}{name}");
+            let name = std::str::from_utf8(entry.name_bytes()).ok();
+            let shown = name.map_or_else(|| escaped_name(entry.name_bytes()), str::to_owned);
+            let path = format!("{dir}{shown}");
             if skipped_dirs.iter().any(|s| dir.starts_with(s.as_str())) {
                 return git2::TreeWalkResult::Skip;
             }
-            match entry.kind() {
-                Some(git2::ObjectType::Tree) => {
-                    if !selector.enters_dir(&path) {
-                        skipped_dirs.insert(format!("{path}/"));
-                        return git2::TreeWalkResult::Skip;
-                    }
+            let is_tree = entry.kind() == Some(git2::ObjectType::Tree);
+            let wanted = match is_tree {
+                true => selector.enters_dir(&path),
+                false => selector.takes_file(&path),
+            };
+            if !wanted {
+                if is_tree {
+                    skipped_dirs.insert(format!("{path}/"));
                 }
-                _ => {
-                    if selector.takes_file(&path) {
-                        files.push((path, entry.id(), entry.filemode()));
-                    }
-                }
+                return git2::TreeWalkResult::Skip;
+            }
+            if name.is_none() {
+                // Never entered: what it holds could not be named either.
+                entries.push(SnapshotEntry::Rejected {
+                    path,
+                    reason: Rejection::NameNotUtf8,
+                });
+                return git2::TreeWalkResult::Skip;
+            }
+            if !is_tree {
+                files.push((path, entry.id(), entry.filemode()));
             }
             git2::TreeWalkResult::Ok
         })

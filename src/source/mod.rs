@@ -61,4 +61,9 @@ pub enum SourceError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("reading {path} took longer than {after:?}; still waiting for that read (a file that blocks, a hung mount?)")]
+    ReadTimedOut {
+        path: String,
+        after: std::time::Duration,
+    },
 }

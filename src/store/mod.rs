@@ -39,7 +39,7 @@ use crate::model::diagnostic::Diagnostic;
 use crate::model::diff::Plan;
 use crate::model::event::Event;
 use crate::model::memory::{Failure, Memory};
-use crate::model::plan::Outcome;
+use crate::model::plan::{DecidedOn, Outcome};
 use crate::model::status::RevisionState;
 use crate::model::stored::{
     NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
@@ -265,21 +265,24 @@ impl Store {
     }
 
     /// Persists one reconciler pass (see `pass::record`) and, when given, the state of the open
-    /// revision, in one transaction.
+    /// revision, in one transaction. Returns the deployments whose outcome was stale (a
+    /// revision changed their row during the pass): nothing of theirs was written, and the
+    /// revision's state was not settled from a picture that no longer holds.
     pub fn record_pass(
         &self,
         outcomes: Vec<(DeploymentId, Outcome)>,
         revision: Option<(i64, RevisionState)>,
-        purge: Vec<DeploymentId>,
+        purge: Vec<(DeploymentId, DecidedOn)>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<DeploymentId>, StoreError> {
         self.call_notifying(move |tx| {
             let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
-            pass::record(tx, &refs, now)?;
-            if let Some((seq, state)) = revision {
+            let stale = pass::record(tx, &refs, now)?;
+            if let (Some((seq, state)), true) = (revision, stale.is_empty()) {
                 pass::settle_revision(tx, seq, state, now)?;
             }
-            pass::purge(tx, &purge, now)
+            pass::purge(tx, &purge, now)?;
+            Ok(stale)
         })
     }
 
@@ -556,6 +559,12 @@ impl StoreReader {
     /// The instances of a deployment as last recorded.
     pub fn instances(&self, id: &DeploymentId) -> Result<Vec<StoredInstance>, StoreError> {
         self.rows_of(id, instances::list)
+    }
+
+    /// Every retained health-check run, oldest first per (instance, check): see
+    /// `probes::histories`.
+    pub fn probe_histories(&self) -> Result<Vec<(String, u32, bool, Timestamp)>, StoreError> {
+        probes::histories(&self.conn)
     }
 
     /// The newest health-check runs of a deployment, newest first.

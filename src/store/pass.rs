@@ -8,23 +8,30 @@ use rusqlite::Connection;
 
 use crate::model::desired::DeploymentId;
 use crate::model::event::{DeploymentNotice, Event, EventKind, NotificationKind};
-use crate::model::plan::Outcome;
+use crate::model::plan::{DecidedOn, Outcome};
 use crate::model::run::RunFinished;
 use crate::model::status::RevisionState;
 use crate::model::time::Timestamp;
 
 use super::{apply, deployments, events, instances, memory, outbox, revisions, runs, StoreError};
 
-/// Writes the outcomes of a pass.
+/// Writes the outcomes of a pass, each only onto the row it was decided on (see
+/// `DecidedOn`); returns the deployments whose outcome was stale and left unwritten.
 pub fn record(
     tx: &Connection,
     outcomes: &[(&DeploymentId, &Outcome)],
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<Vec<DeploymentId>, StoreError> {
+    let mut stale = Vec::new();
     for (id, outcome) in outcomes {
         let Some(row) = deployments::get(tx, id)? else {
+            stale.push((*id).clone());
             continue;
         };
+        if !outcome.decided_on.holds_for(&row) {
+            stale.push((*id).clone());
+            continue;
+        }
         // Health and counts first, so that the status change's notification carries them.
         memory::save(tx, &row.uuid, outcome, now)?;
         runs::record(tx, &row.uuid, &outcome.runs)?;
@@ -86,19 +93,25 @@ pub fn record(
             }
         }
     }
-    Ok(())
+    Ok(stale)
 }
 
 /// How long the events of a purged deployment stay readable.
 pub const EVENT_RETENTION: crate::model::units::Duration =
     crate::model::units::Duration::from_secs(7 * 24 * 3600);
 
-/// Purges deployments the pass found gone (deleted, no instance left), and forgets the events
-/// of those purged longer than `EVENT_RETENTION` ago.
-pub fn purge(tx: &Connection, gone: &[DeploymentId], now: Timestamp) -> Result<(), StoreError> {
-    for id in gone {
-        if let Some(row) = deployments::get(tx, id)? {
-            deployments::purge(tx, &row.uuid, now)?;
+/// Purges deployments the pass found gone (deleted, no instance left) — unless a revision
+/// changed the row since (declared it again, say) — and forgets the events of those purged
+/// longer than `EVENT_RETENTION` ago.
+pub fn purge(
+    tx: &Connection,
+    gone: &[(DeploymentId, DecidedOn)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for (id, decided_on) in gone {
+        match deployments::get(tx, id)? {
+            Some(row) if decided_on.holds_for(&row) => deployments::purge(tx, &row.uuid, now)?,
+            Some(_) | None => {}
         }
     }
     events::expire(tx, now.minus(EVENT_RETENTION))

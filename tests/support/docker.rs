@@ -93,10 +93,23 @@ impl Namespace {
             .collect()
     }
 
+    /// Ids of the networks keel made for this namespace (one per node).
+    pub fn networks(&self) -> Vec<String> {
+        let out = docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=keel.namespace={}", self.0),
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn network_exists(&self) -> bool {
-        docker(&["network", "inspect", &format!("keel-{}", self.0)])
-            .status
-            .success()
+        !self.networks().is_empty()
     }
 }
 
@@ -108,15 +121,8 @@ impl Drop for Namespace {
             args.extend(ids.iter().map(String::as_str));
             docker(&args);
         }
-        let out = docker(&[
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=keel.namespace={}", self.0),
-        ]);
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            docker(&["network", "rm", id]);
+        for id in self.networks() {
+            docker(&["network", "rm", &id]);
         }
         // Named volumes a test creates are named after its namespace.
         let out = docker(&[

@@ -207,20 +207,6 @@ impl<'a> Pass<'a> {
         self.remove_all(|i| i.run.is_none());
     }
 
-    /// Removes every instance `which` picks, stopping those that still run.
-    fn remove_all(&mut self, which: impl Fn(&ObservedInstance) -> bool) {
-        let picked: Vec<&ObservedInstance> = self
-            .instances
-            .iter()
-            .copied()
-            .filter(|i| which(i))
-            .collect();
-        for instance in picked {
-            let running = !instance.phase.exited();
-            self.remove(instance, running);
-        }
-    }
-
     /// The due times since the last one decided (and since this generation was stored): the
     /// latest may start (or is skipped); older ones were missed and are recorded as one
     /// skipped run.

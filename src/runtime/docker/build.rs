@@ -14,9 +14,43 @@ use crate::runtime::{labels, InstanceSpec, RuntimeError};
 
 use super::Settings;
 
-/// The bridge network of a namespace.
-pub fn network_name(namespace: &str) -> String {
-    format!("keel-{namespace}")
+/// The bridge network of a namespace on node `node`: `keel-<node>-<namespace>`. Per node, so
+/// that agents sharing one daemon never use, or remove, each other's.
+pub fn network_name(node: &str, namespace: &str) -> String {
+    format!("keel-{}-{namespace}", node_slug(node))
+}
+
+/// The container name of `spec` on node `node`: `keel-<node>-<namespace>-<name>-<generation>-…`,
+/// unique per node (two agents on one daemon may run the same deployment).
+pub fn container_name(node: &str, spec: &InstanceSpec) -> String {
+    let name = spec.name();
+    let rest = name.strip_prefix("keel-").unwrap_or(&name);
+    format!("keel-{}-{rest}", node_slug(node))
+}
+
+/// `node` as it can appear in a Docker object's name: characters a name cannot hold replaced
+/// by `-`, and then a short hash of the original added, so two node names never share one.
+pub fn node_slug(node: &str) -> String {
+    let clean: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean == node && !clean.is_empty() {
+        return clean;
+    }
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(node.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{clean}-{hash}")
 }
 
 /// The create body for `spec`.
@@ -59,7 +93,7 @@ pub fn container(
         network_mode: Some(if host_network {
             "host".to_owned()
         } else {
-            network_name(&spec.deployment.namespace)
+            network_name(&settings.owner, &spec.deployment.namespace)
         }),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         mounts: Some(mounts(spec, settings)?),

@@ -35,7 +35,7 @@ use super::lease::{self, Decision, Holder, Liveness};
 use super::{labels, ExecOutput, InstanceSpec, Runtime, RuntimeError, RuntimeEvent, RuntimeFuture};
 use errors::Operation;
 
-pub use build::network_name;
+pub use build::{container_name, network_name};
 
 /// What the agent config says about Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +289,7 @@ impl DockerRuntime {
     }
 
     async fn ensure_network(&self, namespace: &str) -> Result<(), RuntimeError> {
-        let name = network_name(namespace);
+        let name = network_name(&self.settings.owner, namespace);
         let _serialized = self.network_create.lock().await;
         if self
             .docker
@@ -308,6 +308,7 @@ impl DockerRuntime {
             labels: Some(HashMap::from([
                 (labels::MANAGED.to_owned(), "true".to_owned()),
                 (labels::NAMESPACE.to_owned(), namespace.to_owned()),
+                (labels::OWNER.to_owned(), self.settings.owner.clone()),
             ])),
             ..Default::default()
         };
@@ -353,7 +354,7 @@ impl DockerRuntime {
         body: &bollard::models::ContainerCreateBody,
     ) -> Result<String, bollard::errors::Error> {
         let options = CreateContainerOptions {
-            name: Some(spec.name()),
+            name: Some(container_name(&self.settings.owner, spec)),
             ..Default::default()
         };
         let created = self
@@ -373,10 +374,9 @@ impl DockerRuntime {
     /// Removes the namespace network when no keel container uses it any more.
     async fn prune_network(&self, namespace: &str) {
         let _exclusive = self.networks.write().await;
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={namespace}", labels::NAMESPACE)],
-        )]);
+        let mut owned = self.owned();
+        owned.push(format!("{}={namespace}", labels::NAMESPACE));
+        let filters = HashMap::from([("label".to_owned(), owned)]);
         let options = ListContainersOptions {
             all: true,
             filters: Some(filters),
@@ -384,7 +384,8 @@ impl DockerRuntime {
         };
         if let Ok(containers) = self.docker.list_containers(Some(options)).await {
             if containers.is_empty() {
-                let _ = self.docker.remove_network(&network_name(namespace)).await;
+                let network = network_name(&self.settings.owner, namespace);
+                let _ = self.docker.remove_network(&network).await;
             }
         }
     }
@@ -890,29 +891,9 @@ impl DockerRuntime {
     }
 }
 
-/// `keel-lease-<node>`, with characters a volume name cannot hold replaced (and a short hash
-/// then added, so two node names never share a lease).
+/// `keel-lease-<node>` (see `node_slug`).
 fn lease_volume(node: &str) -> String {
-    let clean: String = node
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if clean == node {
-        return format!("keel-lease-{node}");
-    }
-    use sha2::{Digest, Sha256};
-    let hash: String = Sha256::digest(node.as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("keel-lease-{clean}-{hash}")
+    format!("keel-lease-{}", build::node_slug(node))
 }
 
 #[cfg(test)]
