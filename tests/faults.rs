@@ -1,6 +1,8 @@
 //! The fault suite: the real `keel` binary on the real Docker daemon through an operator's bad
-//! day. SIGKILL during convergence and rolling updates, a second agent with the same node
-//! name, a secret at `--log trace`, and fifty alternating good and broken revisions. Each test
+//! day. SIGKILL during convergence and rolling updates, SIGKILL with edits landing 0–4 s after
+//! each restart (no status recorded for a generation before one of its containers exists), a
+//! second agent with the same node name, a secret at `--log trace`, and fifty alternating good
+//! and broken revisions (a FIFO and a name that is not UTF-8 among the broken). Each test
 //! has its own namespace, node name, state directory and port, and removes what it created.
 //! (The daemon-restart fault lives in `docker_daemon.rs`, run alone by `.ci/run`.)
 

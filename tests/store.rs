@@ -646,6 +646,7 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
          ALTER TABLE deployments DROP COLUMN cron;
          ALTER TABLE deployments DROP COLUMN next_run_at;
          ALTER TABLE deployments DROP COLUMN image;
+         ALTER TABLE instances DROP COLUMN green;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -760,6 +761,7 @@ fn migrating_a_v3_database_keeps_every_event_under_its_deployment_name() {
          ALTER TABLE deployments DROP COLUMN cron;
          ALTER TABLE deployments DROP COLUMN next_run_at;
          ALTER TABLE deployments DROP COLUMN image;
+         ALTER TABLE instances DROP COLUMN green;
          PRAGMA user_version = 3;",
     )
     .unwrap();

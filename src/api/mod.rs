@@ -859,15 +859,8 @@ async fn revisions(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<RevisionDto>>, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    let limit = match single(&pairs, "limit") {
-        Some(v) => v.parse::<u32>().map_err(|_| {
-            ApiError::BadRequest(format!("limit must be a whole number, got {v:?}"))
-        })?,
-        None => 50,
-    };
-    let list = state
-        .read(move |r| Ok(r.revisions(limit.clamp(1, 500))?))
-        .await?;
+    let limit = u32::try_from(limit(&pairs, 50, 500)?).unwrap_or(50);
+    let list = state.read(move |r| Ok(r.revisions(limit)?)).await?;
     Ok(Json(list.iter().map(RevisionDto::from).collect()))
 }
 

@@ -207,7 +207,8 @@ pub struct InstanceSpec {
 
 impl InstanceSpec {
     /// `keel-<namespace>-<name>-<generation>-<ordinal>` (`…-<generation>-r<run>-<ordinal>` for
-    /// a cron job's run): unique per live instance.
+    /// a cron job's run): unique per live instance of one node (a runtime shared by several
+    /// nodes puts the node in its own names, as Docker's `container_name` does).
     pub fn name(&self) -> String {
         let run = self.run.map(|r| format!("r{r}-")).unwrap_or_default();
         format!(

@@ -142,6 +142,10 @@ pub struct InstanceMemory {
     /// Liveness checks (by index) whose action fired during the current failure streak.
     #[serde(default)]
     pub fired: BTreeSet<u32>,
+    /// Since when each readiness check (by index) has been green, as last seen: what an agent
+    /// that starts again resumes the readiness clock from (see `readiness::resume`).
+    #[serde(default)]
+    pub green: BTreeMap<u32, Timestamp>,
 }
 
 impl InstanceMemory {
@@ -152,6 +156,7 @@ impl InstanceMemory {
             stopping: false,
             counted: false,
             fired: BTreeSet::new(),
+            green: BTreeMap::new(),
         }
     }
 }

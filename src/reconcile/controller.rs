@@ -89,9 +89,6 @@ pub struct Controller {
     config: Config,
     clock: Clock,
     checks: BTreeMap<(String, u32), CheckState>,
-    /// The checks' states as recorded before this agent started (see `readiness::restore`):
-    /// each is the base of its check's first fresh result, then dropped.
-    restored: BTreeMap<(String, u32), readiness::Restored>,
     probes: Runner,
     reports: mpsc::UnboundedReceiver<ProbeReport>,
     executor: Executor,
@@ -121,7 +118,6 @@ impl Controller {
             wake.clone(),
             clock.clone(),
         );
-        let restored = restore_checks(&reader)?;
         Ok(Self {
             store,
             reader,
@@ -129,7 +125,6 @@ impl Controller {
             config,
             clock,
             checks: BTreeMap::new(),
-            restored,
             probes,
             reports,
             executor,
@@ -321,13 +316,7 @@ impl Controller {
         // unprobed and its health unknown.
         let (first, before) = match self.checks.get(&key) {
             Some(state) => (false, state.clone()),
-            None => (
-                true,
-                self.restored
-                    .remove(&key)
-                    .map(|r| r.base_for(report.started_at))
-                    .unwrap_or_default(),
-            ),
+            None => (true, self.remembered(&report)),
         };
         let after = readiness::record(
             &before,
@@ -340,6 +329,18 @@ impl Controller {
         let flipped = first || readiness::flipped(&before, &after, &report.check);
         self.checks.insert(key, after);
         flipped
+    }
+
+    /// Where a check starts when this agent sees its first result: green since the time the
+    /// store remembers for that instance (see `readiness::resume`), else nothing known.
+    fn remembered(&self, report: &ProbeReport) -> CheckState {
+        self.mirror
+            .memory()
+            .get(&report.deployment)
+            .and_then(|m| m.instances.get(&report.runtime_id))
+            .and_then(|i| i.green.get(&report.check_index))
+            .map(|since| readiness::resume(*since, report.started_at))
+            .unwrap_or_default()
     }
 
     async fn observe(&mut self) -> Observed {
@@ -372,7 +373,6 @@ impl Controller {
             })
             .collect();
         self.checks.retain(|(id, _), _| live.contains(id));
-        self.restored.retain(|(id, _), _| live.contains(id));
         Observed {
             runtimes,
             checks: self.checks.clone(),
@@ -465,23 +465,6 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.executor.abort_all();
     }
-}
-
-/// The recorded state of every check (see `readiness::restore`).
-fn restore_checks(
-    reader: &StoreReader,
-) -> Result<BTreeMap<(String, u32), readiness::Restored>, StoreError> {
-    let mut histories: BTreeMap<(String, u32), Vec<(bool, Timestamp)>> = BTreeMap::new();
-    for (instance, check, ok, at) in reader.probe_histories()? {
-        histories
-            .entry((instance, check))
-            .or_default()
-            .push((ok, at));
-    }
-    Ok(histories
-        .into_iter()
-        .filter_map(|(key, history)| Some((key, readiness::restore(&history)?)))
-        .collect())
 }
 
 fn probe_result(report: &ProbeReport) -> (DeploymentId, ProbeResult) {

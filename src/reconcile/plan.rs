@@ -1074,6 +1074,7 @@ impl<'a> Pass<'a> {
             if state == InstanceState::Ready {
                 ready += 1;
             }
+            self.remember_green(instance);
             let m = self.instance_mem(&instance.runtime_id);
             m.state = state;
             let (exit_code, oom_killed) = match instance.phase {
@@ -1182,6 +1183,31 @@ impl Pass<'_> {
                     .get(&(instance.runtime_id.clone(), index))
                     .is_some_and(|state| readiness::failing(state, check))
             })
+    }
+
+    /// Keeps, in the instance's memory, since when each of its readiness checks has been green
+    /// as this pass knows it (one not reported since the agent started keeps what was
+    /// remembered): the store has it when an agent starts again.
+    fn remember_green(&mut self, instance: &ObservedInstance) {
+        let known: Vec<(u32, Option<Timestamp>)> = self
+            .spec()
+            .health_checks
+            .iter()
+            .enumerate()
+            .filter(|(_, check)| check.readiness)
+            .filter_map(|(index, _)| {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                let state = self.checks.get(&(instance.runtime_id.clone(), index))?;
+                Some((index, state.green_since))
+            })
+            .collect();
+        let m = self.instance_mem(&instance.runtime_id);
+        for (index, green_since) in known {
+            match green_since {
+                Some(since) => m.green.insert(index, since),
+                None => m.green.remove(&index),
+            };
+        }
     }
 
     /// Running, current instances with a readiness check that has not reported yet (as after

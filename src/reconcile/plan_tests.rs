@@ -81,6 +81,38 @@ fn worker_without_readiness_checks_runs_once_its_instances_run() {
 }
 
 #[test]
+fn each_instance_remembers_since_when_its_readiness_checks_are_green() {
+    let checks = json!([
+        {"type": "http", "url": "http://localhost:8080/", "readiness": true},
+        {"type": "tcp", "port": 9000, "readiness": true},
+        {"type": "tcp", "port": 9001},
+    ]);
+    let w = World::worker(json!({"replicas": 2, "health_checks": checks}))
+        .status(S::Running)
+        .instance(0, RUNNING)
+        .instance(1, RUNNING)
+        .green(&id(1, 0), 0, 3)
+        .failing(&id(1, 0), 1, 1)
+        .green(&id(1, 0), 2, 1)
+        .remember(&id(1, 1), |m| {
+            m.green.insert(0, at(2));
+        })
+        .now(20);
+    let (_, out) = w.pass();
+    let green = |rid: &str| out.memory.instances[rid].green.clone();
+    assert_eq!(
+        green(&id(1, 0)),
+        std::collections::BTreeMap::from([(0, at(3))]),
+        "a failing check forgets its time; a liveness check is not a readiness clock"
+    );
+    assert_eq!(
+        green(&id(1, 1)),
+        std::collections::BTreeMap::from([(0, at(2))]),
+        "a check not reported since the agent started keeps what was remembered"
+    );
+}
+
+#[test]
 fn gate_holds_until_min_healthy_time() {
     let w = World::worker(json!({"health_checks": http_readiness("10s")}))
         .status(S::Creating)

@@ -38,44 +38,18 @@ pub fn record(
     }
 }
 
-/// What a check's recorded history (oldest first: success, time) says of it, for an agent
-/// that starts again beside instances it was probing: green since the first success after
-/// the last failure, or failing that many times in a row. With `None`, nothing was recorded.
-pub fn restore(history: &[(bool, Timestamp)]) -> Option<Restored> {
-    let (_, last_at) = *history.last()?;
-    let trailing_failures = history.iter().rev().take_while(|(ok, _)| !ok).count();
-    let green_since = history
-        .iter()
-        .rev()
-        .take_while(|(ok, _)| *ok)
-        .last()
-        .map(|(_, at)| *at);
-    Some(Restored {
-        state: CheckState {
-            consecutive_failures: u32::try_from(trailing_failures).unwrap_or(u32::MAX),
-            green_since,
+/// The state a check resumes from when an agent starts again beside an instance whose check
+/// it remembers green since `green_since`: still green since then — the first fresh result
+/// decides whether it stays so — if that was seen of this very instance (at or after its start;
+/// a replacement may carry the same name), else nothing known.
+pub fn resume(green_since: Timestamp, started_at: Option<Timestamp>) -> CheckState {
+    match started_at {
+        Some(started) if green_since >= started => CheckState {
+            consecutive_failures: 0,
+            green_since: Some(green_since),
             last_message: None,
         },
-        last_at,
-    })
-}
-
-/// A check's state as recorded before the agent started, and when it was last probed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restored {
-    pub state: CheckState,
-    pub last_at: Timestamp,
-}
-
-impl Restored {
-    /// The state the first fresh result of an instance started at `started_at` folds into:
-    /// the recorded one when it was recorded of this very instance (probed after it started;
-    /// a replacement may carry the same name), else nothing known.
-    pub fn base_for(&self, started_at: Option<Timestamp>) -> CheckState {
-        match started_at {
-            Some(started) if self.last_at >= started => self.state.clone(),
-            Some(_) | None => CheckState::default(),
-        }
+        Some(_) | None => CheckState::default(),
     }
 }
 
@@ -196,60 +170,39 @@ mod tests {
     }
 
     #[test]
-    fn a_restored_history_keeps_the_green_instant_of_its_trailing_successes() {
-        // (name, (success, second) oldest first, (failures in a row, green since) expected)
-        type Case = (&'static str, Vec<(bool, i64)>, Option<(u32, Option<i64>)>);
-        let cases: [Case; 5] = [
-            ("nothing_recorded_is_unknown", vec![], None),
+    fn a_remembered_green_time_resumes_only_for_the_instance_it_was_seen_of() {
+        let cases = [
             (
-                "all_green_since_the_first",
-                vec![(true, 1), (true, 2), (true, 3)],
-                Some((0, Some(1))),
+                "same_instance_keeps_its_green_time",
+                t(10),
+                Some(t(5)),
+                Some(t(10)),
             ),
+            ("green_from_its_very_start", t(5), Some(t(5)), Some(t(5))),
             (
-                "green_since_the_last_failure",
-                vec![(true, 1), (false, 2), (true, 3), (true, 4)],
-                Some((0, Some(3))),
+                "a_replacement_started_later_starts_over",
+                t(10),
+                Some(t(30)),
+                None,
             ),
-            (
-                "trailing_failures_counted",
-                vec![(true, 1), (false, 2), (false, 3)],
-                Some((2, None)),
-            ),
-            (
-                "one_failure_is_not_green",
-                vec![(false, 5)],
-                Some((1, None)),
-            ),
+            ("no_start_time_known_starts_over", t(10), None, None),
         ];
-        for (name, history, expected) in cases {
-            let history: Vec<(bool, Timestamp)> =
-                history.into_iter().map(|(ok, s)| (ok, t(s))).collect();
-            let restored = restore(&history);
-            let got = restored.as_ref().map(|r| {
-                (
-                    r.state.consecutive_failures,
-                    r.state.green_since.map(|g| g.0 / 1000),
-                )
-            });
-            assert_eq!(got, expected, "{name}");
+        for (name, green_since, started_at, expected) in cases {
+            assert_eq!(
+                resume(green_since, started_at).green_since,
+                expected,
+                "{name}"
+            );
         }
-    }
-
-    #[test]
-    fn a_restored_state_applies_only_to_the_instance_it_was_recorded_of() {
-        let restored = restore(&[(true, t(10)), (true, t(20))]).unwrap();
+        let resumed = resume(t(10), Some(t(5)));
+        let after = record(&resumed, &check(None), Some(t(5)), true, t(40), "200");
         assert_eq!(
-            restored.base_for(Some(t(5))).green_since,
+            after.green_since,
             Some(t(10)),
-            "same instance"
+            "a green result keeps the clock"
         );
-        assert_eq!(
-            restored.base_for(Some(t(30))),
-            CheckState::default(),
-            "a replacement started after the last result shares only the name"
-        );
-        assert_eq!(restored.base_for(None), CheckState::default());
+        let after = record(&resumed, &check(None), Some(t(5)), false, t(40), "refused");
+        assert_eq!(after.green_since, None, "a failure resets it");
     }
 
     fn check(start_period: Option<u64>) -> HealthCheck {

@@ -21,20 +21,25 @@ pub fn upsert(
     m: &InstanceMemory,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let fired = serde_json::to_string(&m.fired).map_err(|e| StoreError::BadValue {
-        column: "instances.fired",
-        value: String::new(),
-        source: Box::new(e),
-    })?;
+    let json = |column, value: Result<String, serde_json::Error>| {
+        value.map_err(|e| StoreError::BadValue {
+            column,
+            value: String::new(),
+            source: Box::new(e),
+        })
+    };
+    let fired = json("instances.fired", serde_json::to_string(&m.fired))?;
+    let green = json("instances.green", serde_json::to_string(&m.green))?;
     conn.execute(
         "INSERT INTO instances (deployment, runtime_id, ordinal, generation, state, reason, ip, started_at,
-                               exit_code, oom_killed, stopping, counted, fired, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                               exit_code, oom_killed, stopping, counted, fired, updated_at, green)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (deployment, runtime_id) DO UPDATE SET
              ordinal = excluded.ordinal, generation = excluded.generation, state = excluded.state,
              reason = excluded.reason, ip = excluded.ip, started_at = excluded.started_at,
              exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, stopping = excluded.stopping,
-             counted = excluded.counted, fired = excluded.fired, updated_at = excluded.updated_at",
+             counted = excluded.counted, fired = excluded.fired, updated_at = excluded.updated_at,
+             green = excluded.green",
         params![
             uuid,
             i.runtime_id,
@@ -49,7 +54,8 @@ pub fn upsert(
             m.stopping,
             m.counted,
             fired,
-            now.0
+            now.0,
+            green
         ],
     )?;
     Ok(())

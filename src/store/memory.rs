@@ -90,7 +90,7 @@ fn load_instances(
     out: &mut BTreeMap<DeploymentId, Memory>,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT d.namespace, d.name, i.runtime_id, i.state, i.reason, i.stopping, i.counted, i.fired
+        "SELECT d.namespace, d.name, i.runtime_id, i.state, i.reason, i.stopping, i.counted, i.fired, i.green
          FROM instances i JOIN deployments d ON d.uuid = i.deployment
          WHERE ?1 IS NULL OR d.uuid = ?1",
     )?;
@@ -103,11 +103,12 @@ fn load_instances(
                 r.get::<_, bool>(5)?,
                 r.get::<_, bool>(6)?,
                 r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
             ),
         ))
     })?;
     for row in rows {
-        let (id, runtime_id, (state, reason), (stopping, counted, fired)) = row?;
+        let (id, runtime_id, (state, reason), (stopping, counted, fired, green)) = row?;
         let Some(memory) = out.get_mut(&id) else {
             continue;
         };
@@ -117,6 +118,7 @@ fn load_instances(
             stopping,
             counted,
             fired: parse_json::<BTreeSet<u32>>("instances.fired", fired)?,
+            green: parse_json::<BTreeMap<u32, Timestamp>>("instances.green", green)?,
         };
         memory.instances.insert(runtime_id, instance);
     }

@@ -45,6 +45,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V6,
         backfill: None,
     },
+    Migration {
+        sql: V7,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -286,6 +290,12 @@ ALTER TABLE deployments ADD COLUMN cron TEXT;
 ALTER TABLE deployments ADD COLUMN next_run_at INTEGER;
 ALTER TABLE deployments ADD COLUMN image TEXT;
 UPDATE deployments SET image = json_extract(spec, '$.spec.image');
+";
+
+/// Since when each instance's readiness checks have been green, so that an agent that starts
+/// again does not call instances that still serve unready while their clocks start over.
+const V7: &str = "
+ALTER TABLE instances ADD COLUMN green TEXT NOT NULL DEFAULT '{}';
 ";
 
 /// Reads only the columns V1 had: a backfill runs before the later migrations' columns exist.

@@ -561,12 +561,6 @@ impl StoreReader {
         self.rows_of(id, instances::list)
     }
 
-    /// Every retained health-check run, oldest first per (instance, check): see
-    /// `probes::histories`.
-    pub fn probe_histories(&self) -> Result<Vec<(String, u32, bool, Timestamp)>, StoreError> {
-        probes::histories(&self.conn)
-    }
-
     /// The newest health-check runs of a deployment, newest first.
     pub fn probe_results(
         &self,

@@ -56,21 +56,3 @@ pub fn recent(conn: &Connection, uuid: &str, limit: u32) -> Result<Vec<ProbeResu
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
-
-/// Every retained run of every check, as (instance, check index, success, time), oldest first
-/// per check: what an agent that starts again restores its readiness clocks from.
-pub fn histories(conn: &Connection) -> Result<Vec<(String, u32, bool, Timestamp)>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT instance, check_index, ok, time FROM probe_results
-         ORDER BY instance, check_index, seq",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get(0)?,
-            row.get(1)?,
-            row.get(2)?,
-            Timestamp(row.get(3)?),
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}

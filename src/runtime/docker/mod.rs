@@ -1,6 +1,7 @@
-//! The Docker runtime, on bollard. One bridge network `keel-<namespace>` per namespace (created
-//! on demand, removed with its last container), containers named
-//! `keel-<namespace>-<name>-<generation>-<ordinal>` and labelled for adoption. Images follow
+//! The Docker runtime, on bollard. One bridge network `keel-<node>-<namespace>` per namespace
+//! (created on demand, removed with the node's last container of it), containers named
+//! `keel-<node>-<namespace>-<name>-<generation>-<ordinal>` and labelled for adoption — names
+//! carry the node, so agents of several nodes share one daemon without colliding. Images follow
 //! the pull policy; host memory is checked before anything is created. Observation goes
 //! through a cache (`cache.rs`): listed and inspected in full at the start, after the event
 //! stream broke and every 5 minutes; in between a listing re-inspects only the containers an
