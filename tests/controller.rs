@@ -15,29 +15,13 @@ use keel::model::manifest::RuntimeKind;
 use keel::model::status::{DeploymentStatus, RevisionState};
 use keel::model::units::Duration;
 use keel::reconcile::controller::{Config, Controller};
-use keel::reconcile::executor::Limits;
-use keel::reconcile::plan::Policy;
 use keel::runtime::fake::{Behaviour, Call, FakeRuntime};
 use keel::runtime::Runtime;
 use keel::store::{Store, StoreReader};
 use support::{deployment, desired, revision};
 
 fn config() -> Config {
-    Config {
-        resync: Duration::from_millis(50),
-        policy: Policy {
-            max_restart_count: 5,
-            backoff_base: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(40),
-            rollout_deadline: Duration::from_secs(30),
-            drain: Duration::from_millis(0),
-            stop_grace: Duration::from_secs(1),
-        },
-        limits: Limits {
-            call_timeout: Duration::from_secs(5),
-            concurrency: 8,
-        },
-    }
+    support::fast_controller(Duration::from_millis(50))
 }
 
 struct Rig {

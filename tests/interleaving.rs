@@ -16,8 +16,6 @@ use keel::model::observed::{ObservedInstance, Phase};
 use keel::model::status::{DeploymentStatus, RevisionState};
 use keel::model::units::Duration;
 use keel::reconcile::controller::{Config, Controller};
-use keel::reconcile::executor::Limits;
-use keel::reconcile::plan::Policy;
 use keel::runtime::fake::FakeRuntime;
 use keel::runtime::{
     lease, ExecOutput, LogOptions, LogStream, Runtime, RuntimeEvent, RuntimeFuture,
@@ -83,22 +81,9 @@ impl Runtime for Interleaved {
     }
 }
 
+/// Passes run only when the test says: the resync never comes due.
 fn config() -> Config {
-    Config {
-        resync: Duration::from_secs(300),
-        policy: Policy {
-            max_restart_count: 5,
-            backoff_base: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(40),
-            rollout_deadline: Duration::from_secs(30),
-            drain: Duration::from_millis(0),
-            stop_grace: Duration::from_secs(1),
-        },
-        limits: Limits {
-            call_timeout: Duration::from_secs(5),
-            concurrency: 8,
-        },
-    }
+    support::fast_controller(Duration::from_secs(300))
 }
 
 /// What a revision does to the two workers `a` and `b`.

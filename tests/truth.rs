@@ -280,38 +280,20 @@ fn two_agents_of_different_nodes_run_the_same_deployment_on_one_daemon() {
             status(agent, &host, "web").as_deref() == Some("running")
         });
     }
-    let names = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=keel.namespace={}", host.ns.0),
-        "--format",
-        "{{.Names}} {{.Label \"keel.owner\"}}",
-    ]);
-    let mut names: Vec<&str> = names.lines().collect();
-    names.sort();
+    let ns = &host.ns.0;
     assert_eq!(
-        names,
+        named(&host, &["ps"], "{{.Names}}"),
         [
-            format!("keel-{node_a}-{}-web-1-0 {node_a}", host.ns.0),
-            format!("keel-{node_b}-{}-web-1-0 {node_b}", host.ns.0),
+            format!("keel-{node_a}-{ns}-web-1-0 {node_a}"),
+            format!("keel-{node_b}-{ns}-web-1-0 {node_b}"),
         ],
         "one container per node, named after it"
     );
-    let networks = docker(&[
-        "network",
-        "ls",
-        "--filter",
-        &format!("label=keel.namespace={}", host.ns.0),
-        "--format",
-        "{{.Name}} {{.Label \"keel.owner\"}}",
-    ]);
-    let mut networks: Vec<&str> = networks.lines().collect();
-    networks.sort();
     assert_eq!(
-        networks,
+        named(&host, &["network", "ls"], "{{.Name}}"),
         [
-            format!("keel-{node_a}-{} {node_a}", host.ns.0),
-            format!("keel-{node_b}-{} {node_b}", host.ns.0),
+            format!("keel-{node_a}-{ns} {node_a}"),
+            format!("keel-{node_b}-{ns} {node_b}"),
         ],
         "one network per node, labelled with its owner"
     );
@@ -322,30 +304,24 @@ fn two_agents_of_different_nodes_run_the_same_deployment_on_one_daemon() {
     }
 }
 
+/// `<name> <owner>` of each of the namespace's objects `command` lists (`ps`, `network ls`),
+/// sorted; `name` is the object's name in Docker's format.
+fn named(host: &Host, command: &[&str], name: &str) -> Vec<String> {
+    let filter = format!("label=keel.namespace={}", host.ns.0);
+    let format = format!("{name} {{{{.Label \"keel.owner\"}}}}");
+    let mut args = command.to_vec();
+    args.extend(["--filter", &filter, "--format", &format]);
+    let mut lines: Vec<String> = docker(&args).lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
 // ---- the API answers every error with a problem ------------------------------------------------
 
 const SECRET: &str = "truth-hook-secret";
 
 fn github_push(agent: &AgentProcess, body: &[u8]) -> (u16, String) {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    request(
-        &agent.base,
-        "POST",
-        "/v1/hooks/github",
-        &[
-            ("X-Hub-Signature-256", format!("sha256={signature}")),
-            ("Content-Type", "application/json".into()),
-        ],
-        body,
-    )
+    support::binary::github_push(&agent.base, SECRET, body)
 }
 
 /// A raw exchange on a fresh connection: what the server wrote back.

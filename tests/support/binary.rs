@@ -128,10 +128,15 @@ pub fn request(
 
 /// A push of `branch` to the GitHub receiver, signed with `secret`: (status, body).
 pub fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
-    use hmac::Mac;
     let body = format!("{{\"ref\":\"refs/heads/{branch}\"}}");
+    github_push(base, secret, body.as_bytes())
+}
+
+/// `body` posted to the GitHub receiver, signed with `secret`: (status, body).
+pub fn github_push(base: &str, secret: &str, body: &[u8]) -> (u16, String) {
+    use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
+    mac.update(body);
     let signature: String = mac
         .finalize()
         .into_bytes()
@@ -146,7 +151,7 @@ pub fn push_hook(base: &str, branch: &str, secret: &str) -> (u16, String) {
             ("X-Hub-Signature-256", format!("sha256={signature}")),
             ("Content-Type", "application/json".into()),
         ],
-        body.as_bytes(),
+        body,
     )
 }
 

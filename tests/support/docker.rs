@@ -81,28 +81,20 @@ impl Namespace {
 
     /// Ids of every container (running or not) of this namespace.
     pub fn containers(&self) -> Vec<String> {
-        let out = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=keel.namespace={}", self.0),
-        ]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        self.ids(&["ps", "-aq"])
     }
 
     /// Ids of the networks keel made for this namespace (one per node).
     pub fn networks(&self) -> Vec<String> {
-        let out = docker(&[
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=keel.namespace={}", self.0),
-        ]);
-        String::from_utf8_lossy(&out.stdout)
+        self.ids(&["network", "ls", "-q"])
+    }
+
+    /// The ids a listing `command` prints for the objects labelled with this namespace.
+    fn ids(&self, command: &[&str]) -> Vec<String> {
+        let filter = format!("label=keel.namespace={}", self.0);
+        let mut args = command.to_vec();
+        args.extend(["--filter", &filter]);
+        String::from_utf8_lossy(&docker(&args).stdout)
             .lines()
             .map(str::to_owned)
             .collect()

@@ -39,6 +39,29 @@ pub fn revision(id: &str) -> NewRevision {
     }
 }
 
+/// Controller settings with short timers (backoff 10–40 ms, no drain), resting at most
+/// `resync` between passes: for tests on the in-memory runtime.
+pub fn fast_controller(
+    resync: keel::model::units::Duration,
+) -> keel::reconcile::controller::Config {
+    use keel::model::units::Duration;
+    keel::reconcile::controller::Config {
+        resync,
+        policy: keel::reconcile::plan::Policy {
+            max_restart_count: 5,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+            rollout_deadline: Duration::from_secs(30),
+            drain: Duration::from_millis(0),
+            stop_grace: Duration::from_secs(1),
+        },
+        limits: keel::reconcile::executor::Limits {
+            call_timeout: Duration::from_secs(5),
+            concurrency: 8,
+        },
+    }
+}
+
 pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + seconds * 1000)
 }
