@@ -1124,7 +1124,13 @@ async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
         instances: Vec::new(),
     };
     store
-        .record_pass(vec![(id.clone(), outcome)], None, Vec::new(), now)
+        .record_pass(
+            vec![(id.clone(), outcome)],
+            None,
+            Vec::new(),
+            Vec::new(),
+            now,
+        )
         .unwrap();
     let seen = outbox_matches_webhook_schemas(&db);
     assert!(seen.contains("job.run_finished"), "{seen:?}");

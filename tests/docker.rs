@@ -797,3 +797,66 @@ async fn config_user_sets_the_process_user_and_privileged_needs_the_operator() {
     let id = allowing.runtime.create(&spec).await.unwrap();
     assert_eq!(inspect(&id, "{{.HostConfig.Privileged}}"), "true");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_of_an_older_keel_joins_its_nodes_network_when_the_agent_starts() {
+    use keel::runtime::Runtime;
+    let agent = Agent::new();
+    let owner = format!(
+        "test-{}",
+        agent.dir.path().file_name().unwrap().to_string_lossy()
+    );
+    // What an older keel left: a container on `keel-<namespace>`, no node in the name.
+    let legacy = format!("keel-{}", agent.ns.0);
+    let labels = [
+        "keel.managed=true".to_owned(),
+        format!("keel.namespace={}", agent.ns.0),
+    ];
+    let mut create = vec!["network", "create"];
+    for label in &labels {
+        create.extend(["--label", label.as_str()]);
+    }
+    create.push(&legacy);
+    assert!(docker_ok(&create), "network create");
+    let owned = format!("keel.owner={owner}");
+    let mut run = vec![
+        "run",
+        "-d",
+        "--network",
+        legacy.as_str(),
+        "--label",
+        owned.as_str(),
+    ];
+    for label in &labels {
+        run.extend(["--label", label.as_str()]);
+    }
+    run.extend([support::docker::IMAGE, "sleep", "3600"]);
+    assert!(docker_ok(&run), "run");
+    let id = agent.ns.containers()[0].clone();
+
+    let holder = keel::runtime::lease::Holder::current(keel::clock::now());
+    agent.runtime.claim(&holder).await.unwrap();
+    let networks = inspect(
+        &id,
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+    );
+    let node_network = keel::runtime::docker::network_name(&owner, &agent.ns.0);
+    assert!(
+        networks.split_whitespace().any(|n| n == node_network),
+        "joined {node_network}: {networks}"
+    );
+    assert!(
+        networks.split_whitespace().any(|n| n == legacy),
+        "kept {legacy}: {networks}"
+    );
+    agent.runtime.release(&holder).await.unwrap();
+}
+
+fn docker_ok(args: &[&str]) -> bool {
+    std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}

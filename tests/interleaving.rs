@@ -264,3 +264,71 @@ async fn a_pass_that_decided_running_does_not_write_it_onto_a_revision_stored_me
     let schedule: Vec<Option<Change>> = (0..6).flat_map(|_| [None, Some(Change::Edit)]).collect();
     run(schedule).await;
 }
+
+/// A pass that decides to tear a deployment down while a revision declares it again: its
+/// decision is stale, so it neither writes nor acts — the instance the new revision keeps is
+/// not stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_decision_does_not_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
+    let fake = FakeRuntime::new(RuntimeKind::Docker);
+    let runtime = Interleaved {
+        fake: fake.clone(),
+        during_list: Arc::default(),
+    };
+    let mut repo = Repo {
+        version: 0,
+        replicas: 1,
+        with_b: true,
+        revisions: 0,
+    };
+    repo.store(&store);
+    let boxed: Arc<dyn Runtime> = Arc::new(runtime.clone());
+    let mut controller =
+        Controller::new(store.clone(), vec![boxed], config(), clock::system()).unwrap();
+    let reader = store.reader().unwrap();
+    for _ in 0..100 {
+        controller.pass().await.unwrap();
+        if reader.revisions(1).unwrap()[0].state == RevisionState::Succeeded {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    let b_instances = || {
+        fake.instance_names()
+            .into_iter()
+            .filter(|n| n.contains("-b-"))
+            .count()
+    };
+    assert_eq!(b_instances(), 1);
+    // b leaves the repository; while the next pass lists, it comes back unchanged.
+    repo.apply(Change::Toggle);
+    repo.store(&store);
+    repo.apply(Change::Toggle);
+    let (again, back) = (store.clone(), repo.clone());
+    *runtime.during_list.lock().unwrap() = Some(Box::new(move || back.store(&again)));
+    let calls_before = fake.calls().len();
+    controller.pass().await.unwrap();
+    tokio::time::sleep(StdDuration::from_millis(50)).await;
+    let stops: Vec<_> = fake.calls()[calls_before..]
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                keel::runtime::fake::Call::Stop(_) | keel::runtime::fake::Call::Remove(_)
+            )
+        })
+        .cloned()
+        .collect();
+    assert!(stops.is_empty(), "the stale tear-down acted: {stops:?}");
+    assert_eq!(b_instances(), 1, "b's instance is still there");
+    let b = &reader.stored_state().unwrap().deployments
+        [&keel::model::desired::DeploymentId::new("demo", "b")];
+    assert!(b.in_revision);
+    assert_ne!(
+        b.status,
+        DeploymentStatus::Deleted,
+        "the stale `deleted` was not written"
+    );
+}

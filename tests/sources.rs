@@ -415,6 +415,21 @@ fn special_files_are_refused_without_being_opened() {
         );
     }
     assert!(paths(&entries).contains(&"web.yaml"));
+
+    // A `.keelignore` that is a pipe is no selection to silently do without.
+    let ignored = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(ignored.path().join(".keelignore"))
+        .status()
+        .unwrap()
+        .success());
+    let entries = keel::source::dir::read_entries(ignored.path(), SizeLimits::default()).unwrap();
+    assert_eq!(
+        rejected(&entries, ".keelignore"),
+        Some(&Rejection::NotARegularFile {
+            kind: "a named pipe (FIFO)"
+        })
+    );
 }
 
 /// Releases `hanging_read` (a `fn`, so its gate is a static).
@@ -489,6 +504,8 @@ fn a_read_that_hangs_stalls_nothing_else() {
         );
         *GATE.0.lock().unwrap() = true;
         GATE.1.notify_all();
+        // Written while the read hung: the late read is old news, so the tree is read again.
+        std::fs::write(dir.path().join("api.yaml"), WEB).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
@@ -496,10 +513,11 @@ fn a_read_that_hangs_stalls_nothing_else() {
                 .expect("a snapshot once the read ends")
                 .unwrap();
             if let SourceEvent::Snapshot(snap) = event {
-                assert_eq!(paths(&snap.entries), ["web.yaml"]);
+                assert_eq!(paths(&snap.entries), ["api.yaml", "web.yaml"]);
                 break;
             }
             assert!(Instant::now() < deadline);
         }
+        assert_eq!(READS.load(std::sync::atomic::Ordering::SeqCst), 2);
     });
 }

@@ -46,7 +46,7 @@ fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut
     };
     edit(&mut outcome);
     store
-        .record_pass(vec![(id(name), outcome)], None, Vec::new(), now)
+        .record_pass(vec![(id(name), outcome)], None, Vec::new(), Vec::new(), now)
         .unwrap();
 }
 
@@ -690,7 +690,7 @@ fn a_purged_deployments_events_stay_readable_until_the_retention_ends() {
             .unwrap(),
     );
     store
-        .record_pass(Vec::new(), None, vec![(id("api"), api)], at(20))
+        .record_pass(Vec::new(), None, vec![(id("api"), api)], Vec::new(), at(20))
         .unwrap();
     let reader = store.reader().unwrap();
     let state = reader.stored_state().unwrap();
@@ -709,14 +709,14 @@ fn a_purged_deployments_events_stay_readable_until_the_retention_ends() {
 
     let week = 7 * 24 * 3600;
     store
-        .record_pass(Vec::new(), None, Vec::new(), at(20 + week - 1))
+        .record_pass(Vec::new(), None, Vec::new(), Vec::new(), at(20 + week - 1))
         .unwrap();
     assert!(
         !reader.events(&id("api"), 10).unwrap().is_empty(),
         "within the retention"
     );
     store
-        .record_pass(Vec::new(), None, Vec::new(), at(21 + week))
+        .record_pass(Vec::new(), None, Vec::new(), Vec::new(), at(21 + week))
         .unwrap();
     assert!(reader.events(&id("api"), 10).unwrap().is_empty(), "expired");
     assert!(
@@ -866,4 +866,33 @@ fn failed_runs_count_until_a_newer_run_completes_and_only_for_a_cronjob() {
         failing().is_empty(),
         "a worker now: its old runs do not count"
     );
+}
+
+#[test]
+fn a_failure_of_an_older_generation_is_not_recorded_onto_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.db")).unwrap();
+    let v1 = web("");
+    keel::ingest::apply_revision(&store, revision("r1"), desired(&[("a.yaml", &v1)]), at(0))
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let first = DecidedOn::of(&reader.deployment(&id("web")).unwrap().unwrap());
+    let v2 = web("    environment:\n      VERSION: \"2\"\n");
+    keel::ingest::apply_revision(&store, revision("r2"), desired(&[("a.yaml", &v2)]), at(1))
+        .unwrap();
+    let failure = keel::model::memory::Failure {
+        status: DeploymentStatus::ImagePullBackOff,
+        message: "manifest unknown".into(),
+        at: at(2),
+    };
+    store.record_failure(first, failure.clone()).unwrap();
+    let last_failure = || reader.memories().unwrap()[&id("web")].last_failure.clone();
+    assert_eq!(
+        last_failure(),
+        None,
+        "generation 1's pull failed; generation 2 did not"
+    );
+    let second = DecidedOn::of(&reader.deployment(&id("web")).unwrap().unwrap());
+    store.record_failure(second, failure.clone()).unwrap();
+    assert_eq!(last_failure(), Some(failure));
 }

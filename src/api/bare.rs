@@ -56,6 +56,11 @@ pub async fn fill(response: Response) -> Response {
 /// layer made itself (status ≥ 400, `content-length: 0`, no content type): the same status
 /// with a problem+json body, and the connection closed as the HTTP layer meant to.
 pub fn rewrite_head(written: &[u8]) -> Option<Vec<u8>> {
+    // Cheap first: every write of every answer passes here; a bare error head is short.
+    let error = written.starts_with(b"HTTP/1.1 4") || written.starts_with(b"HTTP/1.1 5");
+    if !error || written.len() > 1024 {
+        return None;
+    }
     let head = std::str::from_utf8(written).ok()?;
     let head = head.strip_suffix("\r\n\r\n")?;
     let mut lines = head.split("\r\n");

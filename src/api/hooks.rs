@@ -120,15 +120,19 @@ async fn receive(
         tracing::warn!(?forge, why, "push hook rejected");
         return ApiError::BadSignature(why).into_response();
     }
-    if let Err(why) = check_payload(forge, &headers, &body) {
-        return ApiError::BadRequest(why).into_response();
-    }
+    let payload = match push_payload(forge, &headers, &body) {
+        Ok(payload) => payload,
+        Err(why) => {
+            tracing::warn!(?forge, why, "push hook refused: not a push document");
+            return ApiError::BadRequest(why).into_response();
+        }
+    };
     let followed = hooks
         .branch
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    match pushed_branch(&body) {
+    match payload.as_ref().and_then(branch_of) {
         Some(branch) if followed.as_deref().is_some_and(|f| f != branch) => {
             (StatusCode::ACCEPTED, Json(serde_json::json!({"fetch": false, "reason": format!("push to {branch}, not the followed branch")}))).into_response()
         }
@@ -139,32 +143,49 @@ async fn receive(
     }
 }
 
-/// A forge's push is a JSON object: a signed body that is not one (empty, `[]`, broken) is
-/// refused, and nothing is fetched for it. The generic receiver takes any body.
-pub fn check_payload(forge: Forge, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
-    match forge {
-        Forge::Generic => return Ok(()),
-        Forge::Github | Forge::Gitlab | Forge::Gitea => {}
-    }
+/// The push's JSON document: the body, or the `payload` field of a form-encoded one (GitHub's
+/// `application/x-www-form-urlencoded` content type). A forge's push must be a JSON object: a
+/// signed body that is not one (empty, `[]`, broken) is refused, and nothing is fetched for
+/// it. The generic receiver takes any body (`None` when it is no JSON).
+pub fn push_payload(
+    forge: Forge,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>, String> {
     let form = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if form {
-        return Err(
-            "the push is form-encoded; set the webhook's content type to application/json"
-                .to_owned(),
-        );
-    }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(format!(
+    let document = match form {
+        true => form_payload(body).ok_or("a form-encoded push needs a `payload` field")?,
+        false => body.to_vec(),
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&document);
+    match (forge, parsed) {
+        (Forge::Generic, parsed) => Ok(parsed.ok()),
+        (Forge::Github | Forge::Gitlab | Forge::Gitea, Ok(serde_json::Value::Object(map))) => {
+            Ok(Some(serde_json::Value::Object(map)))
+        }
+        (Forge::Github | Forge::Gitlab | Forge::Gitea, Ok(other)) => Err(format!(
             "the push payload must be a JSON object, got {}",
             json_kind(&other)
         )),
-        Err(e) if body.is_empty() => Err(format!("the push payload is empty ({e})")),
-        Err(e) => Err(format!("the push payload is not JSON: {e}")),
+        (Forge::Github | Forge::Gitlab | Forge::Gitea, Err(e)) if document.is_empty() => {
+            Err(format!("the push payload is empty ({e})"))
+        }
+        (Forge::Github | Forge::Gitlab | Forge::Gitea, Err(e)) => {
+            Err(format!("the push payload is not JSON: {e}"))
+        }
     }
+}
+
+/// The `payload` field of a form-encoded body, decoded.
+fn form_payload(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    super::query_pairs(Some(text))
+        .into_iter()
+        .find(|(key, _)| key == "payload")
+        .map(|(_, value)| value.into_bytes())
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -180,8 +201,12 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 
 /// The branch of a push payload (`"ref": "refs/heads/<branch>"`), when it names one.
 pub fn pushed_branch(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value["ref"]
+    branch_of(&serde_json::from_slice(body).ok()?)
+}
+
+/// The branch a push document names (`"ref": "refs/heads/<branch>"`).
+fn branch_of(payload: &serde_json::Value) -> Option<String> {
+    payload["ref"]
         .as_str()?
         .strip_prefix("refs/heads/")
         .map(str::to_owned)
@@ -464,6 +489,72 @@ mod tests {
                 expected,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn a_forges_push_is_a_json_object_sent_as_json_or_as_a_form_payload() {
+        let json = headers(&[("content-type", "application/json".into())]);
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded".into())]);
+        // (name, forge, headers, body, the branch read or part of the refusal)
+        type Case<'a> = (
+            &'a str,
+            Forge,
+            &'a HeaderMap,
+            &'a [u8],
+            Result<Option<&'a str>, &'a str>,
+        );
+        let cases: [Case; 8] = [
+            ("json_object", Forge::Github, &json, BODY, Ok(Some("main"))),
+            (
+                "form_payload",
+                Forge::Github,
+                &form,
+                b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D",
+                Ok(Some("main")),
+            ),
+            (
+                "form_without_payload",
+                Forge::Github,
+                &form,
+                b"x=1",
+                Err("payload"),
+            ),
+            (
+                "broken",
+                Forge::Gitlab,
+                &json,
+                b"{not json",
+                Err("not JSON"),
+            ),
+            ("empty", Forge::Gitea, &json, b"", Err("empty")),
+            ("array", Forge::Github, &json, b"[]", Err("an array")),
+            (
+                "generic_takes_anything",
+                Forge::Generic,
+                &json,
+                b"[]",
+                Ok(None),
+            ),
+            (
+                "generic_without_json",
+                Forge::Generic,
+                &json,
+                b"ping",
+                Ok(None),
+            ),
+        ];
+        for (name, forge, headers, body, expected) in cases {
+            let got = push_payload(forge, headers, body);
+            match (got, expected) {
+                (Ok(payload), Ok(branch)) => assert_eq!(
+                    payload.as_ref().and_then(branch_of).as_deref(),
+                    branch,
+                    "{name}"
+                ),
+                (Err(why), Err(part)) => assert!(why.contains(part), "{name}: {why}"),
+                (got, expected) => panic!("{name}: {got:?}, expected {expected:?}"),
+            }
         }
     }
 

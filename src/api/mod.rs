@@ -404,7 +404,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `a=1&b=2&a=3` → pairs, percent-decoded.
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())

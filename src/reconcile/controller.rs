@@ -19,13 +19,13 @@ use crate::clock::Clock;
 use crate::model::desired::DeploymentId;
 use crate::model::manifest::RuntimeKind;
 use crate::model::observed::{CheckState, RuntimeObservation, RuntimeState};
-use crate::model::plan::{Action, Outcome};
+use crate::model::plan::{Action, DecidedOn, Outcome};
 use crate::model::stored::ProbeResult;
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 use crate::probe::runner::{ProbeJob, ProbeReport, Runner};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::store::{Store, StoreError, StoreReader};
+use crate::store::{Recorded, Store, StoreError, StoreReader};
 
 use super::decide::{decide, DecideInput, Decision, ProbeTarget};
 use super::executor::{Executor, Limits, Runtimes};
@@ -271,31 +271,33 @@ impl Controller {
             .filter(|(_, o)| o.status_change.is_some())
             .cloned()
             .collect();
-        let mut stale = Vec::new();
-        if persisted > 0 || revision.is_some() || !purge.is_empty() {
-            let store = self.store.clone();
-            let gone = purge.clone();
-            stale = tokio::task::spawn_blocking(move || {
-                store.record_pass(persist, revision, gone, now)
-            })
-            .await??;
-        }
-        log_status_changes(changes.iter().filter(|(id, _)| !stale.contains(id)));
-        for (id, _) in &purge {
+        let acting = acting(&actions, &persist, &outcomes);
+        let written = (persist, revision, purge.clone(), acting);
+        let recorded = record(self.store.clone(), written, now).await?;
+        log_status_changes(
+            changes
+                .iter()
+                .filter(|(id, _)| !recorded.stale.contains(id)),
+        );
+        for id in &recorded.purged {
             tracing::info!(deployment = %id, "{id}: gone from the host and the repository; purged");
         }
         self.last.extend(outcomes);
         // A stale outcome was not written: the next pass decides on the new row and writes.
-        for id in purge.iter().map(|(id, _)| id).chain(&stale) {
+        for id in purge.iter().map(|(id, _)| id).chain(&recorded.stale) {
             self.last.remove(id);
         }
-        if !stale.is_empty() {
+        if !recorded.stale.is_empty() {
             tracing::debug!(
-                stale = stale.len(),
+                stale = recorded.stale.len(),
                 "a revision changed deployments during the pass; deciding again"
             );
             self.wake.notify_one();
         }
+        let actions: Vec<Action> = actions
+            .into_iter()
+            .filter(|a| !recorded.stale.contains(a.deployment()))
+            .collect();
         let summary = PassSummary {
             actions: actions.len(),
             persisted,
@@ -385,7 +387,8 @@ impl Controller {
         track_runtimes(&mut board, observed, now);
     }
 
-    /// Hands each deployment's actions, in their planned order, to the executor.
+    /// Hands each deployment's actions, in their planned order, to the executor, with the row
+    /// they were decided on (an instance of no known deployment: none).
     fn execute(&self, actions: Vec<Action>) {
         let mut by_deployment: BTreeMap<DeploymentId, Vec<Action>> = BTreeMap::new();
         for action in actions {
@@ -395,7 +398,12 @@ impl Controller {
                 .push(action);
         }
         for (deployment, actions) in by_deployment {
-            self.executor.spawn(deployment, actions);
+            let decided_on = self
+                .last
+                .get(&deployment)
+                .map(|o| o.decided_on.clone())
+                .unwrap_or_default();
+            self.executor.spawn(deployment, decided_on, actions);
         }
     }
 
@@ -415,6 +423,50 @@ impl Controller {
             .collect();
         self.probes.sync(jobs);
     }
+}
+
+/// What a pass writes: outcomes, the open revision's new state, purges, and the decisions of
+/// deployments that act without an outcome to write.
+type Written = (
+    Vec<(DeploymentId, Outcome)>,
+    Option<(i64, crate::model::status::RevisionState)>,
+    Vec<(DeploymentId, DecidedOn)>,
+    Vec<(DeploymentId, DecidedOn)>,
+);
+
+/// Writes what the pass decided, in one transaction (see `Store::record_pass`), when there is
+/// anything to write or check.
+async fn record(
+    store: Arc<Store>,
+    (persist, revision, purge, acting): Written,
+    now: Timestamp,
+) -> Result<Recorded, ControllerError> {
+    if persist.is_empty() && revision.is_none() && purge.is_empty() && acting.is_empty() {
+        return Ok(Recorded::default());
+    }
+    let recorded = tokio::task::spawn_blocking(move || {
+        store.record_pass(persist, revision, purge, acting, now)
+    })
+    .await??;
+    Ok(recorded)
+}
+
+/// The deployments with actions whose decision is not among `persist`: their rows are checked
+/// with the pass's record all the same, so that a stale decision does not act.
+fn acting(
+    actions: &[Action],
+    persist: &[(DeploymentId, Outcome)],
+    outcomes: &BTreeMap<DeploymentId, Outcome>,
+) -> Vec<(DeploymentId, DecidedOn)> {
+    let written: std::collections::BTreeSet<&DeploymentId> =
+        persist.iter().map(|(id, _)| id).collect();
+    let mut acting: BTreeMap<DeploymentId, DecidedOn> = BTreeMap::new();
+    for id in actions.iter().map(Action::deployment) {
+        if let (false, Some(outcome)) = (written.contains(id), outcomes.get(id)) {
+            acting.insert(id.clone(), outcome.decided_on.clone());
+        }
+    }
+    acting.into_iter().collect()
 }
 
 /// Records each runtime's availability in `board`; an outage is logged once when it starts and

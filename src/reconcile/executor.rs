@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::model::desired::{DeploymentId, InstanceSpec};
 use crate::model::manifest::RuntimeKind;
 use crate::model::memory::Failure;
-use crate::model::plan::{Action, Stop};
+use crate::model::plan::{Action, DecidedOn, Stop};
 use crate::model::units::Duration;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::Store;
@@ -73,8 +73,9 @@ impl Executor {
             .clone()
     }
 
-    /// Runs one deployment's actions, in order, in the background.
-    pub fn spawn(&self, deployment: DeploymentId, actions: Vec<Action>) {
+    /// Runs one deployment's actions, in order, in the background; a failure is recorded onto
+    /// the row `decided_on` names only (see `Store::record_failure`).
+    pub fn spawn(&self, deployment: DeploymentId, decided_on: DecidedOn, actions: Vec<Action>) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -82,7 +83,7 @@ impl Executor {
         let this = self.clone();
         let task = tokio::spawn(async move {
             if let Ok(_permit) = this.permits.clone().acquire_owned().await {
-                this.run(&deployment, &actions).await;
+                this.run(&deployment, &decided_on, &actions).await;
             }
             this.in_flight
                 .lock()
@@ -108,7 +109,7 @@ impl Executor {
         }
     }
 
-    async fn run(&self, deployment: &DeploymentId, actions: &[Action]) {
+    async fn run(&self, deployment: &DeploymentId, decided_on: &DecidedOn, actions: &[Action]) {
         for action in actions {
             let result = match self.runtimes.get(&action.runtime()) {
                 None => Err(RuntimeError::NotEnabled(action.runtime())),
@@ -123,7 +124,7 @@ impl Executor {
                 }
                 Action::Start { .. } | Action::Create { .. } => {
                     tracing::warn!(deployment = %deployment, %error, "runtime action failed");
-                    self.report(deployment, &error).await;
+                    self.report(deployment, decided_on, &error).await;
                     return;
                 }
             }
@@ -179,14 +180,19 @@ impl Executor {
             .unwrap_or(Err(RuntimeError::Timeout { operation, after }))
     }
 
-    async fn report(&self, deployment: &DeploymentId, error: &RuntimeError) {
+    async fn report(
+        &self,
+        deployment: &DeploymentId,
+        decided_on: &DecidedOn,
+        error: &RuntimeError,
+    ) {
         let failure = Failure {
             status: error.status(),
             message: error.to_string(),
             at: (self.clock)(),
         };
-        let (store, id) = (self.store.clone(), deployment.clone());
-        let saved = tokio::task::spawn_blocking(move || store.record_failure(id, failure)).await;
+        let (store, on) = (self.store.clone(), decided_on.clone());
+        let saved = tokio::task::spawn_blocking(move || store.record_failure(on, failure)).await;
         if let Ok(Err(e)) = saved {
             tracing::error!(deployment = %deployment, error = %e, "cannot record a runtime failure");
         }

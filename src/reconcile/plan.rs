@@ -964,7 +964,7 @@ impl<'a> Pass<'a> {
                 "job instances are running".to_owned(),
             );
         } else if self.mem.status.class() == StatusClass::Retried {
-            self.hold_retried(current, creating);
+            self.hold_retried(creating);
         } else if creating || !current.is_empty() {
             self.leave_retry_for_creating();
         }
@@ -991,32 +991,30 @@ impl<'a> Pass<'a> {
                 }
                 self.readiness_deadline(current, old);
             }
-            StatusClass::Retried => self.hold_retried(current, creating),
+            StatusClass::Retried => self.hold_retried(creating),
             StatusClass::Settled | StatusClass::Terminal => {}
         }
         self.explain_wait(current);
     }
 
     /// A retried status holds while its action is attempted again — a re-attempt is not news,
-    /// its outcome is — and gives way to `creating` once every instance it owed exists.
-    fn hold_retried(&mut self, current: &[&ObservedInstance], creating: bool) {
-        if !creating && current.len() >= self.replicas() as usize {
+    /// its outcome is — and gives way to `creating` once every instance it owed was made: one
+    /// of the current spec that exited since (a crash after a good pull) counts, so the status
+    /// never blames the action for what the instance did.
+    fn hold_retried(&mut self, creating: bool) {
+        let made = self.instances.iter().filter(|i| self.is_current(i)).count();
+        if !creating && made >= self.replicas() as usize {
             return self.leave_retry_for_creating();
         }
-        if self.waiting_on.is_none() {
-            if let Some(next_at) = self.mem.retry.as_ref().map(|r| r.next_at) {
-                self.waiting_on = Some(self.backoff(next_at));
-            }
+        if let (None, Some(until)) = (&self.waiting_on, self.in_backoff()) {
+            self.waiting_on = Some(self.backoff(until));
         }
     }
 
     fn leave_retry_for_creating(&mut self) {
         let retrying = self.mem.status.class() == StatusClass::Retried;
         let message = match (&self.mem.retry, retrying) {
-            (Some(r), true) => format!(
-                "attempt {} went through; creating instances",
-                r.attempts + 1
-            ),
+            (Some(_), true) => "the retried action went through; creating instances".to_owned(),
             (Some(_), false) | (None, true) | (None, false) => "creating instances".to_owned(),
         };
         self.set_status(DeploymentStatus::Creating, "creating", message);

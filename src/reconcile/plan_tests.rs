@@ -576,8 +576,8 @@ fn a_retried_status_holds_while_it_reattempts_and_gives_way_once_the_instance_ex
     );
     assert_eq!(out.status_change, None);
     assert!(
-        matches!(&out.waiting_on, Some(WaitingOn::Backoff { reason: Some(r), .. }) if r == "secret db-password missing"),
-        "{:?}",
+        !matches!(out.waiting_on, Some(WaitingOn::Backoff { .. })),
+        "no back-off to a time already past while it re-attempts: {:?}",
         out.waiting_on
     );
     w.step(0);
@@ -589,7 +589,39 @@ fn a_retried_status_holds_while_it_reattempts_and_gives_way_once_the_instance_ex
     );
     assert_eq!(
         out.status_change.unwrap().message,
-        "attempt 2 went through; creating instances"
+        "the retried action went through; creating instances"
+    );
+}
+
+#[test]
+fn a_retried_status_gives_way_when_the_instance_was_made_and_then_crashed() {
+    let mut w = World::worker(json!({}))
+        .failure(S::ImagePullBackOff, "registry down")
+        .now(5);
+    w.step(2);
+    // The re-attempt pulled and started; the application died before the next pass.
+    w.step(0);
+    w.instances[0].phase = exited(1);
+    let (_, out) = w.pass();
+    assert_eq!(
+        out.memory.status,
+        S::Creating,
+        "the pull went through: a crash is not an image_pull_back_off"
+    );
+    assert_eq!(events(&out), [EventKind::InstanceDied]);
+}
+
+#[test]
+fn a_retried_status_in_back_off_says_until_when_and_why() {
+    let mut w = World::worker(json!({}))
+        .failure(S::ConfigError, "secret db-password missing")
+        .now(5);
+    w.step(0);
+    let (_, out) = w.pass();
+    assert!(
+        matches!(&out.waiting_on, Some(WaitingOn::Backoff { reason: Some(r), until }) if r == "secret db-password missing" && *until > w.now),
+        "{:?}",
+        out.waiting_on
     );
 }
 

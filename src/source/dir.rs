@@ -33,7 +33,15 @@ pub fn read_entries(root: &Path, limits: SizeLimits) -> Result<Vec<SnapshotEntry
         visited: HashSet::from([canonical_root.clone()]),
     };
     let ignore_path = canonical_root.join(IGNORE_FILE);
-    if ignore_path.is_file() {
+    let ignore_kind = fs::metadata(&ignore_path)
+        .ok()
+        .map(|m| special_kind(&m.file_type()));
+    if let Some(Some(kind)) = ignore_kind {
+        walk.entries.push(SnapshotEntry::Rejected {
+            path: IGNORE_FILE.to_owned(),
+            reason: Rejection::NotARegularFile { kind },
+        });
+    } else if ignore_path.is_file() {
         let text = fs::read_to_string(&ignore_path).map_err(io(&ignore_path))?;
         let (selector, problems) = Selector::from_ignore_file(&text);
         walk.selector = selector;
@@ -99,8 +107,15 @@ impl Walk {
                 path
             };
             // Follows the link, never opens: a special file is told apart without reading it.
-            let Ok(target) = fs::metadata(&resolved) else {
-                continue;
+            let target = match fs::metadata(&resolved) {
+                Ok(target) => target,
+                Err(e) => {
+                    if self.selector.takes_file(&rel_path) {
+                        let message = e.to_string();
+                        self.reject(rel_path, Rejection::Unreadable { message });
+                    }
+                    continue;
+                }
             };
             let wanted = match target.is_dir() {
                 true => self.selector.enters_dir(&rel_path),
@@ -392,27 +407,42 @@ struct Reads {
 }
 
 impl Reads {
+    /// The tree as it is now. A read that outlived its bound is waited for again (never a
+    /// second thread beside it); once it ends, what it read is old — changes since may have
+    /// gone unwatched — so the tree is read once more.
     async fn read(&mut self, source: &DirSource) -> Result<super::Snapshot, SourceError> {
-        let mut handle = self.pending.take().unwrap_or_else(|| {
-            let (read, root, limits) = (source.read, source.root.clone(), source.limits);
-            let label = source.label.clone();
-            tokio::task::spawn_blocking(move || read(&root, limits, &label))
-        });
-        match tokio::time::timeout(source.read_timeout, &mut handle).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(joined)) => Err(SourceError::Io {
-                path: source.root.display().to_string(),
-                source: std::io::Error::other(joined.to_string()),
-            }),
-            Err(_) => {
-                self.pending = Some(handle);
-                Err(SourceError::ReadTimedOut {
-                    path: source.root.display().to_string(),
-                    after: source.read_timeout,
-                })
+        let mut late = self.pending.is_some();
+        let mut handle = self.pending.take().unwrap_or_else(|| spawn_read(source));
+        loop {
+            match tokio::time::timeout(source.read_timeout, &mut handle).await {
+                Ok(_) if late => {
+                    late = false;
+                    handle = spawn_read(source);
+                }
+                Ok(Ok(result)) => return result,
+                Ok(Err(joined)) => {
+                    return Err(SourceError::Io {
+                        path: source.root.display().to_string(),
+                        source: std::io::Error::other(joined.to_string()),
+                    })
+                }
+                Err(_) => {
+                    self.pending = Some(handle);
+                    return Err(SourceError::ReadTimedOut {
+                        path: source.root.display().to_string(),
+                        after: source.read_timeout,
+                    });
+                }
             }
         }
     }
+}
+
+/// One read of `source`'s tree on a blocking thread.
+fn spawn_read(source: &DirSource) -> tokio::task::JoinHandle<Result<super::Snapshot, SourceError>> {
+    let (read, root, limits) = (source.read, source.root.clone(), source.limits);
+    let label = source.label.clone();
+    tokio::task::spawn_blocking(move || read(&root, limits, &label))
 }
 
 /// PURE: whether a watch event can change what the tree holds. Opening, reading and closing

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection};
 
 use crate::model::desired::DeploymentId;
 use crate::model::memory::{CronMemory, Failure, InstanceMemory, Memory, Retry};
-use crate::model::plan::Outcome;
+use crate::model::plan::{DecidedOn, Outcome};
 use crate::model::stored::live_instances;
 use crate::model::time::Timestamp;
 
@@ -173,15 +173,22 @@ pub fn save(
     Ok(())
 }
 
-/// Records the failure an action reported, for the next pass to turn into a status.
+/// Records the failure an action reported, for the next pass to turn into a status — onto the
+/// row the action was decided on, while it still holds that generation (see `DecidedOn`).
 pub fn record_failure(
     conn: &Connection,
-    id: &DeploymentId,
+    on: &DecidedOn,
     failure: &Failure,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE deployments SET last_failure = ?3 WHERE namespace = ?1 AND name = ?2",
-        params![id.namespace, id.name, to_json(failure)?],
+        "UPDATE deployments SET last_failure = ?4
+         WHERE uuid = ?1 AND generation = ?2 AND in_revision = ?3",
+        params![
+            on.row,
+            i64::try_from(on.generation).unwrap_or(i64::MAX),
+            on.declared,
+            to_json(failure)?
+        ],
     )?;
     Ok(())
 }

@@ -99,6 +99,15 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// What recording a pass did (see `Store::record_pass`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Deployments whose decision was stale: nothing written, no action to run.
+    pub stale: Vec<DeploymentId>,
+    /// Deployments whose rows were purged.
+    pub purged: Vec<DeploymentId>,
+}
+
 /// The count of the store's writes that change what the API's views show (revisions, passes,
 /// cleared runs — not probe results or delivery attempts), and a wake-up for whoever waits for
 /// the next one (an API request held until its answer changes). Waiting costs nothing while
@@ -265,24 +274,28 @@ impl Store {
     }
 
     /// Persists one reconciler pass (see `pass::record`) and, when given, the state of the open
-    /// revision, in one transaction. Returns the deployments whose outcome was stale (a
-    /// revision changed their row during the pass): nothing of theirs was written, and the
-    /// revision's state was not settled from a picture that no longer holds.
+    /// revision, in one transaction; `acting` are the deployments with actions to run whose
+    /// outcome is not written, checked the same way. Says which decisions were stale (a
+    /// revision changed their row during the pass: nothing of theirs was written, and their
+    /// actions must not run; the revision's state was not settled from a picture that no longer
+    /// holds) and which deployments were purged.
     pub fn record_pass(
         &self,
         outcomes: Vec<(DeploymentId, Outcome)>,
         revision: Option<(i64, RevisionState)>,
         purge: Vec<(DeploymentId, DecidedOn)>,
+        acting: Vec<(DeploymentId, DecidedOn)>,
         now: Timestamp,
-    ) -> Result<Vec<DeploymentId>, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         self.call_notifying(move |tx| {
             let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
-            let stale = pass::record(tx, &refs, now)?;
+            let mut stale = pass::record(tx, &refs, now)?;
+            stale.extend(pass::stale(tx, &acting)?);
             if let (Some((seq, state)), true) = (revision, stale.is_empty()) {
                 pass::settle_revision(tx, seq, state, now)?;
             }
-            pass::purge(tx, &purge, now)?;
-            Ok(stale)
+            let purged = pass::purge(tx, &purge, now)?;
+            Ok(Recorded { stale, purged })
         })
     }
 
@@ -316,9 +329,10 @@ impl Store {
         })
     }
 
-    /// Records the failure of a runtime action for the next pass.
-    pub fn record_failure(&self, id: DeploymentId, failure: Failure) -> Result<(), StoreError> {
-        self.call(move |conn| memory::record_failure(conn, &id, &failure))
+    /// Records the failure of a runtime action for the next pass, on the row the action was
+    /// decided on only (a revision stored meanwhile makes it moot).
+    pub fn record_failure(&self, on: DecidedOn, failure: Failure) -> Result<(), StoreError> {
+        self.call(move |conn| memory::record_failure(conn, &on, &failure))
     }
 
     /// Records probe results (bounded retention per check).

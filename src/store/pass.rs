@@ -24,14 +24,10 @@ pub fn record(
 ) -> Result<Vec<DeploymentId>, StoreError> {
     let mut stale = Vec::new();
     for (id, outcome) in outcomes {
-        let Some(row) = deployments::get(tx, id)? else {
+        let Some(row) = still(tx, id, &outcome.decided_on)? else {
             stale.push((*id).clone());
             continue;
         };
-        if !outcome.decided_on.holds_for(&row) {
-            stale.push((*id).clone());
-            continue;
-        }
         // Health and counts first, so that the status change's notification carries them.
         memory::save(tx, &row.uuid, outcome, now)?;
         runs::record(tx, &row.uuid, &outcome.runs)?;
@@ -102,19 +98,44 @@ pub const EVENT_RETENTION: crate::model::units::Duration =
 
 /// Purges deployments the pass found gone (deleted, no instance left) — unless a revision
 /// changed the row since (declared it again, say) — and forgets the events of those purged
-/// longer than `EVENT_RETENTION` ago.
+/// longer than `EVENT_RETENTION` ago. Returns those purged.
 pub fn purge(
     tx: &Connection,
     gone: &[(DeploymentId, DecidedOn)],
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<Vec<DeploymentId>, StoreError> {
+    let mut purged = Vec::new();
     for (id, decided_on) in gone {
-        match deployments::get(tx, id)? {
-            Some(row) if decided_on.holds_for(&row) => deployments::purge(tx, &row.uuid, now)?,
-            Some(_) | None => {}
+        if let Some(row) = still(tx, id, decided_on)? {
+            deployments::purge(tx, &row.uuid, now)?;
+            purged.push(id.clone());
         }
     }
-    events::expire(tx, now.minus(EVENT_RETENTION))
+    events::expire(tx, now.minus(EVENT_RETENTION))?;
+    Ok(purged)
+}
+
+/// The deployments among `decided` whose row is no longer the one decided on.
+pub fn stale(
+    tx: &Connection,
+    decided: &[(DeploymentId, DecidedOn)],
+) -> Result<Vec<DeploymentId>, StoreError> {
+    let mut stale = Vec::new();
+    for (id, decided_on) in decided {
+        if still(tx, id, decided_on)?.is_none() {
+            stale.push(id.clone());
+        }
+    }
+    Ok(stale)
+}
+
+/// The row of `id`, when it is still the one `decided_on` names.
+fn still(
+    tx: &Connection,
+    id: &DeploymentId,
+    decided_on: &DecidedOn,
+) -> Result<Option<crate::model::stored::StoredDeployment>, StoreError> {
+    Ok(deployments::get(tx, id)?.filter(|row| decided_on.holds_for(row)))
 }
 
 /// Moves the open revision `seq` to `state` (and notifies), if it is still open.

@@ -323,6 +323,45 @@ impl DockerRuntime {
         }
     }
 
+    /// Containers made before network names carried the node sit on `keel-<namespace>`: each
+    /// joins its namespace's `keel-<node>-<namespace>` too, so that it and every instance
+    /// created from now on reach each other. Best effort, once per start: a container that
+    /// cannot join is logged and keeps its old network (its replacement gets the new one).
+    async fn join_node_networks(&self) {
+        let filters = HashMap::from([("label".to_owned(), self.owned())]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        for container in containers {
+            let Some((id, namespace)) = legacy_member(&container, &self.settings.owner) else {
+                continue;
+            };
+            if let Err(error) = self.join(&id, &namespace).await {
+                tracing::warn!(container = %id, %error, "cannot join a container made by an older keel to its node's network");
+            }
+        }
+    }
+
+    /// Connects container `id` to the node's network of `namespace`.
+    async fn join(&self, id: &str, namespace: &str) -> Result<(), RuntimeError> {
+        let _in_use = self.networks.read().await;
+        self.ensure_network(namespace).await?;
+        let request = bollard::models::NetworkConnectRequest {
+            container: id.to_owned(),
+            endpoint_config: None,
+        };
+        let network = network_name(&self.settings.owner, namespace);
+        self.docker
+            .connect_network(&network, request)
+            .await
+            .map_err(Self::fail(Operation::CreateNetwork, ""))
+    }
+
     /// The label filters of what this agent owns.
     fn owned(&self) -> Vec<String> {
         vec![
@@ -385,8 +424,12 @@ impl DockerRuntime {
         };
         if let Ok(containers) = self.docker.list_containers(Some(options)).await {
             if containers.is_empty() {
-                let network = network_name(&self.settings.owner, namespace);
-                let _ = self.docker.remove_network(&network).await;
+                // And the name an older keel gave it, which the daemon refuses to remove
+                // while any container still uses it.
+                let legacy = format!("keel-{namespace}");
+                for network in [network_name(&self.settings.owner, namespace), legacy] {
+                    let _ = self.docker.remove_network(&network).await;
+                }
             }
         }
     }
@@ -815,7 +858,10 @@ impl Runtime for DockerRuntime {
                 let found = self.create_lease(holder).await?;
                 let liveness = found.as_ref().map_or(Liveness::Unknown, Holder::liveness);
                 match lease::decide(found, holder, liveness) {
-                    Decision::Held => return Ok(()),
+                    Decision::Held => {
+                        self.join_node_networks().await;
+                        return Ok(());
+                    }
                     Decision::TakeOver(gone) => {
                         tracing::warn!(node = %self.settings.owner, previous = %gone.describe(), "taking over the node lease of an agent that is gone");
                         self.docker
@@ -890,6 +936,20 @@ impl DockerRuntime {
             ),
         }
     }
+}
+
+/// The id and namespace of `container` when it is on its namespace's network as an older keel
+/// named it (`keel-<namespace>`) and not yet on the node's (`keel-<node>-<namespace>`).
+fn legacy_member(
+    container: &bollard::models::ContainerSummary,
+    node: &str,
+) -> Option<(String, String)> {
+    let namespace = container.labels.as_ref()?.get(labels::NAMESPACE)?.clone();
+    let networks = container.network_settings.as_ref()?.networks.as_ref()?;
+    let legacy = networks.contains_key(&format!("keel-{namespace}"));
+    let joined = networks.contains_key(&network_name(node, &namespace));
+    let id = container.id.clone()?;
+    (legacy && !joined).then_some((id, namespace))
 }
 
 /// `keel-lease-<node>` (see `node_slug`).
