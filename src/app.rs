@@ -93,10 +93,11 @@ pub async fn run(
     if let Some(error) = &pending {
         tracing::warn!(%error, "cannot take the node name yet; reconciling starts once the runtime answers");
     }
-    let controller_config = ControllerConfig {
+    let mut controller_config = ControllerConfig {
         resync: settings.resync,
         ..ControllerConfig::default()
     };
+    controller_config.policy.stable_after = settings.stable_after;
     let controller = Controller::new(
         store.clone(),
         runtimes.clone(),

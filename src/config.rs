@@ -49,6 +49,10 @@ pub struct AgentConfig {
     /// the safety net for a lost runtime event. Events, probe changes, new revisions and due
     /// timers wake it at once.
     pub resync: Option<String>,
+    /// How long each new instance of a worker without readiness checks must keep running
+    /// before the worker counts toward its revision's success (default `10s`; a deployment's
+    /// own `stable_after` wins). `0s` counts it as soon as it runs.
+    pub stable_after: Option<String>,
     #[serde(default)]
     pub git: GitConfig,
     #[serde(default)]
@@ -502,6 +506,7 @@ impl Default for AgentConfig {
             log_format: None,
             poll_interval: None,
             resync: None,
+            stable_after: None,
             git: GitConfig::default(),
             hooks: HooksConfig::default(),
             manifests: ManifestsConfig::default(),
@@ -631,6 +636,7 @@ pub struct AgentSettings {
     pub log_json: bool,
     pub poll_interval: crate::model::units::Duration,
     pub resync: crate::model::units::Duration,
+    pub stable_after: crate::model::units::Duration,
     pub git_token: Option<String>,
     pub webhooks: Vec<WebhookSettings>,
     pub forge: Option<ForgeSettings>,
@@ -720,6 +726,12 @@ impl AgentSettings {
             problems,
         );
         let resync = duration("resync", config.resync.as_deref(), "5m", problems);
+        let stable_after = duration(
+            "stable_after",
+            config.stable_after.as_deref(),
+            "10s",
+            problems,
+        );
         let git_token = match &config.git.token_file {
             Some(file) => read_secret("git.token_file", file, problems),
             None => std::env::var("KEEL_GIT_TOKEN")
@@ -771,6 +783,7 @@ impl AgentSettings {
             log_json,
             poll_interval: poll_interval?,
             resync: resync?,
+            stable_after: stable_after?,
             git_token,
             config,
         })

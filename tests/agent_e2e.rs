@@ -37,7 +37,7 @@ fn start(repo: &Repo, ns: &Namespace) -> Agent {
     std::fs::write(
         &config,
         format!(
-            "node = \"e2e-{}\"\nstate_dir = \"{}\"\npoll_interval = \"1h\"\n[hooks]\ngithub = \"{SECRET}\"\n",
+            "node = \"e2e-{}\"\nstate_dir = \"{}\"\npoll_interval = \"1h\"\nstable_after = \"0s\"\n[hooks]\ngithub = \"{SECRET}\"\n",
             ns.0,
             state.path().join("state").display()
         ),

@@ -1108,6 +1108,7 @@ async fn clearing_runs_takes_an_admin_token_and_ends_the_warning() {
     let row = store.reader().unwrap().deployment(&id).unwrap().unwrap();
     let outcome = keel::model::plan::Outcome {
         decided_on: keel::model::plan::DecidedOn::of(&row),
+        stable: true,
         memory,
         status_change: Some(keel::model::plan::StatusChange {
             from: keel::model::status::DeploymentStatus::Pending,

@@ -225,3 +225,52 @@ async fn commit_statuses_follow_the_readiness_gate_and_name_a_crash_loop() {
     ));
     assert!(!api.contains(TOKEN), "the API shows the token");
 }
+
+/// A worker that crashes a moment after it starts: `running` for an instant, every time, but
+/// never up for its stabilization window — so its commit ends `failure`, never `success`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_crashes_after_a_moment_never_turns_its_commit_green() {
+    let host = Host::new();
+    let forge = FakeForge::start(Forge::Github, TOKEN).await;
+    let token_file = host.dir.path().join("forge.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    // The default window, said explicitly.
+    let extra = format!(
+        "poll_interval = \"1s\"\nstable_after = \"10s\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n",
+        forge.api_url, token_file
+    );
+    let config = host.config_with("agent", &host.node(), &extra);
+    let repo = Repo::new();
+    repo.write(
+        "boom.yaml",
+        &format!(
+            "deployments:\n{}",
+            host.deployment("boom", "    command: [sh, -c, \"sleep 0.3; exit 1\"]\n")
+        ),
+    );
+    let sha = repo.commit("a worker that dies after 0.3 s");
+    let _agent = host.start_on("agent", &repo.url(), &config, "info");
+    let posted = || -> Vec<(String, String)> {
+        forge
+            .posted()
+            .into_iter()
+            .filter(|p| p.sha == sha)
+            .map(|p| (p.state, p.description))
+            .collect()
+    };
+    wait_for("the commit's verdict", 180, || {
+        posted().iter().any(|(state, _)| state != "pending")
+    });
+    let states: Vec<String> = posted().into_iter().map(|(state, _)| state).collect();
+    assert!(
+        !states.iter().any(|s| s == "success"),
+        "a commit that broke the host went green: {states:?}"
+    );
+    assert_eq!(
+        posted().pop().unwrap(),
+        (
+            "failure".to_owned(),
+            format!("{}/boom: crash_loop_back_off after 5 restarts", host.ns.0)
+        )
+    );
+}

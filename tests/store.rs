@@ -34,6 +34,7 @@ fn record_pass(store: &Store, name: &str, now: Timestamp, edit: impl FnOnce(&mut
     let memory = reader.memories().unwrap()[&id(name)].clone();
     let mut outcome = Outcome {
         decided_on: DecidedOn::of(&reader.deployment(&id(name)).unwrap().unwrap()),
+        stable: true,
         memory,
         status_change: None,
         events: Vec::new(),

@@ -110,7 +110,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:6:5: deployments.web.replica: unknown field \"replica\", did you mean \"replicas\"?",
         ]),
         one("unknown_field_without_a_close_match_lists_the_valid_ones", web("    restart_policy: always\n"), vec![
-            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, schedule, timezone, concurrency, starting_deadline, history, replicas, command, environment, volumes, ports, labels, resources, health_checks, config, network, vm",
+            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, schedule, timezone, concurrency, starting_deadline, history, replicas, command, environment, volumes, ports, labels, resources, health_checks, stable_after, config, network, vm",
         ]),
         one("unknown_top_level_section_suggests_the_nearest", "deployment:\n  web: {}\n".into(), vec![
             "app.yaml:1:1: deployment: unknown field \"deployment\", did you mean \"deployments\"?",
@@ -227,6 +227,12 @@ fn cases() -> Vec<Case> {
         one("published_port_twice_on_same_address_and_protocol", web("    ports:\n      - published: 8080\n        target: 80\n      - published: 8080\n        target: 81\n"), vec![
             "app.yaml:9:20: deployments.web.ports[1].published: port 8080 is already published by ports[0] on the same address and protocol",
         ]),
+        one("stable_after_is_a_workers", web("    kind: job\n    stable_after: 5s\n"), vec![
+            "app.yaml:7:19: deployments.web.stable_after: stable_after applies to workers; a job is judged by its exit code",
+        ]),
+        Case { valid: true, ..one("stable_after_beside_readiness_checks_is_only_a_warning", web("    stable_after: 5s\n    health_checks:\n      - {type: tcp, port: 80, readiness: true}\n"), vec![
+            "app.yaml:6:19: deployments.web.stable_after: warning: not used: readiness checks decide when this worker counts as stable (min_healthy_time)",
+        ]) },
         one("two_replicas_cannot_share_one_host_port", web("    replicas: 2\n    ports:\n      - published: 8080\n        target: 80\n"), vec![
             "app.yaml:8:20: deployments.web.ports[0].published: host port 8080 can be bound by one instance per host, but replicas: 2 starts 2 on this host; set replicas: 1, or drop `ports` (instances reach each other on the namespace's network without a host port)",
         ]),

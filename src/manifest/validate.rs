@@ -157,9 +157,32 @@ pub fn deployment(d: &DeploymentDecl, vm_defaults: &VmSpec) -> Vec<Finding> {
     }
     resources(d, &mut r);
     cron(d, &mut r);
+    stable_after(d, &mut r);
     user(d, &mut r);
     registry_credentials(d, &mut r);
     r.findings
+}
+
+/// `stable_after` is a worker's: a job is judged by its exit code, and readiness checks
+/// decide for a gated worker (`min_healthy_time`).
+fn stable_after(d: &DeploymentDecl, r: &mut Report) {
+    if d.stable_after.is_none() {
+        return;
+    }
+    match d.kind {
+        WorkloadKind::Worker if d.health_checks.iter().any(|c| c.readiness) => r.warning(
+            at!["stable_after"],
+            "not used: readiness checks decide when this worker counts as stable (min_healthy_time)",
+        ),
+        WorkloadKind::Worker => {}
+        WorkloadKind::Job | WorkloadKind::CronJob => r.error(
+            at!["stable_after"],
+            format!(
+                "stable_after applies to workers; a {} is judged by its exit code",
+                d.kind.as_str()
+            ),
+        ),
+    }
 }
 
 /// Ring's registry fields: a password only by reference, credentials from one source.

@@ -138,6 +138,14 @@ pub struct DeploymentDecl {
     /// checks that fire `on_failure` once the deployment is running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheck>,
+    /// How long each new instance of a `worker` without readiness checks must keep running
+    /// before the worker counts toward its revision's success, so that a commit goes green
+    /// only once it serves and stays up (default: the agent's `stable_after`, itself `10s`).
+    /// `0s` counts it as soon as it runs. With readiness checks, `min_healthy_time` decides
+    /// instead; jobs are judged by their exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = "30s")]
+    pub stable_after: Option<Duration>,
     /// Image handling (docker only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<DeploymentConfig>,
@@ -1042,6 +1050,7 @@ mod tests {
                 requests: None,
             }),
             health_checks: vec![],
+            stable_after: None,
             config: None,
             network: None,
             vm: None,

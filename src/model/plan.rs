@@ -110,6 +110,9 @@ pub enum WaitingOn {
     NextRun { at: Timestamp },
     /// A cron job with `replicas: 0`: its schedule is suspended.
     Suspended,
+    /// A running worker whose newest instance has not run for its stabilization window
+    /// (`stable_after`) yet: its revision succeeds once it has.
+    Stabilizing { up_for: Duration, needed: Duration },
 }
 
 /// An event the store records (and maybe notifies).
@@ -168,6 +171,9 @@ pub struct Outcome {
     /// The row this was decided on (see `DecidedOn`).
     pub decided_on: DecidedOn,
     pub memory: Memory,
+    /// Whether it counts toward its revision's success (a worker: running, and stable for
+    /// its window; see `reconcile::plan`).
+    pub stable: bool,
     pub status_change: Option<StatusChange>,
     pub events: Vec<PlannedEvent>,
     /// A cron job's runs that started, finished or were skipped in this pass.

@@ -561,6 +561,7 @@ mod tests {
     fn outcome(change: Option<(DeploymentStatus, DeploymentStatus)>) -> Outcome {
         Outcome {
             decided_on: Default::default(),
+            stable: true,
             memory: Memory::fresh(DeploymentStatus::Running, Timestamp(0), 0, Timestamp(0)),
             status_change: change.map(|(from, to)| StatusChange {
                 from,

@@ -189,6 +189,7 @@ pub fn revision_change(
                 status: outcome.map_or(d.status, |o| o.memory.status),
                 declared: d.in_revision,
                 live_instances: outcome.map_or(d.live, |o| live_instances(&o.instances)),
+                stable: outcome.is_some_and(|o| o.stable),
                 scheduled: outcome.is_some_and(|o| {
                     !o.memory.cron.active.is_empty()
                         || matches!(
@@ -315,6 +316,7 @@ mod tests {
     fn outcome(status: S, instances: Vec<StoredInstance>) -> Outcome {
         Outcome {
             decided_on: Default::default(),
+            stable: true,
             memory: Memory::fresh(status, Timestamp(0), 0, Timestamp(0)),
             status_change: None,
             events: Vec::new(),
@@ -368,7 +370,10 @@ mod tests {
                     stored("web", S::Running, true, "r2"),
                     stored("old", S::Deleted, false, "r2"),
                 ],
-                vec![("old", outcome(S::Deleted, vec![instance("c1", Some(0))]))],
+                vec![
+                    ("web", outcome(S::Running, vec![])),
+                    ("old", outcome(S::Deleted, vec![instance("c1", Some(0))])),
+                ],
                 Some(RevisionState::Succeeded),
             ),
             (
@@ -377,7 +382,10 @@ mod tests {
                     stored("web", S::Running, true, "r2"),
                     stored("gone", S::Deleted, false, "r1"),
                 ],
-                vec![("gone", outcome(S::Deleted, vec![instance("c1", None)]))],
+                vec![
+                    ("web", outcome(S::Running, vec![])),
+                    ("gone", outcome(S::Deleted, vec![instance("c1", None)])),
+                ],
                 Some(RevisionState::Succeeded),
             ),
             (
@@ -388,6 +396,24 @@ mod tests {
                 ],
                 vec![("api", outcome(S::CrashLoopBackOff, vec![]))],
                 Some(RevisionState::Failed),
+            ),
+            (
+                "a_held_worker_is_not_counted_stable",
+                vec![stored("web", S::Running, true, "r2")],
+                vec![],
+                None,
+            ),
+            (
+                "a_running_worker_not_stable_yet_keeps_it_applying",
+                vec![stored("web", S::Creating, true, "r2")],
+                vec![(
+                    "web",
+                    Outcome {
+                        stable: false,
+                        ..outcome(S::Running, vec![])
+                    },
+                )],
+                None,
             ),
             (
                 "no_change_of_state_writes_nothing",

@@ -49,6 +49,9 @@ pub struct Policy {
     pub drain: Duration,
     /// How long a graceful stop may take before the runtime kills the instance.
     pub stop_grace: Duration,
+    /// How long each new instance of a worker without readiness checks must run before the
+    /// worker counts toward its revision's success (a deployment's `stable_after` wins).
+    pub stable_after: Duration,
 }
 
 impl Default for Policy {
@@ -60,6 +63,7 @@ impl Default for Policy {
             rollout_deadline: Duration::from_secs(600),
             drain: Duration::from_secs(2),
             stop_grace: Duration::from_secs(10),
+            stable_after: Duration::from_secs(10),
         }
     }
 }
@@ -309,6 +313,7 @@ impl<'a> Pass<'a> {
             self.mem.generation_since.plus(deadline),
         ];
         due.extend(self.mem.retry.as_ref().map(|r| r.next_at));
+        due.extend(self.stable_at());
         let needed = readiness::needed(&self.spec().health_checks);
         for instance in self.instances.iter().filter(|i| i.phase == Phase::Running) {
             for (index, check) in self.spec().health_checks.iter().enumerate() {
@@ -1109,6 +1114,10 @@ impl<'a> Pass<'a> {
                 None
             }
         };
+        let stable = self.stable();
+        if !stable && self.waiting_on.is_none() && self.mem.status == DeploymentStatus::Running {
+            self.waiting_on = self.stabilizing();
+        }
         let status_change = self.reason.take().map(|(reason, message)| StatusChange {
             from: self.before,
             to: self.mem.status,
@@ -1122,6 +1131,7 @@ impl<'a> Pass<'a> {
                 declared: self.target.declared,
             },
             memory: self.mem,
+            stable,
             status_change: status_change.filter(|c| c.from != c.to),
             events: self.events,
             runs: self.runs,
@@ -1206,6 +1216,58 @@ impl Pass<'_> {
                 None => m.green.remove(&index),
             };
         }
+    }
+
+    /// Whether the deployment counts toward its revision's success: a worker once `running`
+    /// with all its replicas up, each for its stabilization window (see `stable_at`) — one
+    /// that died inside it holds the revision back; a job or cron job by its status alone
+    /// (its exit code decides).
+    fn stable(&self) -> bool {
+        match self.spec().kind {
+            WorkloadKind::Worker => {
+                let up = self
+                    .live()
+                    .into_iter()
+                    .filter(|i| i.phase == Phase::Running && self.is_current(i))
+                    .count();
+                self.mem.status == DeploymentStatus::Running
+                    && up >= self.replicas() as usize
+                    && self.stable_at().is_none()
+            }
+            WorkloadKind::Job | WorkloadKind::CronJob => true,
+        }
+    }
+
+    /// How long a new instance must run before it counts as stable: the deployment's
+    /// `stable_after`, else the agent's; nothing when readiness checks decide.
+    fn stability_window(&self) -> Option<Duration> {
+        let spec = self.spec();
+        let gated = readiness::has_readiness_checks(&spec.health_checks);
+        let worker = spec.kind == WorkloadKind::Worker;
+        (worker && !gated).then(|| spec.stable_after.unwrap_or(self.policy.stable_after))
+    }
+
+    /// When the last running instance of the current spec will have been up for the window
+    /// (`None` once they all have, or when no window applies). A runtime that does not say
+    /// when an instance started cannot hold the revision back on it.
+    fn stable_at(&self) -> Option<Timestamp> {
+        let window = self.stability_window()?;
+        self.live()
+            .into_iter()
+            .filter(|i| i.phase == Phase::Running && self.is_current(i))
+            .filter_map(|i| i.started_at.map(|at| at.plus(window)))
+            .filter(|at| *at > self.now)
+            .max()
+    }
+
+    /// What a running worker that is not stable yet waits for.
+    fn stabilizing(&self) -> Option<WaitingOn> {
+        let (window, until) = (self.stability_window()?, self.stable_at()?);
+        let left = u64::try_from(until.0.saturating_sub(self.now.0)).unwrap_or(0);
+        Some(WaitingOn::Stabilizing {
+            up_for: Duration::from_millis(window.as_millis().saturating_sub(left)),
+            needed: window,
+        })
     }
 
     /// Running, current instances with a readiness check that has not reported yet (as after

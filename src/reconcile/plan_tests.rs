@@ -46,6 +46,80 @@ fn pending_worker_creates_every_replica_and_moves_to_creating() {
     assert_eq!(out.status_change.unwrap().from, S::Pending);
 }
 
+// ---- success means stable ----------------------------------------------------------------
+
+#[test]
+fn a_worker_without_checks_is_stable_only_once_its_instances_ran_for_stable_after() {
+    let mut w = World::worker(json!({"replicas": 2}))
+        .status(S::Creating)
+        .instance(0, RUNNING);
+    w = w.now(4).instance(1, RUNNING);
+    let (_, out) = w.pass();
+    assert_eq!(out.memory.status, S::Running, "running as soon as both run");
+    assert!(!out.stable, "the newest has run 0 s of 10 s");
+    assert_eq!(
+        out.waiting_on,
+        Some(WaitingOn::Stabilizing {
+            up_for: Duration::from_secs(0),
+            needed: Duration::from_secs(10)
+        })
+    );
+    assert_eq!(w.plan().wake_at, Some(at(14)), "woken when the newest has");
+    let (_, out) = w.now(14).pass();
+    assert!(out.stable);
+    assert_eq!(out.waiting_on, None);
+}
+
+#[test]
+fn the_deployments_stable_after_wins_and_zero_is_stable_at_once() {
+    let w = World::worker(json!({"stable_after": "3s"}))
+        .status(S::Running)
+        .instance(0, RUNNING);
+    assert!(!w.clone().now(2).pass().1.stable);
+    assert!(w.clone().now(3).pass().1.stable);
+    let w = World::worker(json!({"stable_after": "0s"}))
+        .status(S::Creating)
+        .instance(0, RUNNING);
+    assert!(w.pass().1.stable);
+}
+
+#[test]
+fn a_death_inside_the_window_starts_it_over_with_the_replacement() {
+    let mut w = World::worker(json!({}))
+        .status(S::Running)
+        .instance(0, RUNNING);
+    w.now = at(5);
+    w.instances[0].phase = exited(1);
+    let (_, out) = w.step(2);
+    assert!(!out.stable, "its instance died before it was stable");
+    assert_eq!(events(&out), [EventKind::InstanceDied]);
+    w.step(0);
+    let (_, out) = w.pass();
+    assert!(!out.stable, "the replacement starts its own window");
+}
+
+#[test]
+fn readiness_checks_decide_stability_for_a_gated_worker() {
+    let w = World::worker(json!({"health_checks": http_readiness("2s"), "stable_after": "1h"}))
+        .status(S::Creating)
+        .instance(0, RUNNING)
+        .green(&id(1, 0), 0, 0)
+        .now(2);
+    let (_, out) = w.pass();
+    assert_eq!(out.memory.status, S::Running);
+    assert!(out.stable, "the gate already held it for min_healthy_time");
+}
+
+#[test]
+fn jobs_are_judged_by_their_status_not_a_window() {
+    let w = World::job(json!({}))
+        .status(S::Running)
+        .instance(0, exited(0));
+    let (_, out) = w.pass();
+    assert_eq!(out.memory.status, S::Completed);
+    assert!(out.stable);
+}
+
 #[test]
 fn zero_replicas_is_running_with_nothing_to_create() {
     let (actions, out) = World::worker(json!({"replicas": 0})).pass();

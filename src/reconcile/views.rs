@@ -83,6 +83,8 @@ pub struct Goal {
     pub live_instances: u32,
     /// A cron job's schedule runs (its runtime was listed and the planner set it going).
     pub scheduled: bool,
+    /// A worker's instances have run for their stabilization window (see `Outcome::stable`).
+    pub stable: bool,
 }
 
 /// The state of an open revision from its deployments (DESIGN.md §3.5): `succeeded` only when
@@ -100,7 +102,7 @@ pub fn revision_state(goals: &[Goal]) -> RevisionState {
             return g.status == DeploymentStatus::Deleted && g.live_instances == 0;
         }
         match g.kind {
-            WorkloadKind::Worker => g.status == DeploymentStatus::Running,
+            WorkloadKind::Worker => g.status == DeploymentStatus::Running && g.stable,
             WorkloadKind::Job => g.status == DeploymentStatus::Completed,
             WorkloadKind::CronJob => {
                 g.scheduled && g.status.class_for(g.kind) == StatusClass::Settled
@@ -208,6 +210,7 @@ mod tests {
             declared,
             live_instances: live,
             scheduled: false,
+            stable: true,
         }
     }
 
@@ -256,6 +259,14 @@ mod tests {
                 "crash_loop_fails",
                 vec![g(Worker, S::CrashLoopBackOff, true, 0)],
                 RevisionState::Failed,
+            ),
+            (
+                "a_running_worker_not_stable_yet_keeps_applying",
+                vec![Goal {
+                    stable: false,
+                    ..g(Worker, S::Running, true, 1)
+                }],
+                RevisionState::Applying,
             ),
             ("no_deployments_succeeds", vec![], RevisionState::Succeeded),
         ];

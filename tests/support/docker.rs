@@ -149,6 +149,8 @@ pub fn config() -> Config {
             rollout_deadline: Duration::from_secs(60),
             drain: Duration::from_millis(0),
             stop_grace: Duration::from_secs(1),
+            // Success at once: these tests are about other things than stabilization.
+            stable_after: Duration::from_millis(0),
         },
         limits: Limits {
             call_timeout: Duration::from_secs(60),

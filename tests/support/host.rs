@@ -43,13 +43,19 @@ impl Host {
         self.config_with(name, node, "")
     }
 
-    /// The same, with `extra` appended (tables such as `[[webhooks]]`).
+    /// The same, with `extra` appended (tables such as `[[webhooks]]`). A worker counts toward
+    /// its revision's success as soon as it runs (`stable_after = "0s"`), unless `extra` says
+    /// otherwise: these tests wait for revisions, and are about other things than stability.
     pub fn config_with(&self, name: &str, node: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
+        let stable = match extra.contains("stable_after") {
+            true => "",
+            false => "stable_after = \"0s\"\n",
+        };
         std::fs::write(
             &path,
             format!(
-                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\n{extra}",
+                "node = {node:?}\nstate_dir = {:?}\nsecrets_dir = {:?}\n{stable}{extra}",
                 self.dir.path().join(format!("{name}-state")),
                 self.secrets()
             ),

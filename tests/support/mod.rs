@@ -54,6 +54,8 @@ pub fn fast_controller(
             rollout_deadline: Duration::from_secs(30),
             drain: Duration::from_millis(0),
             stop_grace: Duration::from_secs(1),
+            // Success at once: these tests are about other things than stabilization.
+            stable_after: Duration::from_millis(0),
         },
         limits: keel::reconcile::executor::Limits {
             call_timeout: Duration::from_secs(5),
