@@ -240,6 +240,7 @@ fn diff_and_plan(samples: usize) {
                 now: keel::clock::now(),
                 held: &held,
                 open_revision: None,
+                last_good: None,
                 last: &last,
             }));
         };

@@ -98,6 +98,10 @@ pub async fn run(
         ..ControllerConfig::default()
     };
     controller_config.policy.stable_after = settings.stable_after;
+    controller_config.policy.rollback = match settings.config.rollback.mode {
+        crate::config::RollbackSetting::On => crate::reconcile::rollback::Mode::On,
+        crate::config::RollbackSetting::Off => crate::reconcile::rollback::Mode::Off,
+    };
     let controller = Controller::new(
         store.clone(),
         runtimes.clone(),

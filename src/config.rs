@@ -58,6 +58,8 @@ pub struct AgentConfig {
     #[serde(default)]
     pub hooks: HooksConfig,
     #[serde(default)]
+    pub rollback: RollbackConfig,
+    #[serde(default)]
     pub manifests: ManifestsConfig,
     /// Where this agent's API is reachable from outside (for commit-status links).
     pub public_url: Option<String>,
@@ -278,6 +280,25 @@ pub struct GitConfig {
     pub known_hosts: Option<PathBuf>,
     /// A file holding an HTTPS token (or set `KEEL_GIT_TOKEN`).
     pub token_file: Option<PathBuf>,
+}
+
+/// `[rollback]`: what becomes of a revision that fails at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackConfig {
+    /// `on` (default): the host returns to the last good revision and the failed one's desired
+    /// state is quarantined; `off`: the failure stays in place until a new commit fixes it.
+    #[serde(default)]
+    pub mode: RollbackSetting,
+}
+
+/// See `RollbackConfig::mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackSetting {
+    #[default]
+    On,
+    Off,
 }
 
 /// `[hooks]`: the push receivers' secrets.
@@ -509,6 +530,7 @@ impl Default for AgentConfig {
             stable_after: None,
             git: GitConfig::default(),
             hooks: HooksConfig::default(),
+            rollback: RollbackConfig::default(),
             manifests: ManifestsConfig::default(),
             public_url: None,
             webhooks: Vec::new(),

@@ -43,9 +43,11 @@ pub fn apply_revision(
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
     /// Valid and recorded (`no_op` when it was the latest revision already, unchanged).
-    Applied(Applied),
+    Applied(Box<Applied>),
     /// Rejected with diagnostics (`recorded` is false when it was the latest revision already).
     Invalid { errors: usize, recorded: bool },
+    /// Not applied: its desired state is that of rolled-back revision `identical_to`.
+    Quarantined { identical_to: String },
 }
 
 /// Loads a snapshot and writes it to the store: applied when valid, recorded `invalid` (with
@@ -61,12 +63,18 @@ pub fn ingest(
             for warning in &loaded.warnings {
                 tracing::warn!(revision = %snapshot.revision.id, "{warning}");
             }
+            let hash = loaded.state.fingerprint();
+            if let Some(identical_to) = store.reader()?.quarantined(&hash)? {
+                tracing::warn!(revision = %snapshot.revision.id, identical_to, "not applied: its desired state was rolled back; change it, or lift the quarantine");
+                store.record_quarantined(snapshot.revision, hash, identical_to.clone(), now)?;
+                return Ok(Ingested::Quarantined { identical_to });
+            }
             let applied = apply_revision(store, snapshot.revision, loaded.state, now)?;
             if !applied.no_op {
                 let c = applied.plan.counts();
                 tracing::info!(revision = %applied.revision.id, create = c.create, update = c.update, delete = c.delete, "revision applied");
             }
-            Ok(Ingested::Applied(applied))
+            Ok(Ingested::Applied(Box::new(applied)))
         }
         Err(diagnostics) => {
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();

@@ -110,7 +110,7 @@ fn cases() -> Vec<Case> {
             "app.yaml:6:5: deployments.web.replica: unknown field \"replica\", did you mean \"replicas\"?",
         ]),
         one("unknown_field_without_a_close_match_lists_the_valid_ones", web("    restart_policy: always\n"), vec![
-            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, schedule, timezone, concurrency, starting_deadline, history, replicas, command, environment, volumes, ports, labels, resources, health_checks, stable_after, config, network, vm",
+            "app.yaml:6:5: deployments.web.restart_policy: unknown field \"restart_policy\"; expected one of: name, namespace, runtime, image, kind, schedule, timezone, concurrency, starting_deadline, history, replicas, command, environment, volumes, ports, labels, resources, health_checks, stable_after, rollback, config, network, vm",
         ]),
         one("unknown_top_level_section_suggests_the_nearest", "deployment:\n  web: {}\n".into(), vec![
             "app.yaml:1:1: deployment: unknown field \"deployment\", did you mean \"deployments\"?",

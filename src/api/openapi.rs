@@ -44,7 +44,17 @@ fn webhooks(body: &dyn Fn(&str) -> Value) -> Value {
         (
             "revision.status_changed",
             "RevisionStatusChanged",
-            "A revision moved: applying, succeeded, failed, invalid or superseded",
+            "A revision moved: applying, succeeded, failed, invalid, superseded, rolled_back or quarantined",
+        ),
+        (
+            "revision.rolled_back",
+            "RevisionRolledBack",
+            "A revision failed at run time and the host returned to the last good one",
+        ),
+        (
+            "revision.quarantined",
+            "RevisionQuarantined",
+            "A revision was not applied: its desired state was rolled back before",
         ),
         (
             "job.run_finished",
@@ -129,6 +139,14 @@ pub fn document() -> Value {
     add(
         "JobRunFinished",
         generator.subschema_for::<crate::model::run::RunFinished>(),
+    );
+    add(
+        "RevisionRolledBack",
+        generator.subschema_for::<crate::model::event::RolledBack>(),
+    );
+    add(
+        "RevisionQuarantined",
+        generator.subschema_for::<crate::model::event::Quarantined>(),
     );
     add("Problem", generator.subschema_for::<Problem>());
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();

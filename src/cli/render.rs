@@ -301,7 +301,10 @@ impl Toned for RevisionState {
             RevisionState::Queued | RevisionState::Applying | RevisionState::Superseded => {
                 Tone::Moving
             }
-            RevisionState::Failed | RevisionState::Invalid => Tone::Bad,
+            RevisionState::Failed
+            | RevisionState::Invalid
+            | RevisionState::RolledBack
+            | RevisionState::Quarantined => Tone::Bad,
         }
     }
 }

@@ -1146,7 +1146,11 @@ pub fn wait(args: &WaitArgs) -> anyhow::Result<ExitCode> {
             match state {
                 Some(RevisionState::Succeeded) => return Ok(ExitCode::SUCCESS),
                 Some(
-                    RevisionState::Failed | RevisionState::Invalid | RevisionState::Superseded,
+                    RevisionState::Failed
+                    | RevisionState::Invalid
+                    | RevisionState::Superseded
+                    | RevisionState::RolledBack
+                    | RevisionState::Quarantined,
                 ) => return Ok(ExitCode::from(1)),
                 Some(RevisionState::Queued | RevisionState::Applying) | None => {}
             }

@@ -112,6 +112,19 @@ pub struct DesiredState {
     pub deployments: BTreeMap<DeploymentId, DesiredDeployment>,
 }
 
+impl DesiredState {
+    /// A fingerprint of what the state runs: every deployment's identity and spec hash (the
+    /// configs it mounts are in that hash). Two revisions with the same fingerprint run the
+    /// same thing, whatever their files, commit or author — what a quarantine remembers.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for (id, deployment) in &self.deployments {
+            hash.update(format!("{id}={}\n", deployment.spec_hash.as_str()).as_bytes());
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl DesiredDeployment {
     /// Normalizes `spec` and fingerprints it together with the configs it mounts.
     pub fn new(

@@ -1,10 +1,15 @@
-//! What applying a revision changes, per deployment — the output of `reconcile::diff`, handed
-//! to the store, which only persists it: `create`, `update` (with the changed field paths),
-//! `delete`, or `unchanged`.
+//! What applying a revision changes, per deployment — `create`, `update` (with the changed
+//! field paths), `delete`, or `unchanged` — and the PURE comparison that finds it (`diff_with`),
+//! here in the model so that the store can diff a restored state inside its own transaction.
+//! The store only persists a plan; `reconcile::diff` diffs the controller's copy.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use super::desired::DeploymentId;
+use super::desired::{DeploymentId, DesiredState};
+use super::stored::StoredSummary;
 
 /// What applying a revision does to one deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,5 +67,97 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         let c = self.counts();
         c.create + c.update + c.delete > 0
+    }
+}
+
+/// Compares a revision with the store's rows: the summaries decide create, delete and
+/// unchanged (by spec hash); `previous` is asked for the stored canonical document of each
+/// updated deployment only, so an unchanged deployment's spec is never read.
+pub fn diff_with<E>(
+    desired: &DesiredState,
+    stored: &[StoredSummary],
+    mut previous: impl FnMut(&DeploymentId) -> Result<Option<Value>, E>,
+) -> Result<Plan, E> {
+    let by_id: BTreeMap<&DeploymentId, &StoredSummary> =
+        stored.iter().map(|s| (&s.id, s)).collect();
+    let mut items = Vec::new();
+    for (id, want) in &desired.deployments {
+        let action = match by_id.get(id) {
+            None => Action::Create,
+            Some(have) if !have.in_revision => Action::Create,
+            Some(have) if have.spec_hash == want.spec_hash => Action::Unchanged,
+            Some(_) => Action::Update {
+                changed: match previous(id)? {
+                    Some(old) => changed_paths(&old, &want.canonical()),
+                    None => Vec::new(),
+                },
+            },
+        };
+        items.push(PlanItem {
+            id: id.clone(),
+            action,
+        });
+    }
+    for have in stored {
+        if have.in_revision && !desired.deployments.contains_key(&have.id) {
+            items.push(PlanItem {
+                id: have.id.clone(),
+                action: Action::Delete,
+            });
+        }
+    }
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Plan { items })
+}
+
+/// The leaf paths where two canonical documents differ, in document order.
+fn changed_paths(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(old_spec), Some(new_spec)) = (old.get("spec"), new.get("spec")) {
+        walk(old_spec, new_spec, String::new(), &mut out);
+    }
+    let empty = serde_json::Map::new();
+    let configs = |v: &Value| {
+        v.get("mounted_configs")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+    let (old_configs, new_configs) = (configs(old), configs(new));
+    let names: std::collections::BTreeSet<&String> =
+        old_configs.keys().chain(new_configs.keys()).collect();
+    for name in names {
+        if old_configs.get(name) != new_configs.get(name) {
+            out.push(format!("configs.{name}"));
+        }
+    }
+    out
+}
+
+fn walk(old: &Value, new: &Value, path: String, out: &mut Vec<String>) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => walk(x, y, child, out),
+                    _ => out.push(child),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                walk(x, y, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => out.push(path),
     }
 }

@@ -68,6 +68,8 @@ string_enum! {
         DeploymentHealthCheckFailed = "deployment.health_check_failed",
         DeploymentRollingUpdate = "deployment.rolling_update",
         RevisionStatusChanged = "revision.status_changed",
+        RevisionRolledBack = "revision.rolled_back",
+        RevisionQuarantined = "revision.quarantined",
         JobRunFinished = "job.run_finished",
     }
 }
@@ -133,12 +135,45 @@ pub struct RevisionChanged {
     pub old_state: Option<RevisionState>,
     pub new_state: RevisionState,
     pub superseded_by: Option<String>,
+    /// A revision that restores the last good one: the failed revision it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
+    /// A rolled-back revision: the revision the host returned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+    /// A quarantined revision: the rolled-back revision whose desired state it repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identical_to: Option<String>,
     /// Its deployments and how each is doing (empty for an invalid revision).
     #[serde(default)]
     pub deployments: Vec<DeploymentOutcome>,
     /// An invalid revision's first problems (at most 5).
     #[serde(default)]
     pub diagnostics: Vec<super::diagnostic::Diagnostic>,
+}
+
+/// The `data` of a `revision.rolled_back` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RolledBack {
+    pub source: String,
+    /// The revision that failed and was undone.
+    pub revision: String,
+    /// The last good revision the host returned to.
+    pub restored: String,
+    /// The failed revision's deployments and how each was doing when it was undone.
+    pub deployments: Vec<DeploymentOutcome>,
+    /// Jobs the failed revision ran, which a rollback cannot undo (`namespace/name`).
+    pub not_undone: Vec<String>,
+}
+
+/// The `data` of a `revision.quarantined` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Quarantined {
+    pub source: String,
+    /// The revision that was not applied.
+    pub revision: String,
+    /// The rolled-back revision whose desired state it repeats.
+    pub identical_to: String,
 }
 
 /// The body of every webhook: `{"type", "timestamp", "data"}` (Standard Webhooks).

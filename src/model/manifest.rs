@@ -146,6 +146,11 @@ pub struct DeploymentDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = "30s")]
     pub stable_after: Option<Duration>,
+    /// Whether a revision that changes this deployment and then fails at run time is rolled
+    /// back to the last good revision (default `true`). `false` keeps such a failure in place
+    /// until a new commit fixes it — for the whole revision, since a revision is undone whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
     /// Image handling (docker only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<DeploymentConfig>,
@@ -1051,6 +1056,7 @@ mod tests {
             }),
             health_checks: vec![],
             stable_after: None,
+            rollback: None,
             config: None,
             network: None,
             vm: None,

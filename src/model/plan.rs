@@ -185,6 +185,19 @@ pub struct Outcome {
     pub instances: Vec<InstanceView>,
 }
 
+/// What a pass does to the open revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevisionMove {
+    /// Moves revision `seq` to `state` (and notifies), if it is still open.
+    Settle {
+        seq: i64,
+        state: crate::model::status::RevisionState,
+    },
+    /// Revision `seq` failed: record it rolled back, quarantine its desired state, and apply
+    /// the last good revision (`restore`) again.
+    RollBack { seq: i64, restore: String },
+}
+
 /// The result of a pass.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {

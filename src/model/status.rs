@@ -163,6 +163,11 @@ string_enum! {
         Invalid = "invalid",
         /// A newer revision arrived before this one settled.
         Superseded = "superseded",
+        /// It failed at run time and the host returned to the last good revision; its desired
+        /// state is quarantined until it changes.
+        RolledBack = "rolled_back",
+        /// Not applied: its desired state is identical to one that was rolled back.
+        Quarantined = "quarantined",
     }
 }
 
@@ -174,7 +179,9 @@ impl RevisionState {
             RevisionState::Succeeded
             | RevisionState::Failed
             | RevisionState::Invalid
-            | RevisionState::Superseded => false,
+            | RevisionState::Superseded
+            | RevisionState::RolledBack
+            | RevisionState::Quarantined => false,
         }
     }
 }

@@ -135,6 +135,15 @@ pub struct RevisionRecord {
     pub state_since: Timestamp,
     pub diagnostics: Vec<Diagnostic>,
     pub superseded_by: Option<String>,
+    /// The fingerprint of its desired state (`DesiredState::fingerprint`; `None` for an
+    /// invalid revision, which has none).
+    pub desired_hash: Option<String>,
+    /// For a revision that restores the last good one after a failure: the failed one.
+    pub restores: Option<String>,
+    /// For a rolled-back revision: the revision the host returned to.
+    pub rolled_back_to: Option<String>,
+    /// For a quarantined revision: the rolled-back revision with the same desired state.
+    pub identical_to: Option<String>,
 }
 
 /// A notification waiting in (or delivered from) the outbox.

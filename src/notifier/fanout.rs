@@ -88,6 +88,8 @@ fn commit_statuses(row: &OutboxRow, settings: &Settings) -> Vec<CommitStatus> {
     match row.kind {
         NotificationKind::RevisionStatusChanged => {
             serde_json::from_value::<RevisionChanged>(row.payload.clone())
+                .ok()
+                .filter(status::is_posted)
                 .map(|change| vec![status::for_revision(&change, &settings.node, public_url)])
                 .unwrap_or_default()
         }
@@ -101,6 +103,8 @@ fn commit_statuses(row: &OutboxRow, settings: &Settings) -> Vec<CommitStatus> {
         NotificationKind::DeploymentStatusChanged
         | NotificationKind::DeploymentHealthCheckFailed
         | NotificationKind::DeploymentRollingUpdate
+        | NotificationKind::RevisionRolledBack
+        | NotificationKind::RevisionQuarantined
         | NotificationKind::JobRunFinished => Vec::new(),
     }
 }
@@ -172,6 +176,9 @@ mod tests {
             old_state: None,
             new_state: state,
             superseded_by: None,
+            restores: None,
+            rolled_back_to: None,
+            identical_to: None,
             deployments: Vec::new(),
             diagnostics: Vec::new(),
         };

@@ -29,6 +29,26 @@ pub fn for_revision(
         RevisionState::Applying => (CommitState::Running, applying(&change.deployments)),
         RevisionState::Succeeded => (CommitState::Success, at_goal(&change.deployments)),
         RevisionState::Failed => (CommitState::Failure, failed(&change.deployments)),
+        RevisionState::RolledBack => (
+            CommitState::Failure,
+            format!(
+                "rolled back to {}: {}",
+                short(
+                    change
+                        .rolled_back_to
+                        .as_deref()
+                        .unwrap_or("the last good revision")
+                ),
+                failed(&change.deployments)
+            ),
+        ),
+        RevisionState::Quarantined => (
+            CommitState::Failure,
+            format!(
+                "not applied: identical to {}, rolled back",
+                short(change.identical_to.as_deref().unwrap_or("a revision"))
+            ),
+        ),
         RevisionState::Invalid => (CommitState::Error, invalid(change)),
         RevisionState::Superseded => (
             CommitState::Canceled,
@@ -50,6 +70,13 @@ pub fn for_revision(
         description: truncate(&description),
         target_url: target_url(public_url, &change.revision),
     }
+}
+
+/// Whether a revision's change is posted on its commit. A revision that restores the last good
+/// one after a failure runs that good commit again: the commit keeps its `success` while the
+/// restore converges and succeeds, and hears of it only if the restore itself fails.
+pub fn is_posted(change: &RevisionChanged) -> bool {
+    change.restores.is_none() || change.new_state == RevisionState::Failed
 }
 
 /// The per-deployment status of `change` (for its revision), when it has one.
@@ -207,6 +234,9 @@ mod tests {
             old_state: None,
             new_state: state,
             superseded_by: Some("fedcba9876543210fedc".into()),
+            restores: None,
+            rolled_back_to: Some("89abcdef0123456789ab".into()),
+            identical_to: Some("76543210fedcba987654".into()),
             deployments,
             diagnostics: vec![Diagnostic {
                 file: "apps/web.yaml".into(),

@@ -238,6 +238,11 @@ impl Controller {
         // The open revision before the rows: if a revision lands in between, the one read
         // here is superseded and settling it writes nothing.
         let open_revision = self.reader.open_revision()?;
+        // Only a revision that may fail needs what it would be rolled back to.
+        let last_good = match open_revision {
+            Some(_) => self.reader.last_good_revision()?,
+            None => None,
+        };
         let rows_before = self.mirror.rows_read();
         self.mirror.refresh(&self.reader, now, self.config.resync)?;
         if let Some(seen) = self.mirror.seen() {
@@ -253,6 +258,7 @@ impl Controller {
             now,
             held: &busy,
             open_revision: open_revision.as_ref(),
+            last_good: last_good.as_ref(),
             last: &self.last,
         });
         let Decision {
@@ -429,7 +435,7 @@ impl Controller {
 /// deployments that act without an outcome to write.
 type Written = (
     Vec<(DeploymentId, Outcome)>,
-    Option<(i64, crate::model::status::RevisionState)>,
+    Option<crate::model::plan::RevisionMove>,
     Vec<(DeploymentId, DecidedOn)>,
     Vec<(DeploymentId, DecidedOn)>,
 );

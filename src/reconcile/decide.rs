@@ -16,14 +16,14 @@ use crate::model::desired::DeploymentId;
 use crate::model::manifest::{HealthCheck, RuntimeKind};
 use crate::model::memory::Memory;
 use crate::model::observed::{ObservedInstance, Phase, RuntimeObservation};
-use crate::model::plan::{Action, DecidedOn, Outcome, WaitingOn};
+use crate::model::plan::{Action, DecidedOn, Outcome, RevisionMove, WaitingOn};
 use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{live_instances, RevisionRecord, StoredState};
 use crate::model::time::Timestamp;
 use crate::model::units::Duration;
 
 use super::plan::{earliest, plan, Observed, PlanInput, Policy, Target};
-use super::views;
+use super::{rollback, views};
 
 /// Everything one pass decides from.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +37,8 @@ pub struct DecideInput<'a> {
     pub held: &'a BTreeSet<DeploymentId>,
     /// The newest revision still queued or applying.
     pub open_revision: Option<&'a RevisionRecord>,
+    /// The newest revision that succeeded (what a failed one is rolled back to).
+    pub last_good: Option<&'a RevisionRecord>,
     /// The outcomes the previous passes persisted, by deployment.
     pub last: &'a BTreeMap<DeploymentId, Outcome>,
 }
@@ -58,8 +60,8 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Outcomes that differ from the last persisted ones (or carry a change or events).
     pub persist: Vec<(DeploymentId, Outcome)>,
-    /// The open revision's sequence number and its new state, when it moved.
-    pub revision: Option<(i64, RevisionState)>,
+    /// What becomes of the open revision, when it moved.
+    pub revision: Option<RevisionMove>,
     pub probes: Vec<ProbeTarget>,
     /// Every outcome of the pass (what `last` is next time).
     pub outcomes: BTreeMap<DeploymentId, Outcome>,
@@ -83,9 +85,10 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
         held: input.held,
     });
     Decision {
-        revision: input
-            .open_revision
-            .and_then(|open| revision_change(input.stored, open, &planned.outcomes)),
+        revision: input.open_revision.and_then(|open| {
+            let change = revision_change(input.stored, open, &planned.outcomes)?;
+            Some(settle(input, open, change))
+        }),
         persist: changed(&planned.outcomes, input.last),
         probes: probe_targets(input.stored, input.observed),
         purge: gone(input.stored, input.observed, &planned.outcomes),
@@ -178,10 +181,14 @@ pub fn revision_change(
     open: &RevisionRecord,
     outcomes: &BTreeMap<DeploymentId, Outcome>,
 ) -> Option<(i64, RevisionState)> {
+    // A restore runs no job (see `store::rollback`): a job the failed revision ran is not
+    // part of what the restore must reach.
+    let restoring = open.restores.is_some();
     let goals: Vec<views::Goal> = stored
         .deployments
         .values()
         .filter(|d| d.in_revision || d.revision == open.id)
+        .filter(|d| !(restoring && d.spec.kind == crate::model::manifest::WorkloadKind::Job))
         .map(|d| {
             let outcome = outcomes.get(&d.id);
             views::Goal {
@@ -202,6 +209,28 @@ pub fn revision_change(
         .collect();
     let state = views::revision_state(&goals);
     (state != open.state).then_some((open.seq, state))
+}
+
+/// How the open revision moves to `change`: a failure is rolled back when the policy and the
+/// revision allow it (see `rollback::verdict`).
+fn settle(
+    input: &DecideInput<'_>,
+    open: &RevisionRecord,
+    (seq, state): (i64, RevisionState),
+) -> RevisionMove {
+    if state != RevisionState::Failed {
+        return RevisionMove::Settle { seq, state };
+    }
+    let opted_out = input
+        .stored
+        .deployments
+        .values()
+        .find(|d| d.revision == open.id && d.spec.rollback == Some(false))
+        .map(|d| &d.id);
+    match rollback::verdict(open, input.last_good, input.policy.rollback, opted_out) {
+        rollback::Verdict::RollBack { restore } => RevisionMove::RollBack { seq, restore },
+        rollback::Verdict::Keep(_) => RevisionMove::Settle { seq, state },
+    }
 }
 
 /// Every (running instance, health check) of a deployment that is not being deleted.
@@ -296,6 +325,10 @@ mod tests {
             state_since: Timestamp(0),
             diagnostics: Vec::new(),
             superseded_by: None,
+            desired_hash: None,
+            restores: None,
+            rolled_back_to: None,
+            identical_to: None,
         }
     }
 
@@ -681,6 +714,7 @@ mod tests {
             now: Timestamp(1),
             held: &held,
             open_revision: None,
+            last_good: None,
             last: &BTreeMap::new(),
         });
         let planned: Vec<&str> = decision

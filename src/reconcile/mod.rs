@@ -1,7 +1,8 @@
 //! Deciding what to do, and doing it. Pure files (they import only `model`, no I/O, no clock):
 //! `diff` compares a revision's desired state with what the store remembers; `plan` is the
 //! readiness-gated planner; `decide` wraps it into a whole pass (what to persist, the
-//! revision's settlement, the probes to run); `readiness` and `views` hold the rules they share
+//! revision's settlement, the probes to run); `rollback` judges a revision that failed;
+//! `readiness` and `views` hold the rules they share
 //! (restart backoff lives in `model::backoff`). Effectful files: `controller` (the loop: observe → decide → persist → execute),
 //! `mirror` (its copy of the store, re-reading only what changed) and `executor` (runs the
 //! planned actions on the runtimes, deciding nothing).
@@ -13,6 +14,7 @@ pub mod executor;
 pub mod mirror;
 pub mod plan;
 pub mod readiness;
+pub mod rollback;
 pub mod views;
 
 #[cfg(test)]

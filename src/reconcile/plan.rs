@@ -52,6 +52,8 @@ pub struct Policy {
     /// How long each new instance of a worker without readiness checks must run before the
     /// worker counts toward its revision's success (a deployment's `stable_after` wins).
     pub stable_after: Duration,
+    /// Whether a revision that fails at run time is rolled back (see `rollback`).
+    pub rollback: super::rollback::Mode,
 }
 
 impl Default for Policy {
@@ -64,6 +66,7 @@ impl Default for Policy {
             drain: Duration::from_secs(2),
             stop_grace: Duration::from_secs(10),
             stable_after: Duration::from_secs(10),
+            rollback: super::rollback::Mode::On,
         }
     }
 }

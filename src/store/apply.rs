@@ -21,6 +21,7 @@ use crate::model::status::{DeploymentStatus, RevisionState};
 use crate::model::stored::{NewRevision, RevisionRecord, StoredDeployment};
 use crate::model::time::Timestamp;
 
+use super::revisions::Links;
 use super::{deployments, events, memory, outbox, revisions, StoreError};
 
 /// What applying a revision did.
@@ -40,6 +41,22 @@ pub fn apply_revision(
     plan: Plan,
     now: Timestamp,
 ) -> Result<Applied, StoreError> {
+    let links = Links {
+        desired_hash: Some(desired.fingerprint()),
+        ..Links::default()
+    };
+    apply_linked(tx, rev, desired, plan, &links, now)
+}
+
+/// Applies a valid revision recorded with `links` (a restore names the revision it undoes).
+pub fn apply_linked(
+    tx: &Connection,
+    rev: &NewRevision,
+    desired: &DesiredState,
+    plan: Plan,
+    links: &Links,
+    now: Timestamp,
+) -> Result<Applied, StoreError> {
     if let Some(latest) = revisions::latest(tx)? {
         let same = latest.source == rev.source && latest.id == rev.id;
         if same && latest.state != RevisionState::Invalid && !plan.has_changes() {
@@ -51,7 +68,7 @@ pub fn apply_revision(
         }
     }
     supersede_open(tx, &rev.id, now)?;
-    let revision = revisions::insert(tx, rev, RevisionState::Applying, &[], now)?;
+    let revision = revisions::insert_linked(tx, rev, RevisionState::Applying, &[], links, now)?;
     // First in the outbox (the revision comes before what it changes), but written after the
     // changes, so that its summary shows the deployments as this revision left them.
     let announced = outbox::reserve(tx, NotificationKind::RevisionStatusChanged, now)?;
@@ -83,6 +100,36 @@ pub fn record_invalid(
     Ok(record)
 }
 
+/// Records a revision that repeats the desired state of rolled-back revision `identical_to`:
+/// `quarantined`, changing nothing, announced (its commit gets `failure` at once). The same
+/// commit arriving again (an agent restart) is not recorded twice.
+pub fn record_quarantined(
+    tx: &Connection,
+    rev: &NewRevision,
+    desired_hash: &str,
+    identical_to: &str,
+    now: Timestamp,
+) -> Result<Option<RevisionRecord>, StoreError> {
+    let latest = revisions::latest(tx)?;
+    if latest.is_some_and(|r| r.id == rev.id && r.state == RevisionState::Quarantined) {
+        return Ok(None);
+    }
+    let links = Links {
+        desired_hash: Some(desired_hash.to_owned()),
+        identical_to: Some(identical_to.to_owned()),
+        ..Links::default()
+    };
+    let record = revisions::insert_linked(tx, rev, RevisionState::Quarantined, &[], &links, now)?;
+    notify_revision(tx, &record, None, now)?;
+    let data = crate::model::event::Quarantined {
+        source: record.source.clone(),
+        revision: record.id.clone(),
+        identical_to: identical_to.to_owned(),
+    };
+    outbox::enqueue(tx, NotificationKind::RevisionQuarantined, &data, now)?;
+    Ok(Some(record))
+}
+
 fn supersede_open(tx: &Connection, newer: &str, now: Timestamp) -> Result<(), StoreError> {
     for open in revisions::open(tx)? {
         revisions::set_state(tx, open.seq, RevisionState::Superseded, Some(newer), now)?;
@@ -111,12 +158,13 @@ fn revision_changed(
     old_state: Option<RevisionState>,
 ) -> Result<RevisionChanged, StoreError> {
     let deployments = match record.state {
-        RevisionState::Invalid => Vec::new(),
+        RevisionState::Invalid | RevisionState::Quarantined => Vec::new(),
         RevisionState::Queued
         | RevisionState::Applying
         | RevisionState::Succeeded
         | RevisionState::Failed
-        | RevisionState::Superseded => outcomes(tx, &record.id)?,
+        | RevisionState::Superseded
+        | RevisionState::RolledBack => outcomes(tx, &record.id)?,
     };
     let data = RevisionChanged {
         source: record.source.clone(),
@@ -124,6 +172,9 @@ fn revision_changed(
         old_state,
         new_state: record.state,
         superseded_by: record.superseded_by.clone(),
+        rolled_back_to: record.rolled_back_to.clone(),
+        restores: record.restores.clone(),
+        identical_to: record.identical_to.clone(),
         deployments,
         diagnostics: record.diagnostics.iter().take(5).cloned().collect(),
     };
@@ -133,7 +184,7 @@ fn revision_changed(
 /// The deployments revision `id` is made of — those the latest revision declares, and those
 /// `id` changed — with their status and the message of their last status change. Reads only
 /// those columns: no spec is parsed (this runs on every change of a revision's state).
-fn outcomes(tx: &Connection, id: &str) -> Result<Vec<DeploymentOutcome>, StoreError> {
+pub fn outcomes(tx: &Connection, id: &str) -> Result<Vec<DeploymentOutcome>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT uuid, namespace, name, status, restart_count, in_revision FROM deployments
          WHERE in_revision = 1 OR revision = ?1 ORDER BY namespace, name",

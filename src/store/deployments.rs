@@ -108,6 +108,25 @@ impl RawDeployment {
     }
 }
 
+/// A stored canonical document read back as a desired deployment (its origin is unknown: it
+/// was declared by an earlier revision).
+pub fn desired_from_canonical(
+    spec: String,
+    spec_hash: String,
+) -> Result<crate::model::desired::DesiredDeployment, StoreError> {
+    let canonical: Canonical = parse_json("good_state.spec", spec)?;
+    Ok(crate::model::desired::DesiredDeployment {
+        id: DeploymentId::new(&canonical.spec.namespace, &canonical.spec.name),
+        spec: canonical.spec,
+        mounted_configs: canonical.mounted_configs,
+        spec_hash: crate::model::desired::SpecHash::from_hex(spec_hash),
+        origin: crate::model::desired::Origin {
+            file: String::new(),
+            line: 0,
+        },
+    })
+}
+
 /// Every deployment's row id and spec, reading only `uuid` and `spec` (what every schema
 /// version has).
 #[allow(clippy::type_complexity)]

@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: V7,
         backfill: None,
     },
+    Migration {
+        sql: V8,
+        backfill: None,
+    },
 ];
 
 /// The schema version this keel writes.
@@ -296,6 +300,35 @@ UPDATE deployments SET image = json_extract(spec, '$.spec.image');
 /// again does not call instances that still serve unready while their clocks start over.
 const V7: &str = "
 ALTER TABLE instances ADD COLUMN green TEXT NOT NULL DEFAULT '{}';
+";
+
+/// Rollback: each revision's desired-state fingerprint and what a rollback ties it to; the
+/// desired state of the last good revision (kept in step as revisions succeed, so a failed one
+/// can be undone whole, deleted deployments included); the quarantined desired states. A
+/// database whose latest revision succeeded starts with that state as the last good one.
+const V8: &str = "
+ALTER TABLE revisions ADD COLUMN desired_hash TEXT;
+ALTER TABLE revisions ADD COLUMN restores TEXT;
+ALTER TABLE revisions ADD COLUMN rolled_back_to TEXT;
+ALTER TABLE revisions ADD COLUMN identical_to TEXT;
+CREATE INDEX revisions_succeeded ON revisions (seq) WHERE state = 'succeeded';
+CREATE TABLE good_state (
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    spec      TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE quarantine (
+    desired_hash TEXT    PRIMARY KEY,
+    revision     TEXT    NOT NULL,
+    since        INTEGER NOT NULL,
+    lifted_at    INTEGER
+);
+INSERT INTO good_state (namespace, name, spec, spec_hash)
+    SELECT namespace, name, spec, spec_hash FROM deployments
+    WHERE in_revision = 1
+      AND (SELECT state FROM revisions WHERE state <> 'invalid' ORDER BY seq DESC LIMIT 1) = 'succeeded';
 ";
 
 /// Reads only the columns V1 had: a backfill runs before the later migrations' columns exist.

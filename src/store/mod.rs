@@ -18,13 +18,16 @@ mod changes;
 mod deliveries;
 mod deployments;
 mod events;
+mod good_state;
 mod instances;
 mod memory;
 mod migrations;
 mod outbox;
 mod pass;
 mod probes;
+mod quarantine;
 mod revisions;
+mod rollback;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -39,8 +42,7 @@ use crate::model::diagnostic::Diagnostic;
 use crate::model::diff::Plan;
 use crate::model::event::Event;
 use crate::model::memory::{Failure, Memory};
-use crate::model::plan::{DecidedOn, Outcome};
-use crate::model::status::RevisionState;
+use crate::model::plan::{DecidedOn, Outcome, RevisionMove};
 use crate::model::stored::{
     NewRevision, OutboxRow, ProbeResult, RevisionRecord, StoredDeployment, StoredInstance,
     StoredState, StoredSummary,
@@ -263,6 +265,20 @@ impl Store {
         self.call_notifying(move |tx| apply::apply_revision(tx, &revision, &desired, plan, now))
     }
 
+    /// Records a revision whose desired state is quarantined (see `apply::record_quarantined`);
+    /// `None` when it was recorded so already.
+    pub fn record_quarantined(
+        &self,
+        revision: NewRevision,
+        desired_hash: String,
+        identical_to: String,
+        now: Timestamp,
+    ) -> Result<Option<RevisionRecord>, StoreError> {
+        self.call_notifying(move |tx| {
+            apply::record_quarantined(tx, &revision, &desired_hash, &identical_to, now)
+        })
+    }
+
     /// Records a revision rejected by validation; no deployment changes.
     pub fn record_invalid(
         &self,
@@ -282,7 +298,7 @@ impl Store {
     pub fn record_pass(
         &self,
         outcomes: Vec<(DeploymentId, Outcome)>,
-        revision: Option<(i64, RevisionState)>,
+        revision: Option<RevisionMove>,
         purge: Vec<(DeploymentId, DecidedOn)>,
         acting: Vec<(DeploymentId, DecidedOn)>,
         now: Timestamp,
@@ -291,8 +307,14 @@ impl Store {
             let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
             let mut stale = pass::record(tx, &refs, now)?;
             stale.extend(pass::stale(tx, &acting)?);
-            if let (Some((seq, state)), true) = (revision, stale.is_empty()) {
-                pass::settle_revision(tx, seq, state, now)?;
+            match (revision, stale.is_empty()) {
+                (Some(RevisionMove::Settle { seq, state }), true) => {
+                    pass::settle_revision(tx, seq, state, now)?
+                }
+                (Some(RevisionMove::RollBack { seq, restore }), true) => {
+                    rollback::roll_back(tx, seq, &restore, now)?
+                }
+                (Some(_), false) | (None, _) => {}
             }
             let purged = pass::purge(tx, &purge, now)?;
             Ok(Recorded { stale, purged })
@@ -560,6 +582,17 @@ impl StoreReader {
     /// The most recent revision still queued or applying.
     pub fn open_revision(&self) -> Result<Option<RevisionRecord>, StoreError> {
         Ok(revisions::open(&self.conn)?.pop())
+    }
+
+    /// The newest revision that succeeded.
+    pub fn last_good_revision(&self) -> Result<Option<RevisionRecord>, StoreError> {
+        revisions::last_good(&self.conn)
+    }
+
+    /// The rolled-back revision whose desired state `desired_hash` is, while it is
+    /// quarantined.
+    pub fn quarantined(&self, desired_hash: &str) -> Result<Option<String>, StoreError> {
+        quarantine::holding(&self.conn, desired_hash)
     }
 
     /// How many instances, of every deployment, are in each state.

@@ -150,6 +150,9 @@ pub fn settle_revision(
         return Ok(());
     }
     revisions::set_state(tx, seq, state, None, now)?;
+    if state == RevisionState::Succeeded {
+        super::good_state::record(tx)?;
+    }
     let after = revisions::get(tx, seq)?;
     apply::notify_revision(tx, &after, Some(before.state), now)
 }

@@ -10,8 +10,8 @@ use crate::model::time::Timestamp;
 
 use super::{parse_column, parse_json, StoreError};
 
-const COLUMNS: &str =
-    "seq, source, id, message, author, received_at, state, state_since, diagnostics, superseded_by";
+const COLUMNS: &str = "seq, source, id, message, author, received_at, state, state_since, \
+     diagnostics, superseded_by, desired_hash, restores, rolled_back_to, identical_to";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RawRevision> {
     Ok(RawRevision {
@@ -25,6 +25,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawRevision> {
         state_since: row.get(7)?,
         diagnostics: row.get(8)?,
         superseded_by: row.get(9)?,
+        links: Links {
+            desired_hash: row.get(10)?,
+            restores: row.get(11)?,
+            rolled_back_to: row.get(12)?,
+            identical_to: row.get(13)?,
+        },
     })
 }
 
@@ -40,6 +46,17 @@ struct RawRevision {
     state_since: i64,
     diagnostics: String,
     superseded_by: Option<String>,
+    links: Links,
+}
+
+/// What a revision is linked to: its desired state's fingerprint, and the revisions a
+/// rollback ties it to (see `RevisionRecord`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    pub desired_hash: Option<String>,
+    pub restores: Option<String>,
+    pub rolled_back_to: Option<String>,
+    pub identical_to: Option<String>,
 }
 
 impl RawRevision {
@@ -55,6 +72,10 @@ impl RawRevision {
             state_since: Timestamp(self.state_since),
             diagnostics: parse_json("revisions.diagnostics", self.diagnostics)?,
             superseded_by: self.superseded_by,
+            desired_hash: self.links.desired_hash,
+            restores: self.links.restores,
+            rolled_back_to: self.links.rolled_back_to,
+            identical_to: self.links.identical_to,
         })
     }
 }
@@ -67,6 +88,18 @@ pub fn insert(
     diagnostics: &[Diagnostic],
     now: Timestamp,
 ) -> Result<RevisionRecord, StoreError> {
+    insert_linked(conn, rev, state, diagnostics, &Links::default(), now)
+}
+
+/// Records a revision with its links (see `Links`) and returns it.
+pub fn insert_linked(
+    conn: &Connection,
+    rev: &NewRevision,
+    state: RevisionState,
+    diagnostics: &[Diagnostic],
+    links: &Links,
+    now: Timestamp,
+) -> Result<RevisionRecord, StoreError> {
     let diagnostics_json =
         serde_json::to_string(diagnostics).map_err(|e| StoreError::BadValue {
             column: "revisions.diagnostics",
@@ -74,9 +107,22 @@ pub fn insert(
             source: Box::new(e),
         })?;
     conn.execute(
-        "INSERT INTO revisions (source, id, message, author, received_at, state, state_since, diagnostics)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)",
-        params![rev.source, rev.id, rev.message, rev.author, now.0, state.as_str(), diagnostics_json],
+        "INSERT INTO revisions (source, id, message, author, received_at, state, state_since, diagnostics,
+                               desired_hash, restores, rolled_back_to, identical_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            rev.source,
+            rev.id,
+            rev.message,
+            rev.author,
+            now.0,
+            state.as_str(),
+            diagnostics_json,
+            links.desired_hash,
+            links.restores,
+            links.rolled_back_to,
+            links.identical_to
+        ],
     )?;
     get(conn, conn.last_insert_rowid())
 }
@@ -145,4 +191,29 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<RevisionRecord>, Store
         .optional()?
         .map(RawRevision::into_record)
         .transpose()
+}
+
+/// The newest revision that succeeded: what a failed one is rolled back to.
+pub fn last_good(conn: &Connection) -> Result<Option<RevisionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM revisions WHERE state = 'succeeded' ORDER BY seq DESC LIMIT 1"
+    );
+    conn.query_row(&sql, [], from_row)
+        .optional()?
+        .map(RawRevision::into_record)
+        .transpose()
+}
+
+/// Marks revision `seq` rolled back to `restored`.
+pub fn set_rolled_back(
+    conn: &Connection,
+    seq: i64,
+    restored: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE revisions SET state = 'rolled_back', state_since = ?2, rolled_back_to = ?3 WHERE seq = ?1",
+        params![seq, now.0, restored],
+    )?;
+    Ok(())
 }

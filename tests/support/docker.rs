@@ -151,6 +151,7 @@ pub fn config() -> Config {
             stop_grace: Duration::from_secs(1),
             // Success at once: these tests are about other things than stabilization.
             stable_after: Duration::from_millis(0),
+            rollback: keel::reconcile::rollback::Mode::On,
         },
         limits: Limits {
             call_timeout: Duration::from_secs(60),

@@ -56,6 +56,7 @@ pub fn fast_controller(
             stop_grace: Duration::from_secs(1),
             // Success at once: these tests are about other things than stabilization.
             stable_after: Duration::from_millis(0),
+            rollback: keel::reconcile::rollback::Mode::On,
         },
         limits: keel::reconcile::executor::Limits {
             call_timeout: Duration::from_secs(5),

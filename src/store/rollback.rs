@@ -1,0 +1,99 @@
+//! Rolling a revision that failed at run time back to the last good one, inside the pass's
+//! transaction (the decision is `reconcile::rollback`'s): the failed revision is recorded
+//! `rolled_back` (announced with its deployments as they failed) and its desired state
+//! quarantined; the last good desired state is applied again as a new revision that names the
+//! one it undoes, through the same diff and rollout as any revision — updated and deleted
+//! deployments restored, created ones removed. Jobs are never run again by a rollback: a job
+//! the restore would change or bring back keeps its row as it is.
+//!
+//! Invariants: one transaction, so an agent killed at any point either has not begun the
+//! rollback or finds it recorded and converges to the restored state; a revision that is no
+//! longer open (a newer one arrived) is left alone.
+
+use rusqlite::Connection;
+
+use crate::model::desired::DesiredState;
+use crate::model::diff::{diff_with, Action, Plan};
+use crate::model::event::{NotificationKind, RolledBack};
+use crate::model::manifest::WorkloadKind;
+use crate::model::stored::{NewRevision, RevisionRecord};
+use crate::model::time::Timestamp;
+
+use super::revisions::Links;
+use super::{apply, deployments, good_state, outbox, quarantine, revisions, StoreError};
+
+/// Rolls revision `seq` back to `restore` (the last good revision's id).
+pub fn roll_back(
+    tx: &Connection,
+    seq: i64,
+    restore: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let failed = revisions::get(tx, seq)?;
+    if !failed.state.is_open() {
+        return Ok(());
+    }
+    let good = good_state::load(tx)?;
+    let (plan, not_undone) = restore_plan(tx, &good)?;
+    record_rolled_back(tx, &failed, restore, not_undone, now)?;
+    let revision = NewRevision {
+        source: failed.source.clone(),
+        id: restore.to_owned(),
+        message: Some(format!("rollback of {}", failed.id)),
+        author: None,
+    };
+    let links = Links {
+        desired_hash: Some(good.fingerprint()),
+        restores: Some(failed.id.clone()),
+        ..Links::default()
+    };
+    apply::apply_linked(tx, &revision, &good, plan, &links, now)?;
+    Ok(())
+}
+
+/// Marks `failed` rolled back, announces it (its deployments as they failed) and quarantines
+/// its desired state.
+fn record_rolled_back(
+    tx: &Connection,
+    failed: &RevisionRecord,
+    restore: &str,
+    not_undone: Vec<String>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    revisions::set_rolled_back(tx, failed.seq, restore, now)?;
+    let after = revisions::get(tx, failed.seq)?;
+    apply::notify_revision(tx, &after, Some(failed.state), now)?;
+    let data = RolledBack {
+        source: failed.source.clone(),
+        revision: failed.id.clone(),
+        restored: restore.to_owned(),
+        deployments: apply::outcomes(tx, &failed.id)?,
+        not_undone,
+    };
+    outbox::enqueue(tx, NotificationKind::RevisionRolledBack, &data, now)?;
+    if let Some(hash) = &failed.desired_hash {
+        quarantine::add(tx, hash, &failed.id, now)?;
+    }
+    Ok(())
+}
+
+/// What restoring `good` changes, with the jobs it must not run again left out (and named).
+fn restore_plan(tx: &Connection, good: &DesiredState) -> Result<(Plan, Vec<String>), StoreError> {
+    let stored = deployments::summaries(tx, None)?;
+    let mut plan = diff_with(good, &stored, |id| deployments::canonical(tx, id))?;
+    let mut not_undone = Vec::new();
+    plan.items.retain(|item| {
+        let runs_a_job = match item.action {
+            Action::Create | Action::Update { .. } => good
+                .deployments
+                .get(&item.id)
+                .is_some_and(|d| d.spec.kind == WorkloadKind::Job),
+            Action::Delete | Action::Unchanged => false,
+        };
+        if runs_a_job {
+            not_undone.push(item.id.to_string());
+        }
+        !runs_a_job
+    });
+    Ok((plan, not_undone))
+}
