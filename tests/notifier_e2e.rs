@@ -2,8 +2,12 @@
 //! killed with SIGKILL between attempts gets every notification once it is up (at least once,
 //! the same `webhook-id` on a repeat); and, with Docker and a Git repository, a fake GitHub
 //! sees `pending` then `success` only after the readiness-gated worker serves, and `failure`
-//! naming the worker of a commit that crash-loops. No secret, token or signature appears in
-//! the log at `trace`, in the database or in the API.
+//! naming the worker of a commit that crash-loops; a worker that dies a moment after each start
+//! never turns its commit green; a bad commit is rolled back (the good generation serves again,
+//! the bad commit `failure`, the good one still `success`, `revision.rolled_back` delivered), its
+//! twin under another commit is quarantined, a fix applies; `[rollback] mode = "off"` keeps a
+//! failure in place. No secret, token or signature appears in the log at `trace`, in the
+//! database or in the API.
 
 mod support;
 
@@ -273,4 +277,170 @@ async fn a_worker_that_crashes_after_a_moment_never_turns_its_commit_green() {
             format!("{}/boom: crash_loop_back_off after 5 restarts", host.ns.0)
         )
     );
+}
+
+/// GETs `/` of `ip:8080` over HTTP/1.0: the body when it answers 200.
+fn serves(ip: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let address: std::net::SocketAddr = format!("{ip}:8080").parse().ok()?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.")
+        .then(|| text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()))
+        .flatten()
+        .filter(|_| text.contains(" 200 "))
+}
+
+/// A good commit serves; a bad one (its command exits) is rolled back — the good generation
+/// serves again, the bad commit is `failure` naming the deployment, the good one keeps its
+/// `success`, `revision.rolled_back` is delivered; the same manifests under a new commit are
+/// not applied and get their status at once; a fixing commit is applied normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_commit_is_rolled_back_and_its_twin_is_not_applied() {
+    let host = Host::new();
+    let forge = FakeForge::start(Forge::Github, TOKEN).await;
+    let receiver = Receiver::start(SECRET).await;
+    let token_file = host.dir.path().join("forge.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let extra = format!(
+        "poll_interval = \"1s\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n\n[[webhooks]]\nurl = {:?}\nsecret = {SECRET:?}\n",
+        forge.api_url, token_file, receiver.url
+    );
+    let config = host.config_with("agent", &host.node(), &extra);
+    let serving = |version: &str| {
+        format!("    command: [sh, -c, \"mkdir -p /www; echo {version} > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    health_checks:\n      - {{type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 1s}}\n")
+    };
+    let repo = Repo::new();
+    let web = |extra: &str| format!("deployments:\n{}", host.deployment("web", extra));
+    repo.write("web.yaml", &web(&serving("v1")));
+    let good = repo.commit("web v1");
+    let agent = host.start_on("agent", &repo.url(), &config, "info");
+    let state = |sha: &str| {
+        agent
+            .get(&format!("/v1/revisions/{sha}"))
+            .and_then(|r| r["state"].as_str().map(str::to_owned))
+    };
+    wait_for("the good commit to succeed", 120, || {
+        state(&good).as_deref() == Some("succeeded")
+    });
+
+    // The bad commit: the new command exits at once.
+    let bad_web = web("    command: [sh, -c, \"exit 3\"]\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, readiness: true, min_healthy_time: 1s}\n");
+    repo.write("web.yaml", &bad_web);
+    let bad = repo.commit("web that cannot start");
+    wait_for("the bad commit to be rolled back", 180, || {
+        state(&bad).as_deref() == Some("rolled_back")
+    });
+    let detail = format!("/v1/deployments/{}/web", host.ns.0);
+    wait_for("the good generation to serve again", 120, || {
+        agent.get(&detail).is_some_and(|d| {
+            d["status"] == "running"
+                && d["ips"].as_array().is_some_and(|ips| {
+                    ips.iter()
+                        .filter_map(|ip| ip.as_str())
+                        .any(|ip| serves(ip).is_some_and(|b| b.trim() == "v1"))
+                })
+        })
+    });
+    let posted = |sha: &str| -> Vec<(String, String)> {
+        forge
+            .posted()
+            .into_iter()
+            .filter(|p| p.sha == sha)
+            .map(|p| (p.state, p.description))
+            .collect()
+    };
+    wait_for("the bad commit's failure", 60, || {
+        posted(&bad).iter().any(|(state, _)| state == "failure")
+    });
+    let (_, description) = posted(&bad).pop().unwrap();
+    assert!(
+        description.starts_with(&format!(
+            "rolled back to {}: {}/web",
+            &good[..12],
+            host.ns.0
+        )),
+        "{description}"
+    );
+    assert_eq!(
+        posted(&good).last().map(|(state, _)| state.as_str()),
+        Some("success"),
+        "the good commit keeps its success: {:?}",
+        posted(&good)
+    );
+    wait_for("revision.rolled_back to be delivered", 60, || {
+        receiver.received().iter().any(|r| {
+            r.kind == "revision.rolled_back"
+                && r.body["data"]["revision"] == bad.as_str()
+                && r.body["data"]["restored"] == good.as_str()
+        })
+    });
+
+    // The same manifests under another commit: not applied, a failure status at once.
+    repo.write("notes.txt", "an unrelated file");
+    let twin = repo.commit("an unrelated change on top of the bad manifests");
+    wait_for("the twin to be quarantined", 60, || {
+        state(&twin).as_deref() == Some("quarantined")
+    });
+    wait_for("the twin's failure", 60, || {
+        posted(&twin)
+            .iter()
+            .any(|(state, description)| state == "failure" && description.contains(&bad[..12]))
+    });
+    assert_eq!(
+        agent.get(&detail).unwrap()["status"],
+        "running",
+        "nothing of it applied"
+    );
+
+    // A fixing commit is applied normally.
+    repo.write("web.yaml", &web(&serving("v2")));
+    let fix = repo.commit("web v2");
+    wait_for("the fix to succeed", 120, || {
+        state(&fix).as_deref() == Some("succeeded")
+    });
+    assert_eq!(forge.rejected(), Vec::<String>::new());
+}
+
+/// `[rollback] mode = "off"`: a failed revision stays failed and nothing is restored.
+#[test]
+fn with_rollback_off_a_failed_revision_stays_in_place() {
+    let host = Host::new();
+    let config = host.config_with(
+        "agent",
+        &host.node(),
+        "stable_after = \"2s\"\n[rollback]\nmode = \"off\"\n",
+    );
+    let web = |command: &str| {
+        format!(
+            "deployments:\n{}",
+            host.deployment("web", &format!("    command: [sh, -c, \"{command}\"]\n"))
+        )
+    };
+    host.write("web.yaml", &web("sleep 3600"));
+    let repo = host.repo();
+    let agent = host.start_on("agent", repo.to_str().unwrap(), &config, "info");
+    let latest = || {
+        agent
+            .get("/v1/revisions?limit=1")
+            .and_then(|r| r[0]["state"].as_str().map(str::to_owned))
+    };
+    wait_for("the first revision to succeed", 90, || {
+        latest().as_deref() == Some("succeeded")
+    });
+    host.write("web.yaml", &web("exit 3"));
+    wait_for("the second revision to fail", 120, || {
+        latest().as_deref() == Some("failed")
+    });
+    let detail = agent
+        .get(&format!("/v1/deployments/{}/web", host.ns.0))
+        .unwrap();
+    assert_eq!(detail["status"], "crash_loop_back_off", "{detail}");
+    assert_eq!(detail["generation"], 2, "nothing restored: {detail}");
 }

@@ -214,6 +214,11 @@ async fn a_failed_revision_restores_the_last_good_one_and_its_state_is_quarantin
         .filter(|r| r.state == RevisionState::Quarantined)
         .count();
     assert_eq!(quarantined, 1);
+    assert_eq!(
+        rig.reader.rollback_counts().unwrap(),
+        (1, 1, 1),
+        "one rollback, one refused twin, one quarantined state"
+    );
 
     // A fixing commit is applied normally.
     let web3 = web("3");

@@ -15,7 +15,7 @@ use crate::model::status::DeploymentStatus;
 use super::{ApiError, ApiState};
 
 pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
-    let (all, instances, latest, depth, backlog) = state
+    let (all, instances, latest, depth, backlog, rollbacks) = state
         .read(|r| {
             let all = r.summaries()?;
             let instances = r.instance_counts()?;
@@ -26,6 +26,7 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
                 r.revisions(1)?.pop(),
                 r.outbox_depth()?,
                 backlog,
+                r.rollback_counts()?,
             ))
         })
         .await?;
@@ -60,6 +61,7 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> Result<impl IntoRespo
     let restarts: u64 = all.iter().map(|d| u64::from(d.restart_count)).sum();
     let _ = writeln!(out, "keel_restarts {restarts}");
     revision_metrics(&mut out, latest.as_ref());
+    rollback_metrics(&mut out, rollbacks);
     family(
         &mut out,
         "keel_outbox_depth",
@@ -110,6 +112,34 @@ fn revision_metrics(out: &mut String, latest: Option<&crate::model::stored::Revi
         );
         let age = (crate::clock::now().millis() - r.received_at.millis()).max(0) as f64 / 1000.0;
         let _ = writeln!(out, "keel_revision_age_seconds {age}");
+    }
+}
+
+/// Rollbacks and quarantines, as the revisions table counts them.
+fn rollback_metrics(out: &mut String, (rolled_back, refused, held): (u64, u64, u64)) {
+    let rows = [
+        (
+            "keel_rollbacks_total",
+            "counter",
+            "Revisions that failed at run time and were rolled back.",
+            rolled_back,
+        ),
+        (
+            "keel_quarantined_revisions_total",
+            "counter",
+            "Revisions not applied: their desired state was rolled back before.",
+            refused,
+        ),
+        (
+            "keel_quarantined_states",
+            "gauge",
+            "Desired states quarantined now.",
+            held,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 

@@ -589,6 +589,12 @@ impl StoreReader {
         revisions::last_good(&self.conn)
     }
 
+    /// Rollbacks and quarantines: (revisions rolled back, revisions refused as quarantined,
+    /// desired states quarantined now).
+    pub fn rollback_counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        quarantine::counts(&self.conn)
+    }
+
     /// The rolled-back revision whose desired state `desired_hash` is, while it is
     /// quarantined.
     pub fn quarantined(&self, desired_hash: &str) -> Result<Option<String>, StoreError> {

@@ -23,6 +23,17 @@ pub fn add(
     Ok(())
 }
 
+/// (revisions rolled back, revisions refused as quarantined, desired states quarantined now).
+pub fn counts(conn: &Connection) -> Result<(u64, u64, u64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM revisions WHERE state = 'rolled_back'),
+                (SELECT COUNT(*) FROM revisions WHERE state = 'quarantined'),
+                (SELECT COUNT(*) FROM quarantine WHERE lifted_at IS NULL)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}
+
 /// The rolled-back revision whose desired state `desired_hash` is, while quarantined.
 pub fn holding(conn: &Connection, desired_hash: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
