@@ -135,6 +135,42 @@ async fn environment_and_a_secret_reach_the_container_and_the_secret_nowhere_els
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_last_output_is_kept_with_its_death_and_its_secrets_hidden() {
+    let agent = Agent::new();
+    let secret = "printed-s3cr3t-4d1c";
+    std::fs::write(agent.path("secrets").join("api-token"), secret).unwrap();
+    // An application that prints its own environment, then dies.
+    let extra = "    command: [sh, -c, \"echo starting; echo token is $TOKEN; echo giving up >&2; exit 4\"]\n    environment:\n      TOKEN: {secretRef: api-token}\n";
+    agent.apply("r1", &[("web.yaml", &agent.deployment("web", extra))]);
+    let mut controller = agent.controller();
+    agent
+        .until(&mut controller, 60, "a death to be recorded", |a| {
+            a.reader
+                .events(&a.id("web"), 100)
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == keel::model::event::EventKind::InstanceDied)
+        })
+        .await;
+    let died = agent
+        .reader
+        .events(&agent.id("web"), 100)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == keel::model::event::EventKind::InstanceDied)
+        .unwrap();
+    assert!(
+        died.message.contains("exited with code 4"),
+        "{}",
+        died.message
+    );
+    for line in ["starting", "token is [secret]", "giving up"] {
+        assert!(died.message.contains(line), "{line:?} in {}", died.message);
+    }
+    assert!(!died.message.contains(secret), "{}", died.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_is_a_config_error_naming_it() {
     let agent = Agent::new();
     let extra =

@@ -147,6 +147,20 @@ impl RuntimeState {
     }
 }
 
+/// `text` with every occurrence of each secret value replaced by `[secret]` — longest first, so
+/// that a value containing another is hidden whole. Empty values are ignored.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut values: Vec<&str> = secrets
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.into_iter().fold(text.to_owned(), |text, value| {
+        text.replace(value, "[secret]")
+    })
+}
+
 /// The recent history of one health check on one instance, folded by `reconcile::readiness`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckState {
@@ -272,5 +286,24 @@ mod pull_tests {
             p.reason(),
             "pulling 127.0.0.1:5000/app:1: 2/2 layers, 4.0 of 4.0 MB"
         );
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn every_secret_value_is_hidden_the_longest_first() {
+        let secrets = vec![
+            "hunter2".to_owned(),
+            "hunter2-extra".to_owned(),
+            String::new(),
+        ];
+        assert_eq!(
+            redact("token=hunter2-extra pw=hunter2 again hunter2.", &secrets),
+            "token=[secret] pw=[secret] again [secret]."
+        );
+        assert_eq!(redact("nothing here", &secrets), "nothing here");
     }
 }

@@ -90,6 +90,7 @@ mod tests {
             ip: None,
             started_at: None,
             finished_at: None,
+            last_output: None,
         };
         (HashMap::new(), inspection)
     }

@@ -493,13 +493,70 @@ impl DockerRuntime {
             })
             .and_then(|ip| ip.parse().ok())
             .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
+        let last_output = match phase {
+            Phase::Exited { .. } => self.evidence(id, &labels).await,
+            Phase::Created | Phase::Running => None,
+        };
         let inspection = Inspection {
             phase,
             ip,
             started_at,
             finished_at,
+            last_output,
         };
         Ok(Some((labels, inspection)))
+    }
+}
+
+/// How many of an exited container's last lines keel keeps as evidence of how it ended, and
+/// at most how many bytes of them (a line may be long).
+const EVIDENCE_LINES: u32 = 50;
+const EVIDENCE_BYTES: usize = 8 * 1024;
+
+/// The end of `text`, at most `max` bytes, cut at a character boundary.
+fn last_bytes(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+impl DockerRuntime {
+    /// The last lines an exited container printed, every value of the secrets it was given
+    /// (its `keel.secrets` label names them) replaced by `[secret]`; read once, when it is
+    /// inspected after its exit, so that the event of its death keeps them after it is
+    /// removed. `None` when it printed nothing or the logs cannot be read.
+    async fn evidence(&self, id: &str, labels: &HashMap<String, String>) -> Option<String> {
+        let options = super::LogOptions {
+            tail: Some(EVIDENCE_LINES),
+            ..super::LogOptions::default()
+        };
+        let chunks: Vec<_> = super::Runtime::logs(self, id, options).collect().await;
+        let bytes: Vec<u8> = chunks
+            .into_iter()
+            .filter_map(Result::ok)
+            .flatten()
+            .collect();
+        let text = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+        if text.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = labels
+            .get(labels::SECRETS)
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        let dir = self.settings.secrets_dir.clone();
+        let values = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .filter_map(|name| build::read_secret(&dir, name, "secret").ok())
+                .collect::<Vec<String>>()
+        })
+        .await
+        .unwrap_or_default();
+        let redacted = crate::model::observed::redact(&text, &values);
+        Some(last_bytes(&redacted, EVIDENCE_BYTES).to_owned())
     }
 }
 
@@ -520,6 +577,8 @@ struct Inspection {
     ip: Option<std::net::IpAddr>,
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
+    /// An exited container's last lines of output, secrets hidden (see `evidence`).
+    last_output: Option<String>,
 }
 
 /// PURE: an inspection's answer. Unknown is not absent: a container that vanished before its
@@ -569,7 +628,7 @@ fn observed(
         started_at: inspection.started_at,
         interrupted: matches!(inspection.phase, Phase::Exited { .. })
             && inspection.finished_at.is_some_and(|f| outages.covers(f)),
-        last_output: None,
+        last_output: inspection.last_output.clone(),
     })
 }
 
@@ -977,6 +1036,7 @@ mod tests {
             ip: None,
             started_at: None,
             finished_at: None,
+            last_output: None,
         }
     }
 
@@ -989,6 +1049,7 @@ mod tests {
             ip: None,
             started_at: None,
             finished_at: Some(Timestamp(secs * 1000)),
+            last_output: None,
         }
     }
 
