@@ -110,6 +110,7 @@ pub async fn run(
     )?
     .with_metrics(metrics.clone())
     .with_runtime_board(api_state.runtimes.clone());
+    api_state.wake_with(controller.waker());
     let ingest = Ingest {
         store: store.clone(),
         status: status.clone(),

@@ -118,6 +118,17 @@ pub enum Command {
     ///
     /// Example: KEEL_TOKEN="$(cat /etc/keel/admin-token)" keel clear-runs ops/backup
     ClearRuns(views::ClearRunsArgs),
+    /// Apply a rolled-back revision's desired state again, lifting its quarantine.
+    ///
+    /// A revision that failed at run time is rolled back and its desired state quarantined:
+    /// keel does not apply it again, under any commit, until it changes. When the cause was
+    /// outside the repository (a registry outage, a full disk, now mended), an operator may
+    /// retry it as it is. SHA names the rolled-back revision, or a commit quarantined as its
+    /// twin. KEEL_TOKEN must be one of the agent's admin_tokens (keel.toml, [api]). If it fails
+    /// again, it is rolled back again.
+    ///
+    /// Example: KEEL_TOKEN="$(cat /etc/keel/admin-token)" keel retry 4e1f0c9a2b7d
+    Retry(views::RetryArgs),
     /// List the revisions the agent received, newest first, with their sync state.
     Revisions(views::ListArgs),
     /// Show the source, the latest revision and every namespace's status (`-n`: one).
@@ -295,6 +306,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => views::logs(&args),
         Command::Runs(args) => views::runs(&args),
         Command::ClearRuns(args) => views::clear_runs(&args),
+        Command::Retry(args) => views::retry(&args),
         Command::Revisions(args) => views::revisions(&args),
         Command::Status(args) => views::status(&args),
         Command::Wait(args) => views::wait(&args),

@@ -53,6 +53,9 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("/v1/namespaces", "/v1/namespaces"),
         ("/v1/revisions", "/v1/revisions"),
         ("/v1/revisions/{id}", "/v1/revisions/r1"),
+        // A write: checked by `keel_retry_lifts_a_quarantine_with_an_admin_token_only` and
+        // `an_admins_retry_applies_the_quarantined_state_again_and_only_that`.
+        ("/v1/revisions/{id}/retry", ""),
         ("/v1/source", "/v1/source"),
         ("/v1/version", "/v1/version"),
         ("/v1/runtimes", "/v1/runtimes"),

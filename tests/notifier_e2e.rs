@@ -12,6 +12,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 
 use serde_json::Value;
 use support::binary::{request, wait_for};
@@ -443,4 +444,97 @@ fn with_rollback_off_a_failed_revision_stays_in_place() {
         .unwrap();
     assert_eq!(detail["status"], "crash_loop_back_off", "{detail}");
     assert_eq!(detail["generation"], 2, "nothing restored: {detail}");
+}
+
+/// `keel retry` applies a rolled-back revision's desired state again — with an admin token;
+/// a token that may only read is refused (403), and nothing changes.
+#[test]
+fn keel_retry_lifts_a_quarantine_with_an_admin_token_only() {
+    const READ: &str = "read-token-5b1e";
+    const ADMIN: &str = "admin-token-9c4d";
+    let host = Host::new();
+    let extra =
+        format!("stable_after = \"2s\"\n[api]\ntokens = [{READ:?}]\nadmin_tokens = [{ADMIN:?}]\n");
+    let config = host.config_with("agent", &host.node(), &extra);
+    let worker = |name: &str, command: &str| {
+        host.deployment(name, &format!("    command: [sh, -c, \"{command}\"]\n"))
+    };
+    host.write(
+        "web.yaml",
+        &format!("deployments:\n{}", worker("web", "sleep 3600")),
+    );
+    let repo = host.repo();
+    let agent = host.start_on("agent", repo.to_str().unwrap(), &config, "info");
+    let auth = [("Authorization", format!("Bearer {READ}"))];
+    let revisions = || -> Vec<Value> {
+        let (_, body) = request(&agent.base, "GET", "/v1/revisions?limit=10", &auth, b"");
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let latest_state = || {
+        revisions()
+            .first()
+            .and_then(|r| r["state"].as_str().map(str::to_owned))
+    };
+    wait_for("the first revision to succeed", 90, || {
+        latest_state().as_deref() == Some("succeeded")
+    });
+    host.write(
+        "boom.yaml",
+        &format!("deployments:\n{}", worker("boom", "exit 3")),
+    );
+    wait_for("the bad revision to be rolled back", 120, || {
+        revisions().iter().any(|r| r["state"] == "rolled_back")
+    });
+    let bad = revisions()
+        .into_iter()
+        .find(|r| r["state"] == "rolled_back")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let retry = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["retry", &bad, "--api", &agent.base])
+            .env("KEEL_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let refused = retry(READ);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("403") || said.contains("Forbidden"), "{said}");
+    assert_eq!(
+        revisions().first().unwrap()["restores"],
+        bad.as_str(),
+        "nothing changed"
+    );
+
+    let retried = retry(ADMIN);
+    let out = String::from_utf8_lossy(&retried.stdout);
+    assert_eq!(
+        retried.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(out.contains("applied again"), "{out}");
+    let newest = revisions().into_iter().next().unwrap();
+    assert_eq!(
+        newest["id"],
+        bad.as_str(),
+        "the state is applied again under its sha"
+    );
+    assert!(
+        newest["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("retried by the admin token ")),
+        "{newest}"
+    );
+    assert!(
+        !newest.to_string().contains(ADMIN),
+        "never the token itself"
+    );
 }

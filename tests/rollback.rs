@@ -410,3 +410,53 @@ async fn rollback_notifications_match_their_webhook_schemas() {
     assert!(seen.contains(&NotificationKind::RevisionRolledBack));
     assert!(seen.contains(&NotificationKind::RevisionQuarantined));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_retry_applies_the_quarantined_state_again_and_only_that() {
+    let rig = rig();
+    let mut controller = rig.controller(config());
+    rig.push("good", &[("web.yaml", &web("1"))]);
+    rig.until(&mut controller, "the good revision to succeed", |r| {
+        r.state("good") == Some(RevisionState::Succeeded)
+    })
+    .await;
+    rig.push("bad", &[("web.yaml", &web("2")), ("boom.yaml", &boom())]);
+    rig.until(&mut controller, "the bad revision to be rolled back", |r| {
+        r.state("bad") == Some(RevisionState::RolledBack)
+    })
+    .await;
+    rig.push("twin", &[("web.yaml", &web("2")), ("boom.yaml", &boom())]);
+    let retry = |sha: &str| {
+        rig.store
+            .retry_revision(sha.into(), "the admin token 0a1b2c3d".into(), clock::now())
+            .unwrap()
+    };
+    assert_eq!(retry("nope"), keel::store::Retried::Unknown);
+    assert!(
+        matches!(retry("good"), keel::store::Retried::NotQuarantined(_)),
+        "the good revision holds no quarantine"
+    );
+    // Through the twin that was quarantined: the rolled-back state, applied again.
+    let keel::store::Retried::Applied(revision) = retry("twin") else {
+        panic!("the twin's retry applies the quarantined state");
+    };
+    assert_eq!(revision.id, "twin");
+    assert_eq!(
+        revision.message.as_deref(),
+        Some("retried by the admin token 0a1b2c3d")
+    );
+    assert!(
+        rig.row("boom").is_some_and(|d| d.in_revision),
+        "boom is back"
+    );
+    assert_eq!(
+        rig.reader.rollback_counts().unwrap().2,
+        0,
+        "no state quarantined now"
+    );
+    assert_eq!(
+        retry("bad"),
+        keel::store::Retried::NotQuarantined(RevisionState::RolledBack),
+        "lifted already"
+    );
+}

@@ -238,7 +238,29 @@ pub struct RevisionDto {
     pub message: Option<String>,
     pub author: Option<String>,
     pub superseded_by: Option<String>,
+    /// A rolled-back revision: the revision the host returned to.
+    #[serde(default)]
+    pub rolled_back_to: Option<String>,
+    /// A quarantined revision: the rolled-back revision whose desired state it repeats.
+    #[serde(default)]
+    pub identical_to: Option<String>,
+    /// A revision that restores the last good one after a failure: the failed revision.
+    #[serde(default)]
+    pub restores: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl RevisionDto {
+    /// Its state, in words for people: with the revision a rollback or a quarantine ties it to.
+    pub fn described_state(&self) -> String {
+        match (self.state, &self.rolled_back_to, &self.identical_to) {
+            (RevisionState::RolledBack, Some(to), _) => format!("rolled_back (to {to})"),
+            (RevisionState::Quarantined, _, Some(of)) => {
+                format!("quarantined (identical to {of}, which was rolled back)")
+            }
+            (state, _, _) => state.to_string(),
+        }
+    }
 }
 
 impl From<&RevisionRecord> for RevisionDto {
@@ -253,6 +275,9 @@ impl From<&RevisionRecord> for RevisionDto {
             message: r.message.clone(),
             author: r.author.clone(),
             superseded_by: r.superseded_by.clone(),
+            rolled_back_to: r.rolled_back_to.clone(),
+            identical_to: r.identical_to.clone(),
+            restores: r.restores.clone(),
             diagnostics: r.diagnostics.clone(),
         }
     }

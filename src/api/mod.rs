@@ -68,6 +68,8 @@ pub struct ApiState {
     /// The store's writer, for the one change an operator may make through the API (clearing
     /// a cron job's failed runs, `write_with`).
     writer: std::sync::OnceLock<Arc<crate::store::Store>>,
+    /// Wakes the reconcile loop after such a change applies a revision (`wake_with`).
+    waker: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 impl ApiState {
@@ -113,12 +115,19 @@ impl ApiState {
             views: rendered::Views::default(),
             rebuilding: tokio::sync::Mutex::new(()),
             writer: std::sync::OnceLock::new(),
+            waker: std::sync::OnceLock::new(),
         })
     }
 
     /// Lets admin-token requests write through `store` (set once; later calls are ignored).
     pub fn write_with(&self, store: Arc<crate::store::Store>) {
         let _ = self.writer.set(store);
+    }
+
+    /// Wakes the reconcile loop through `waker` when an admin's request applied a revision
+    /// (set once; later calls are ignored).
+    pub fn wake_with(&self, waker: Arc<tokio::sync::Notify>) {
+        let _ = self.waker.set(waker);
     }
 
     /// Streams instances' output from these runtimes (`GET …/logs`).
@@ -224,6 +233,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/namespaces", get(namespaces))
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{id}", get(revision))
+        .route(
+            "/v1/revisions/{id}/retry",
+            axum::routing::post(retry_revision),
+        )
         .route("/v1/source", get(source))
         .route("/v1/version", get(|| async { Json(VersionDto::current()) }))
         .route("/v1/runtimes", get(runtimes))
@@ -252,6 +265,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/namespaces",
     "/v1/revisions",
     "/v1/revisions/{id}",
+    "/v1/revisions/{id}/retry",
     "/v1/source",
     "/v1/version",
     "/v1/runtimes",
@@ -786,6 +800,38 @@ async fn clear_runs(
         crate::store::Cleared::Unknown => Err(ApiError::NotFound(format!("no deployment {id}"))),
         crate::store::Cleared::NotCronJob(kind) => Err(ApiError::BadRequest(format!(
             "{id} is a {kind}: only a cronjob has runs to clear"
+        ))),
+    }
+}
+
+/// `POST /v1/revisions/{id}/retry`: an admin lifts a quarantine and applies the state again.
+async fn retry_revision(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<RevisionDto>, ApiError> {
+    admin(&state.access, &headers)?;
+    let store =
+        state.writer.get().cloned().ok_or_else(|| {
+            ApiError::Internal("the API has no access to the store's writer".into())
+        })?;
+    let by = format!("the admin token {}", fingerprint(bearer(&headers)));
+    let asked = id.clone();
+    let done =
+        tokio::task::spawn_blocking(move || store.retry_revision(asked, by, crate::clock::now()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    match done {
+        crate::store::Retried::Applied(record) => {
+            tracing::info!(revision = %id, "quarantine lifted by an admin; the revision is applied again");
+            if let Some(waker) = state.waker.get() {
+                waker.notify_one();
+            }
+            Ok(Json(RevisionDto::from(record.as_ref())))
+        }
+        crate::store::Retried::Unknown => Err(ApiError::NotFound(format!("no revision {id}"))),
+        crate::store::Retried::NotQuarantined(s) => Err(ApiError::BadRequest(format!(
+            "revision {id} is {s}: only a rolled-back revision, or one quarantined as its twin, can be retried (and only while its state is quarantined)"
         ))),
     }
 }

@@ -113,6 +113,7 @@ pub fn document() -> Value {
         "RevisionList",
         generator.subschema_for::<Vec<RevisionDto>>(),
     );
+    add("Revision", generator.subschema_for::<RevisionDto>());
     add(
         "RevisionDetail",
         generator.subschema_for::<RevisionDetail>(),
@@ -258,6 +259,11 @@ pub fn document() -> Value {
                 "parameters": [path_param("id")],
                 "responses": with_errors(ok("RevisionDetail"), &[("404", "No such revision"), auth[0]])
             }},
+            "/v1/revisions/{id}/retry": {"post": {
+                "summary": "Lift the quarantine of a rolled-back revision's desired state (named by that revision or by a quarantined twin) and apply it again (an admin token only); answers the new revision",
+                "parameters": [path_param("id")],
+                "responses": with_errors(ok("Revision"), &[("400", "Neither rolled back nor quarantined, or no longer quarantined"), ("401", "No admin token"), ("403", "A token that may only read, or no admin token configured"), ("404", "No such revision")])
+            }},
             "/v1/source": {"get": {"summary": "What the source last fetched", "responses": with_errors(ok("Source"), &auth)}},
             "/v1/version": {"get": {"summary": "The agent's version and build", "responses": with_errors(ok("Version"), &auth)}},
             "/v1/runtimes": {"get": {"summary": "Whether each runtime can be listed (while one cannot, its deployments hold)", "responses": with_errors(ok("RuntimeList"), &auth)}},
@@ -312,6 +318,7 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("/v1/namespaces", "listNamespaces", "deployments"),
     ("/v1/revisions", "listRevisions", "revisions"),
     ("/v1/revisions/{id}", "getRevision", "revisions"),
+    ("/v1/revisions/{id}/retry", "retryRevision", "revisions"),
     ("/v1/source", "getSource", "agent"),
     ("/v1/version", "getVersion", "agent"),
     ("/v1/runtimes", "listRuntimes", "agent"),

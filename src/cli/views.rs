@@ -229,6 +229,14 @@ pub struct ClearRunsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The rolled-back revision (commit SHA or content hash), or a quarantined twin of it.
+    pub revision: String,
+}
+
+#[derive(Debug, Args)]
 pub struct WaitArgs {
     #[command(flatten)]
     pub api: ApiArgs,
@@ -1038,6 +1046,23 @@ pub fn clear_runs(args: &ClearRunsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Retries a rolled-back revision's desired state (with an admin token in KEEL_TOKEN).
+pub fn retry(args: &RetryArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/revisions/{}/retry", args.revision);
+    let token = crate::config::api_token_from_env();
+    let reply =
+        block_on(async { Ok(client::post(&args.api.api, &path, token.as_deref()).await?) })?;
+    if reply.status != 200 {
+        return Err(problem(&args.revision, &reply));
+    }
+    let (_, revision) = decode::<RevisionDto>(&path, &reply.body)?;
+    emit(&format!(
+        "revision {} applied again ({}); follow it with: keel wait {}\n",
+        revision.id, revision.state, revision.id
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// This program's version and, when asked and reachable, the agent's.
 struct Versions {
     raw: Value,
@@ -1129,16 +1154,15 @@ pub fn wait(args: &WaitArgs) -> anyhow::Result<ExitCode> {
                 token.as_deref(),
             )
             .await?;
-            let state = match reply.status {
-                200 => Some(
-                    serde_json::from_str::<RevisionDetail>(&reply.body)?
-                        .revision
-                        .state,
-                ),
+            let revision = match reply.status {
+                200 => Some(serde_json::from_str::<RevisionDetail>(&reply.body)?.revision),
                 404 => None,
                 other => bail!("the API answered {other}: {}", reply.body.trim()),
             };
-            let said = state.map_or_else(|| "not seen yet".to_owned(), |s| s.to_string());
+            let state = revision.as_ref().map(|r| r.state);
+            let said = revision
+                .as_ref()
+                .map_or_else(|| "not seen yet".to_owned(), RevisionDto::described_state);
             if said != last_state {
                 eprintln!("revision {}: {said}", args.revision);
                 last_state = said.clone();

@@ -325,6 +325,14 @@ CREATE TABLE quarantine (
     since        INTEGER NOT NULL,
     lifted_at    INTEGER
 );
+CREATE TABLE quarantined_specs (
+    desired_hash TEXT NOT NULL REFERENCES quarantine (desired_hash) ON DELETE CASCADE,
+    namespace    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    spec_hash    TEXT NOT NULL,
+    PRIMARY KEY (desired_hash, namespace, name)
+);
 INSERT INTO good_state (namespace, name, spec, spec_hash)
     SELECT namespace, name, spec, spec_hash FROM deployments
     WHERE in_revision = 1

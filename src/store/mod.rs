@@ -54,6 +54,7 @@ pub use deliveries::Filter as DeliveryFilter;
 pub use migrations::CURRENT_VERSION as SCHEMA_VERSION;
 /// Results kept per (instance, check); older ones are deleted as new ones arrive.
 pub use probes::RETAINED as PROBE_RESULTS_RETAINED;
+pub use rollback::Retried;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +264,16 @@ impl Store {
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
         self.call_notifying(move |tx| apply::apply_revision(tx, &revision, &desired, plan, now))
+    }
+
+    /// An admin's retry of revision `sha`'s quarantined desired state (see `rollback::retry`).
+    pub fn retry_revision(
+        &self,
+        sha: String,
+        by: String,
+        now: Timestamp,
+    ) -> Result<Retried, StoreError> {
+        self.call_notifying(move |tx| rollback::retry(tx, &sha, &by, now))
     }
 
     /// Records a revision whose desired state is quarantined (see `apply::record_quarantined`);

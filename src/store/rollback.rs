@@ -16,6 +16,7 @@ use crate::model::desired::DesiredState;
 use crate::model::diff::{diff_with, Action, Plan};
 use crate::model::event::{NotificationKind, RolledBack};
 use crate::model::manifest::WorkloadKind;
+use crate::model::status::RevisionState;
 use crate::model::stored::{NewRevision, RevisionRecord};
 use crate::model::time::Timestamp;
 
@@ -96,4 +97,60 @@ fn restore_plan(tx: &Connection, good: &DesiredState) -> Result<(Plan, Vec<Strin
         !runs_a_job
     });
     Ok((plan, not_undone))
+}
+
+/// What an admin's retry of a quarantined desired state did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retried {
+    /// No revision has that id.
+    Unknown,
+    /// It is neither rolled back nor quarantined (its state), or its quarantine was lifted.
+    NotQuarantined(RevisionState),
+    /// The quarantine is lifted and the state applied again, as this revision.
+    Applied(Box<RevisionRecord>),
+}
+
+/// Lifts the quarantine of revision `sha`'s desired state (`sha` rolled back, or quarantined
+/// as a twin of one that was) and applies that state again, as a revision with `sha`'s id
+/// whose message names who asked (`by`).
+pub fn retry(tx: &Connection, sha: &str, by: &str, now: Timestamp) -> Result<Retried, StoreError> {
+    let Some(asked) = revisions::find(tx, sha)? else {
+        return Ok(Retried::Unknown);
+    };
+    let rolled_back = match asked.state {
+        RevisionState::RolledBack => Some(asked.clone()),
+        RevisionState::Quarantined => match asked.identical_to.as_deref() {
+            Some(id) => revisions::find(tx, id)?,
+            None => None,
+        },
+        RevisionState::Queued
+        | RevisionState::Applying
+        | RevisionState::Succeeded
+        | RevisionState::Failed
+        | RevisionState::Invalid
+        | RevisionState::Superseded => None,
+    };
+    let hash = rolled_back.and_then(|r| r.desired_hash);
+    let Some(state) = hash
+        .as_deref()
+        .map(|h| quarantine::lift(tx, h, now))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(Retried::NotQuarantined(asked.state));
+    };
+    let stored = deployments::summaries(tx, None)?;
+    let plan = diff_with(&state, &stored, |id| deployments::canonical(tx, id))?;
+    let revision = NewRevision {
+        source: asked.source.clone(),
+        id: asked.id.clone(),
+        message: Some(format!("retried by {by}")),
+        author: asked.author.clone(),
+    };
+    let links = Links {
+        desired_hash: hash,
+        ..Links::default()
+    };
+    let applied = apply::apply_linked(tx, &revision, &state, plan, &links, now)?;
+    Ok(Retried::Applied(Box::new(applied.revision)))
 }
