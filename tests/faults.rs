@@ -518,3 +518,126 @@ fn fifty_alternating_revisions_apply_the_good_and_nothing_of_the_bad() {
     assert!(max_rss < 512 * 1024, "RSS {} KiB", max_rss);
     assert!(host.containers().is_empty());
 }
+
+// ---- kill -9 during a rollback ---------------------------------------------------------------
+
+/// A bad revision is rolled back while the agent is killed every 0–3 s, before, during and
+/// after the rollback: the host ends on the good revision — exactly its containers — with the
+/// bad revision `rolled_back` and its desired state still quarantined, nothing duplicated.
+#[test]
+fn kill_nine_during_a_rollback_converges_to_the_last_good_revision() {
+    let host = Host::new();
+    let config = host.config_with("agent", &host.node(), "stable_after = \"1s\"\n");
+    let repo = host.repo();
+    let start = || host.start_on("agent", repo.to_str().unwrap(), &config, "info");
+    let latest = |agent: &AgentProcess| {
+        agent
+            .get("/v1/revisions?limit=1")
+            .and_then(|r| r.as_array()?.first().cloned())
+    };
+    host.write(
+        "web.yaml",
+        &format!("deployments:\n{}", host.deployment("web", PLAIN)),
+    );
+    let agent = start();
+    wait_for("the good revision to succeed", 90, || {
+        latest(&agent).is_some_and(|r| r["state"] == "succeeded")
+    });
+    let good = latest(&agent).unwrap()["id"].as_str().unwrap().to_owned();
+    agent.kill9();
+
+    // The bad revision: web changes, boom dies at once.
+    let web2 = format!("{PLAIN}    environment:\n      VERSION: \"2\"\n");
+    host.write(
+        "web.yaml",
+        &format!(
+            "deployments:\n{}{}",
+            host.deployment("web", &web2),
+            host.deployment("boom", "    command: [sh, -c, \"exit 3\"]\n")
+        ),
+    );
+    let db = host.db("agent");
+    let rolled_back = || {
+        rusqlite::Connection::open(&db)
+            .ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM revisions WHERE state = 'rolled_back'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .ok()
+            })
+            .unwrap_or(0)
+    };
+    let mut round = 0u64;
+    let mut after = 0;
+    // Kill until the rollback happened and three more rounds went by in its convergence.
+    while after < 3 {
+        let agent = start();
+        std::thread::sleep(Duration::from_millis(round * 787 % 3000));
+        agent.kill9();
+        round += 1;
+        if rolled_back() > 0 {
+            after += 1;
+        }
+        assert!(round < 60, "no rollback after {round} kills");
+    }
+
+    let agent = start();
+    let revisions = || {
+        agent
+            .get("/v1/revisions?limit=50")
+            .and_then(|r| r.as_array().cloned())
+            .unwrap_or_default()
+    };
+    // Each start reads the directory again: its bad content is recorded quarantined, once.
+    let restored = || {
+        revisions().iter().any(|r| {
+            r["state"] == "succeeded" && r["id"] == good.as_str() && !r["restores"].is_null()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !restored() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore did not succeed: {:#?}",
+            revisions()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        revisions()
+            .iter()
+            .filter(|r| r["state"] == "quarantined")
+            .count()
+            <= 1,
+        "the same content is recorded quarantined once: {:#?}",
+        revisions()
+    );
+    assert_eq!(rolled_back(), 1, "rolled back once, never again");
+    assert_eq!(
+        host.containers(),
+        vec![("web".to_owned(), 3)],
+        "exactly the good revision's containers: web (restored as generation 3), no boom"
+    );
+    let web = agent
+        .get(&format!("/v1/deployments/{}/web", host.ns.0))
+        .unwrap();
+    assert_eq!(web["status"], "running");
+    assert_eq!(web["restart_count"], 0, "{web}");
+    assert!(agent.terminate().success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let quarantined: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM quarantine WHERE lifted_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(quarantined, 1, "the bad desired state is still quarantined");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
