@@ -3,7 +3,8 @@
 //! behind, a crashed VMM is an exited instance, a missing kernel is `failed`, too much memory is
 //! `insufficient_resources`, a restarted runtime adopts running VMs without booting a second
 //! one, and through the controller a job whose guest powers off is `completed` while a worker
-//! whose VMM keeps dying ends in `crash_loop_back_off`.
+//! whose VMM keeps dying ends in `crash_loop_back_off`, and a bad revision of microVMs is rolled
+//! back to the good one.
 
 mod support;
 
@@ -482,4 +483,81 @@ async fn a_vms_logs_are_its_serial_console_tailed_then_followed_until_it_is_remo
         .await
         .expect("the stream ends with the VM");
     assert!(ended.is_none());
+}
+
+/// Runs passes until `done` holds (30 s at most).
+async fn pass_until(controller: &mut Controller, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    while !done() {
+        controller.pass().await.unwrap();
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(StdDuration::from_millis(30)).await;
+    }
+}
+
+/// A bad revision on Cloud Hypervisor is rolled back like any: its VMs keep dying, the host
+/// returns to the good revision, whose VM runs again, and nothing of the bad one is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_revision_of_microvms_is_rolled_back_to_the_good_one() {
+    use keel::model::status::RevisionState;
+    let rig = Rig::new();
+    let store = Arc::new(Store::open(&rig.dir.path().join("keel.db")).unwrap());
+    let mut config = Config {
+        resync: Duration::from_millis(50),
+        ..Config::default()
+    };
+    config.policy.backoff_base = Duration::from_millis(10);
+    config.policy.backoff_max = Duration::from_millis(20);
+    config.policy.stable_after = Duration::from_millis(300);
+    let runtime: Arc<dyn Runtime> = Arc::new(rig.runtime());
+    let mut controller =
+        Controller::new(store.clone(), vec![runtime], config, keel::clock::system()).unwrap();
+    let reader = store.reader().unwrap();
+    let apply = |sha: &str, text: &str| {
+        keel::ingest::apply_revision(
+            &store,
+            revision(sha),
+            desired(&[("app.yaml", text)]),
+            keel::clock::now(),
+        )
+        .unwrap();
+    };
+    let state = |sha: &str| reader.revision(sha).unwrap().map(|r| r.state);
+    apply("good", &manifest("web", &rig.kernel, ""));
+    pass_until(&mut controller, "the good revision to succeed", || {
+        state("good") == Some(RevisionState::Succeeded)
+    })
+    .await;
+    let good = stored(&store, "web");
+
+    // From now on every VMM that starts dies: the bad revision's VMs.
+    rig.control("KEEL_FAKE_VMM_CRASH_MS=50\n");
+    let bad = manifest("web", &rig.kernel, "    labels:\n      version: \"2\"\n");
+    apply("bad", &bad);
+    pass_until(
+        &mut controller,
+        "the bad revision to be rolled back",
+        || state("bad") == Some(RevisionState::RolledBack),
+    )
+    .await;
+    // The world is as it was: the restore's VMs boot.
+    rig.control("");
+    pass_until(&mut controller, "the restore to succeed", || {
+        reader
+            .revisions(1)
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.restores.is_some() && r.state == RevisionState::Succeeded)
+    })
+    .await;
+    let web = stored(&store, "web");
+    assert_eq!(web.spec_hash, good.spec_hash, "the good spec runs again");
+    assert_eq!(web.status, DeploymentStatus::Running);
+    let instances = reader.instances(&DeploymentId::new("demo", "web")).unwrap();
+    assert_eq!(
+        instances.len(),
+        1,
+        "one VM, of the restored generation: {instances:?}"
+    );
+    assert_eq!(instances[0].generation, web.generation);
 }
