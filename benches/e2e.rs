@@ -36,13 +36,16 @@ fn main() {
             .unwrap_or(default)
     };
     let memory_only = args.iter().any(|a| a == "memory");
+    // `rollback`: only the rollback figure (each sample waits for a restart budget).
+    let rollback_only = args.iter().any(|a| a == "rollback");
     let samples = if quick { 3 } else { 7 };
     let window = Duration::from_secs(if quick { 10 } else { 30 });
     let host = Host::new();
     let node = format!("bench-{}", host.ns.0);
     let receiver = Receiver::start();
+    // Success after 1 s up (a rolled-back worker must not count as stable at once).
     let webhook = format!(
-        "[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_{}\"\n",
+        "stable_after = \"1s\"\n[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_{}\"\n",
         receiver.url,
         base64_of(b"benchmark-webhook-secret")
     );
@@ -72,6 +75,10 @@ fn main() {
 
     let create_start = docker_create_start(&host, &node, samples);
     println!("baseline: Docker's own create + start of the same container: {create_start:.3} s\n");
+    if rollback_only {
+        rollback(&host, &agent, samples.min(3), create_start);
+        return;
+    }
     latencies(&host, &agent, samples, create_start);
     crash(&host, &agent, samples, create_start);
     // Idle first without health checks: 20 plain workers.
@@ -276,6 +283,67 @@ fn latencies(host: &Host, agent: &AgentProcess, samples: usize, create_start: f6
         );
     }
     println!();
+}
+
+/// A bad revision rolled back: the failing deployment's terminal status recorded (the
+/// rollback is decided and applied in that same transaction) → the last good generation's
+/// instance started again.
+fn rollback(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64) {
+    let mut back = Vec::new();
+    for i in 0..samples {
+        let name = format!("rb{i}");
+        let good = format!("{SLEEPER}    environment:\n      SAMPLE: \"{i}\"\n");
+        host.write(
+            "rb.yaml",
+            &format!("deployments:\n{}", host.deployment(&name, &good)),
+        );
+        wait("the good revision", 120, || {
+            agent
+                .get("/v1/revisions?limit=1")
+                .is_some_and(|r| r[0]["state"] == "succeeded")
+        });
+        let bad = "    command: [sh, -c, \"exit 3\"]\n";
+        host.write(
+            "rb.yaml",
+            &format!("deployments:\n{}", host.deployment(&name, bad)),
+        );
+        let mut restored = None;
+        wait("the rollback to serve the good generation", 300, || {
+            restored = restored_after_terminal(agent, host, &name);
+            restored.is_some()
+        });
+        back.push(restored.expect("restored"));
+    }
+    let back = median(back);
+    println!("rollback: terminal status → last good generation started  {back:>7.3} s   ×{:.2} of create+start\n", back / create_start);
+    let _ = std::fs::remove_file(host.repo().join("rb.yaml"));
+}
+
+/// Seconds from the `crash_loop_back_off` of `name` to the start of its restored instance,
+/// once the restore succeeded.
+fn restored_after_terminal(agent: &AgentProcess, host: &Host, name: &str) -> Option<f64> {
+    let newest = agent.get("/v1/revisions?limit=1")?;
+    let newest = newest.as_array()?.first()?;
+    if newest["restores"].is_null() || newest["state"] != "succeeded" {
+        return None;
+    }
+    let events = agent.get(&format!(
+        "/v1/deployments/{}/{name}/events?limit=200",
+        host.ns.0
+    ))?;
+    let terminal = events["events"].as_array()?.iter().find_map(|e| {
+        let to_terminal = e["reason"] == "max_restart_count";
+        to_terminal
+            .then(|| parse_rfc3339(e["time"].as_str()?))
+            .flatten()
+    })?;
+    let detail = deployment_detail(agent, host, name)?;
+    let started = detail["instances"]
+        .as_array()?
+        .iter()
+        .filter_map(|i| parse_rfc3339(i["started_at"].as_str()?))
+        .max()?;
+    Some(secs(terminal, started))
 }
 
 /// `docker kill` → the replacement running, minus the crash backoff (1 s on a first death).

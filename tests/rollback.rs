@@ -456,7 +456,49 @@ async fn an_admins_retry_applies_the_quarantined_state_again_and_only_that() {
     );
     assert_eq!(
         retry("bad"),
-        keel::store::Retried::NotQuarantined(RevisionState::RolledBack),
-        "lifted already"
+        keel::store::Retried::Outdated("twin".into()),
+        "a revision was applied since: retrying the older one would not last"
+    );
+}
+
+/// A revision is rolled back for what it changed, not for a deployment it left alone that
+/// fails on its own: that revision is `failed`, and what it brought stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_the_revision_did_not_cause_does_not_roll_it_back() {
+    let rig = rig();
+    let mut controller = rig.controller(config());
+    rig.push("good", &[("web.yaml", &web("1"))]);
+    rig.until(&mut controller, "the good revision to succeed", |r| {
+        r.state("good") == Some(RevisionState::Succeeded)
+    })
+    .await;
+    // web starts dying by itself.
+    rig.fake.behave(
+        &id("web"),
+        Behaviour {
+            exit_after: Some((Duration::from_millis(20), 1)),
+            ..Behaviour::default()
+        },
+    );
+    let running = rig.reader.instances(&id("web")).unwrap()[0]
+        .runtime_id
+        .clone();
+    rig.fake.crash(&running, 1);
+    rig.until(&mut controller, "web to crash-loop", |r| {
+        r.row("web")
+            .is_some_and(|d| d.status == DeploymentStatus::CrashLoopBackOff)
+    })
+    .await;
+    let api = deployment("demo", "api", "");
+    rig.push("next", &[("web.yaml", &web("1")), ("api.yaml", &api)]);
+    rig.until(&mut controller, "the next revision to settle", |r| {
+        r.state("next").is_some_and(|s| !s.is_open())
+    })
+    .await;
+    assert_eq!(rig.state("next"), Some(RevisionState::Failed));
+    assert_eq!(rig.latest().id, "next", "nothing restored");
+    assert!(
+        rig.row("api").is_some_and(|d| d.in_revision),
+        "what it brought stays"
     );
 }

@@ -830,6 +830,9 @@ async fn retry_revision(
             Ok(Json(RevisionDto::from(record.as_ref())))
         }
         crate::store::Retried::Unknown => Err(ApiError::NotFound(format!("no revision {id}"))),
+        crate::store::Retried::Outdated(newer) => Err(ApiError::BadRequest(format!(
+            "revision {newer} was applied after {id}: retrying the older state would last only until the source is read again; push a commit instead"
+        ))),
         crate::store::Retried::NotQuarantined(s) => Err(ApiError::BadRequest(format!(
             "revision {id} is {s}: only a rolled-back revision, or one quarantined as its twin, can be retried (and only while its state is quarantined)"
         ))),

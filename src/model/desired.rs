@@ -242,7 +242,11 @@ pub fn template_hash(
         .get_mut("spec")
         .and_then(serde_json::Value::as_object_mut)
     {
-        spec.remove("replicas");
+        // Neither changes what one instance runs: how many run, when the revision counts
+        // them stable, whether a failure is rolled back.
+        for field in ["replicas", "stable_after", "rollback"] {
+            spec.remove(field);
+        }
     }
     spec_hash(&canonical).0
 }

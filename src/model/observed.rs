@@ -150,9 +150,18 @@ impl RuntimeState {
 /// `text` with every occurrence of each secret value replaced by `[secret]` — longest first, so
 /// that a value containing another is hidden whole. Empty values are ignored.
 pub fn redact(text: &str, secrets: &[String]) -> String {
+    // A multi-line secret (a key file) may be cut by the window of lines kept: each of its
+    // lines is hidden too.
+    let lines = secrets
+        .iter()
+        .filter(|s| s.contains('\n'))
+        .flat_map(|s| s.lines())
+        .map(str::trim)
+        .filter(|l| l.len() >= 8);
     let mut values: Vec<&str> = secrets
         .iter()
         .map(|s| s.as_str())
+        .chain(lines)
         .filter(|s| !s.is_empty())
         .collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -305,5 +314,12 @@ mod redact_tests {
             "token=[secret] pw=[secret] again [secret]."
         );
         assert_eq!(redact("nothing here", &secrets), "nothing here");
+        let key =
+            vec!["-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END KEY-----".to_owned()];
+        assert_eq!(
+            redact("tail: MIIEvQIBADANBgkqhkiG9w0B\n-----END KEY-----", &key),
+            "tail: [secret]\n[secret]",
+            "a key cut by the window is hidden line by line"
+        );
     }
 }

@@ -111,8 +111,8 @@ pub enum WaitingOn {
     /// A cron job with `replicas: 0`: its schedule is suspended.
     Suspended,
     /// A running worker whose newest instance has not run for its stabilization window
-    /// (`stable_after`) yet: its revision succeeds once it has.
-    Stabilizing { up_for: Duration, needed: Duration },
+    /// (`stable_after`, `needed`) yet: its revision can succeed from `until` on.
+    Stabilizing { until: Timestamp, needed: Duration },
 }
 
 /// An event the store records (and maybe notifies).

@@ -293,6 +293,10 @@ impl Controller {
         for id in purge.iter().map(|(id, _)| id).chain(&recorded.stale) {
             self.last.remove(id);
         }
+        if recorded.rolled_back {
+            // The restore's deployments wait on nothing else (the one that failed is held).
+            self.wake.notify_one();
+        }
         if !recorded.stale.is_empty() {
             tracing::debug!(
                 stale = recorded.stale.len(),

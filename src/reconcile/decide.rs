@@ -87,7 +87,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
     Decision {
         revision: input.open_revision.and_then(|open| {
             let change = revision_change(input.stored, open, &planned.outcomes)?;
-            Some(settle(input, open, change))
+            Some(settle(input, open, change, &planned.outcomes))
         }),
         persist: changed(&planned.outcomes, input.last),
         probes: probe_targets(input.stored, input.observed),
@@ -197,6 +197,7 @@ pub fn revision_change(
                 declared: d.in_revision,
                 live_instances: outcome.map_or(d.live, |o| live_instances(&o.instances)),
                 stable: outcome.is_some_and(|o| o.stable),
+                changed: d.revision == open.id,
                 scheduled: outcome.is_some_and(|o| {
                     !o.memory.cron.active.is_empty()
                         || matches!(
@@ -217,8 +218,9 @@ fn settle(
     input: &DecideInput<'_>,
     open: &RevisionRecord,
     (seq, state): (i64, RevisionState),
+    outcomes: &BTreeMap<DeploymentId, Outcome>,
 ) -> RevisionMove {
-    if state != RevisionState::Failed {
+    if state != RevisionState::Failed || !failed_in_its_own_change(input.stored, open, outcomes) {
         return RevisionMove::Settle { seq, state };
     }
     let opted_out = input
@@ -231,6 +233,24 @@ fn settle(
         rollback::Verdict::RollBack { restore } => RevisionMove::RollBack { seq, restore },
         rollback::Verdict::Keep(_) => RevisionMove::Settle { seq, state },
     }
+}
+
+/// Whether a deployment the open revision changed is in a terminal failure (this pass's
+/// outcome, else the store's status): only then is the revision to blame — and rolled back —
+/// rather than one of the deployments it left as they were.
+fn failed_in_its_own_change(
+    stored: &StoredState,
+    open: &RevisionRecord,
+    outcomes: &BTreeMap<DeploymentId, Outcome>,
+) -> bool {
+    stored
+        .deployments
+        .values()
+        .filter(|d| d.revision == open.id)
+        .any(|d| {
+            let status = outcomes.get(&d.id).map_or(d.status, |o| o.memory.status);
+            status.class_for(d.spec.kind) == crate::model::status::StatusClass::Terminal
+        })
 }
 
 /// Every (running instance, health check) of a deployment that is not being deleted.

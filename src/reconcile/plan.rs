@@ -1265,11 +1265,9 @@ impl Pass<'_> {
 
     /// What a running worker that is not stable yet waits for.
     fn stabilizing(&self) -> Option<WaitingOn> {
-        let (window, until) = (self.stability_window()?, self.stable_at()?);
-        let left = u64::try_from(until.0.saturating_sub(self.now.0)).unwrap_or(0);
         Some(WaitingOn::Stabilizing {
-            up_for: Duration::from_millis(window.as_millis().saturating_sub(left)),
-            needed: window,
+            needed: self.stability_window()?,
+            until: self.stable_at()?,
         })
     }
 

@@ -60,7 +60,7 @@ fn a_worker_without_checks_is_stable_only_once_its_instances_ran_for_stable_afte
     assert_eq!(
         out.waiting_on,
         Some(WaitingOn::Stabilizing {
-            up_for: Duration::from_secs(0),
+            until: at(14),
             needed: Duration::from_secs(10)
         })
     );

@@ -85,15 +85,20 @@ pub struct Goal {
     pub scheduled: bool,
     /// A worker's instances have run for their stabilization window (see `Outcome::stable`).
     pub stable: bool,
+    /// The revision changed it (created, updated or deleted it).
+    pub changed: bool,
 }
 
 /// The state of an open revision from its deployments (DESIGN.md §3.5): `succeeded` only when
-/// every one reached its goal, `failed` as soon as one is in a terminal failure.
+/// every one reached its goal, `failed` as soon as one is in a terminal failure. A job's run
+/// is the outcome of the revision that changed it: a job that failed under an earlier revision
+/// neither fails this one nor holds it back.
 pub fn revision_state(goals: &[Goal]) -> RevisionState {
     // By kind: a cron job's `failed` is a run's outcome, not the revision's.
+    let ran_before = |g: &Goal| g.kind == WorkloadKind::Job && !g.changed;
     if goals
         .iter()
-        .any(|g| g.status.class_for(g.kind) == StatusClass::Terminal)
+        .any(|g| g.status.class_for(g.kind) == StatusClass::Terminal && !ran_before(g))
     {
         return RevisionState::Failed;
     }
@@ -103,7 +108,10 @@ pub fn revision_state(goals: &[Goal]) -> RevisionState {
         }
         match g.kind {
             WorkloadKind::Worker => g.status == DeploymentStatus::Running && g.stable,
-            WorkloadKind::Job => g.status == DeploymentStatus::Completed,
+            WorkloadKind::Job => {
+                g.status == DeploymentStatus::Completed
+                    || (ran_before(g) && g.status.class_for(g.kind) == StatusClass::Terminal)
+            }
             WorkloadKind::CronJob => {
                 g.scheduled && g.status.class_for(g.kind) == StatusClass::Settled
             }
@@ -211,6 +219,7 @@ mod tests {
             live_instances: live,
             scheduled: false,
             stable: true,
+            changed: true,
         }
     }
 
@@ -267,6 +276,22 @@ mod tests {
                     ..g(Worker, S::Running, true, 1)
                 }],
                 RevisionState::Applying,
+            ),
+            (
+                "a_job_that_failed_under_an_earlier_revision_neither_fails_nor_holds_it",
+                vec![
+                    g(Worker, S::Running, true, 1),
+                    Goal {
+                        changed: false,
+                        ..g(Job, S::Failed, true, 0)
+                    },
+                ],
+                RevisionState::Succeeded,
+            ),
+            (
+                "a_job_this_revision_changed_fails_it",
+                vec![g(Worker, S::Running, true, 1), g(Job, S::Failed, true, 0)],
+                RevisionState::Failed,
             ),
             ("no_deployments_succeeds", vec![], RevisionState::Succeeded),
         ];

@@ -110,8 +110,15 @@ pub fn record_quarantined(
     identical_to: &str,
     now: Timestamp,
 ) -> Result<Option<RevisionRecord>, StoreError> {
-    let latest = revisions::latest(tx)?;
-    if latest.is_some_and(|r| r.id == rev.id && r.state == RevisionState::Quarantined) {
+    // The rolled-back commit itself, or a twin already recorded, arriving again (a restart
+    // reads the source again): its commit has its status already.
+    let known = revisions::find(tx, &rev.id)?.is_some_and(|r| {
+        matches!(
+            r.state,
+            RevisionState::Quarantined | RevisionState::RolledBack
+        )
+    });
+    if known || identical_to == rev.id {
         return Ok(None);
     }
     let links = Links {

@@ -12,8 +12,13 @@ use crate::model::desired::DesiredState;
 
 use super::{deployments, StoreError};
 
-/// Makes the table the declared state now (a revision just succeeded).
-pub fn record(tx: &Connection) -> Result<(), StoreError> {
+/// Makes the table the declared state now: revision `id` just succeeded.
+pub fn record(tx: &Connection, id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO good_mark (id, revision) VALUES (0, ?1)
+         ON CONFLICT (id) DO UPDATE SET revision = ?1",
+        [id],
+    )?;
     tx.execute_batch(
         "DELETE FROM good_state WHERE NOT EXISTS (
              SELECT 1 FROM deployments d WHERE d.in_revision = 1
@@ -25,6 +30,17 @@ pub fn record(tx: &Connection) -> Result<(), StoreError> {
                  SELECT 1 FROM good_state g WHERE g.namespace = d.namespace AND g.name = d.name);",
     )?;
     Ok(())
+}
+
+/// The revision whose desired state the table holds (`None` before any succeeded — or before
+/// this was kept, on a database from an older keel whose latest revision had not succeeded).
+pub fn revision(conn: &Connection) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT revision FROM good_mark WHERE id = 0", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 /// The last good revision's desired state (empty before any revision succeeded).

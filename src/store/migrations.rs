@@ -319,6 +319,10 @@ CREATE TABLE good_state (
     spec_hash TEXT NOT NULL,
     PRIMARY KEY (namespace, name)
 );
+CREATE TABLE good_mark (
+    id       INTEGER PRIMARY KEY CHECK (id = 0),
+    revision TEXT    NOT NULL
+);
 CREATE TABLE quarantine (
     desired_hash TEXT    PRIMARY KEY,
     revision     TEXT    NOT NULL,
@@ -337,6 +341,9 @@ INSERT INTO good_state (namespace, name, spec, spec_hash)
     SELECT namespace, name, spec, spec_hash FROM deployments
     WHERE in_revision = 1
       AND (SELECT state FROM revisions WHERE state <> 'invalid' ORDER BY seq DESC LIMIT 1) = 'succeeded';
+INSERT INTO good_mark (id, revision)
+    SELECT 0, id FROM revisions WHERE state <> 'invalid' ORDER BY seq DESC LIMIT 1;
+DELETE FROM good_mark WHERE (SELECT state FROM revisions WHERE state <> 'invalid' ORDER BY seq DESC LIMIT 1) <> 'succeeded';
 ";
 
 /// Reads only the columns V1 had: a backfill runs before the later migrations' columns exist.

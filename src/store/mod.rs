@@ -109,6 +109,8 @@ pub struct Recorded {
     pub stale: Vec<DeploymentId>,
     /// Deployments whose rows were purged.
     pub purged: Vec<DeploymentId>,
+    /// A failed revision was rolled back: the restore waits to be converged.
+    pub rolled_back: bool,
 }
 
 /// The count of the store's writes that change what the API's views show (revisions, passes,
@@ -318,17 +320,24 @@ impl Store {
             let refs: Vec<_> = outcomes.iter().map(|(id, o)| (id, o)).collect();
             let mut stale = pass::record(tx, &refs, now)?;
             stale.extend(pass::stale(tx, &acting)?);
+            let mut rolled_back = false;
             match (revision, stale.is_empty()) {
                 (Some(RevisionMove::Settle { seq, state }), true) => {
                     pass::settle_revision(tx, seq, state, now)?
                 }
                 (Some(RevisionMove::RollBack { seq, restore }), true) => {
-                    rollback::roll_back(tx, seq, &restore, now)?
+                    rolled_back = rollback::roll_back(tx, seq, &restore, now)?
                 }
-                (Some(_), false) | (None, _) => {}
+                // A stale pass settles nothing: the next decides on the new rows.
+                (Some(RevisionMove::Settle { .. } | RevisionMove::RollBack { .. }), false)
+                | (None, _) => {}
             }
             let purged = pass::purge(tx, &purge, now)?;
-            Ok(Recorded { stale, purged })
+            Ok(Recorded {
+                stale,
+                purged,
+                rolled_back,
+            })
         })
     }
 

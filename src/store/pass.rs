@@ -151,7 +151,7 @@ pub fn settle_revision(
     }
     revisions::set_state(tx, seq, state, None, now)?;
     if state == RevisionState::Succeeded {
-        super::good_state::record(tx)?;
+        super::good_state::record(tx, &before.id)?;
     }
     let after = revisions::get(tx, seq)?;
     apply::notify_revision(tx, &after, Some(before.state), now)

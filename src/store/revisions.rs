@@ -193,10 +193,12 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<RevisionRecord>, Store
         .transpose()
 }
 
-/// The newest revision that succeeded: what a failed one is rolled back to.
+/// The last good revision — the one whose desired state the store keeps to return to (see
+/// `good_state`): what a failed one is rolled back to. Its latest arrival.
 pub fn last_good(conn: &Connection) -> Result<Option<RevisionRecord>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM revisions WHERE state = 'succeeded' ORDER BY seq DESC LIMIT 1"
+        "SELECT {COLUMNS} FROM revisions WHERE id = (SELECT revision FROM good_mark WHERE id = 0)
+         ORDER BY seq DESC LIMIT 1"
     );
     conn.query_row(&sql, [], from_row)
         .optional()?
@@ -216,4 +218,17 @@ pub fn set_rolled_back(
         params![seq, now.0, restored],
     )?;
     Ok(())
+}
+
+/// The newest revision applied from the source after `seq` — neither a restore, nor
+/// quarantined, nor invalid — when there is one.
+pub fn applied_after(conn: &Connection, seq: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM revisions WHERE seq > ?1 AND restores IS NULL
+               AND state NOT IN ('quarantined', 'invalid') ORDER BY seq DESC LIMIT 1",
+            [seq],
+            |r| r.get(0),
+        )
+        .optional()?)
 }

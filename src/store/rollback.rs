@@ -23,16 +23,21 @@ use crate::model::time::Timestamp;
 use super::revisions::Links;
 use super::{apply, deployments, good_state, outbox, quarantine, revisions, StoreError};
 
-/// Rolls revision `seq` back to `restore` (the last good revision's id).
+/// Rolls revision `seq` back to `restore` (the last good revision's id); false when it did
+/// not (no longer open, or the kept good state is not `restore`'s: it is then settled failed).
 pub fn roll_back(
     tx: &Connection,
     seq: i64,
     restore: &str,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let failed = revisions::get(tx, seq)?;
     if !failed.state.is_open() {
-        return Ok(());
+        return Ok(false);
+    }
+    if good_state::revision(tx)?.as_deref() != Some(restore) {
+        super::pass::settle_revision(tx, seq, RevisionState::Failed, now)?;
+        return Ok(false);
     }
     let good = good_state::load(tx)?;
     let (plan, not_undone) = restore_plan(tx, &good)?;
@@ -49,7 +54,7 @@ pub fn roll_back(
         ..Links::default()
     };
     apply::apply_linked(tx, &revision, &good, plan, &links, now)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Marks `failed` rolled back, announces it (its deployments as they failed) and quarantines
@@ -106,6 +111,9 @@ pub enum Retried {
     Unknown,
     /// It is neither rolled back nor quarantined (its state), or its quarantine was lifted.
     NotQuarantined(RevisionState),
+    /// A newer revision from the source was applied since: applying the old state over it
+    /// would last only until the source is read again. Push a commit instead.
+    Outdated(String),
     /// The quarantine is lifted and the state applied again, as this revision.
     Applied(Box<RevisionRecord>),
 }
@@ -130,6 +138,12 @@ pub fn retry(tx: &Connection, sha: &str, by: &str, now: Timestamp) -> Result<Ret
         | RevisionState::Invalid
         | RevisionState::Superseded => None,
     };
+    if let Some(newer) = match &rolled_back {
+        Some(r) => revisions::applied_after(tx, r.seq)?,
+        None => None,
+    } {
+        return Ok(Retried::Outdated(newer));
+    }
     let hash = rolled_back.and_then(|r| r.desired_hash);
     let Some(state) = hash
         .as_deref()

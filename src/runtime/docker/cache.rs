@@ -27,6 +27,9 @@ pub(super) struct Cache {
     listed_at: Option<Instant>,
     /// Ids named since they were last inspected.
     dirty: BTreeSet<String>,
+    /// What each exited container printed last, read once per exit (by its finish time):
+    /// re-inspections reuse it instead of reading its logs again. Survives a broken stream.
+    evidence: BTreeMap<String, (Option<crate::model::time::Timestamp>, Option<String>)>,
 }
 
 impl Cache {
@@ -42,8 +45,31 @@ impl Cache {
 
     /// A complete listing, taken at `at`.
     pub(super) fn replace(&mut self, containers: BTreeMap<String, Entry>, at: Instant) {
+        self.evidence.retain(|id, _| containers.contains_key(id));
         self.containers = Some(containers);
         self.listed_at = Some(at);
+    }
+
+    /// The output kept of container `id`'s exit at `finished_at`, when it was read already.
+    pub(super) fn evidence(
+        &self,
+        id: &str,
+        finished_at: Option<crate::model::time::Timestamp>,
+    ) -> Option<Option<String>> {
+        self.evidence
+            .get(id)
+            .filter(|(at, _)| *at == finished_at)
+            .map(|(_, output)| output.clone())
+    }
+
+    /// Keeps what container `id` printed before its exit at `finished_at`.
+    pub(super) fn keep_evidence(
+        &mut self,
+        id: &str,
+        finished_at: Option<crate::model::time::Timestamp>,
+        output: Option<String>,
+    ) {
+        self.evidence.insert(id.to_owned(), (finished_at, output));
     }
 
     /// An event (or keel's own verb) touched `id`.

@@ -494,7 +494,7 @@ impl DockerRuntime {
             .and_then(|ip| ip.parse().ok())
             .or_else(|| host_network.then_some(std::net::IpAddr::from([127, 0, 0, 1])));
         let last_output = match phase {
-            Phase::Exited { .. } => self.evidence(id, &labels).await,
+            Phase::Exited { .. } => self.evidence_once(id, finished_at, &labels).await,
             Phase::Created | Phase::Running => None,
         };
         let inspection = Inspection {
@@ -523,6 +523,23 @@ fn last_bytes(text: &str, max: usize) -> &str {
 }
 
 impl DockerRuntime {
+    /// `evidence` of container `id`'s exit at `finished_at`, read from its logs once: later
+    /// inspections of the same exit (a resync, an event) reuse it.
+    async fn evidence_once(
+        &self,
+        id: &str,
+        finished_at: Option<Timestamp>,
+        labels: &HashMap<String, String>,
+    ) -> Option<String> {
+        let kept = self.cache().evidence(id, finished_at);
+        if let Some(output) = kept {
+            return output;
+        }
+        let output = self.evidence(id, labels).await;
+        self.cache().keep_evidence(id, finished_at, output.clone());
+        output
+    }
+
     /// The last lines an exited container printed, every value of the secrets it was given
     /// (its `keel.secrets` label names them) replaced by `[secret]`; read once, when it is
     /// inspected after its exit, so that the event of its death keeps them after it is
