@@ -315,35 +315,24 @@ fn rollback(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64
         back.push(restored.expect("restored"));
     }
     let back = median(back);
-    println!("rollback: terminal status → last good generation started  {back:>7.3} s   ×{:.2} of create+start\n", back / create_start);
+    println!("rollback: terminal status → last good generation running  {back:>7.3} s   ×{:.2} of create+start\n", back / create_start);
     let _ = std::fs::remove_file(host.repo().join("rb.yaml"));
 }
 
-/// Seconds from the `crash_loop_back_off` of `name` to the start of its restored instance,
-/// once the restore succeeded.
+/// Seconds from the rollback (recorded in the same transaction as the failing deployment's
+/// terminal status) to `name` running again on the restored spec, once the restore succeeded.
 fn restored_after_terminal(agent: &AgentProcess, host: &Host, name: &str) -> Option<f64> {
-    let newest = agent.get("/v1/revisions?limit=1")?;
-    let newest = newest.as_array()?.first()?;
+    let list = agent.get("/v1/revisions?limit=5")?;
+    let list = list.as_array()?;
+    let newest = list.first()?;
     if newest["restores"].is_null() || newest["state"] != "succeeded" {
         return None;
     }
-    let events = agent.get(&format!(
-        "/v1/deployments/{}/{name}/events?limit=200",
-        host.ns.0
-    ))?;
-    let terminal = events["events"].as_array()?.iter().find_map(|e| {
-        let to_terminal = e["reason"] == "max_restart_count";
-        to_terminal
-            .then(|| parse_rfc3339(e["time"].as_str()?))
-            .flatten()
-    })?;
+    let rolled_back = list.iter().find(|r| r["state"] == "rolled_back")?;
+    let terminal = parse_rfc3339(rolled_back["state_since"].as_str()?)?;
     let detail = deployment_detail(agent, host, name)?;
-    let started = detail["instances"]
-        .as_array()?
-        .iter()
-        .filter_map(|i| parse_rfc3339(i["started_at"].as_str()?))
-        .max()?;
-    Some(secs(terminal, started))
+    let running = parse_rfc3339(detail["status_since"].as_str()?)?;
+    (detail["status"] == "running").then(|| secs(terminal, running))
 }
 
 /// `docker kill` → the replacement running, minus the crash backoff (1 s on a first death).

@@ -192,6 +192,14 @@ async fn a_failed_revision_restores_the_last_good_one_and_its_state_is_quarantin
         kinds.contains(&NotificationKind::RevisionRolledBack),
         "{kinds:?}"
     );
+    let told = rig.reader.events(&id("web"), 100).unwrap();
+    assert!(
+        told.iter()
+            .any(|e| e.kind == keel::model::event::EventKind::RolledBack
+                && e.message.contains("revision bad failed at run time")
+                && e.message.contains("returning to revision good")),
+        "an event on each deployment the bad revision changed: {told:?}"
+    );
 
     // The same manifests under another commit: not applied, recorded at once.
     let ingested = rig.push("bad-again", &[("boom.yaml", &boom()), ("web.yaml", &web2)]);

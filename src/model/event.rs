@@ -45,6 +45,9 @@ string_enum! {
         RunSkipped = "run_skipped",
         /// An operator cleared a cron job's failed runs (`keel clear-runs`).
         RunsCleared = "runs_cleared",
+        /// The revision that last changed it failed at run time and was rolled back: the last
+        /// good revision's spec (or its absence) is restored.
+        RolledBack = "rolled_back",
     }
 }
 

@@ -80,6 +80,34 @@ fn record_rolled_back(
     if let Some(hash) = &failed.desired_hash {
         quarantine::add(tx, hash, &failed.id, now)?;
     }
+    record_events(tx, failed, restore, now)
+}
+
+/// An event on each deployment the failed revision changed: why what it runs is about to
+/// change again.
+fn record_events(
+    tx: &Connection,
+    failed: &RevisionRecord,
+    restore: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for d in deployments::summaries(tx, Some(&failed.id))? {
+        let Some(row) = deployments::get(tx, &d.id)? else {
+            continue;
+        };
+        let event = crate::model::event::Event {
+            deployment: d.id.clone(),
+            time: now,
+            kind: crate::model::event::EventKind::RolledBack,
+            reason: "rolled_back".to_owned(),
+            message: format!(
+                "revision {} failed at run time ({}: {}); returning to revision {restore}",
+                failed.id, d.id, d.status
+            ),
+            revision: Some(failed.id.clone()),
+        };
+        super::events::insert(tx, &row.uuid, &event)?;
+    }
     Ok(())
 }
 
