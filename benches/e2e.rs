@@ -297,10 +297,14 @@ fn rollback(host: &Host, agent: &AgentProcess, samples: usize, create_start: f64
             "rb.yaml",
             &format!("deployments:\n{}", host.deployment(&name, &good)),
         );
+        // This sample's own good revision (not the previous sample's restore).
         wait("the good revision", 120, || {
-            agent
-                .get("/v1/revisions?limit=1")
-                .is_some_and(|r| r[0]["state"] == "succeeded")
+            let running =
+                deployment_detail(agent, host, &name).is_some_and(|d| d["status"] == "running");
+            running
+                && agent
+                    .get("/v1/revisions?limit=1")
+                    .is_some_and(|r| r[0]["state"] == "succeeded" && r[0]["restores"].is_null())
         });
         let bad = "    command: [sh, -c, \"exit 3\"]\n";
         host.write(
