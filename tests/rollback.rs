@@ -123,6 +123,15 @@ impl Rig {
         }
     }
 
+    /// Pushes `files` as commit "good" and runs passes until it succeeded.
+    async fn good(&self, controller: &mut Controller, files: &[(&str, &str)]) {
+        self.push("good", files);
+        self.until(controller, "the good revision to succeed", |r| {
+            r.state("good") == Some(RevisionState::Succeeded)
+        })
+        .await;
+    }
+
     fn kinds(&self) -> Vec<NotificationKind> {
         self.reader
             .outbox()
@@ -145,11 +154,7 @@ async fn a_failed_revision_restores_the_last_good_one_and_its_state_is_quarantin
     let rig = rig();
     let mut controller = rig.controller(config());
     let (web1, web2) = (web("1"), web("2"));
-    rig.push("good", &[("web.yaml", &web1)]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web1)]).await;
     let good = rig.row("web").unwrap();
 
     // A bad commit: web changes, boom is new and crash-loops.
@@ -241,11 +246,7 @@ async fn a_failed_revision_restores_the_last_good_one_and_its_state_is_quarantin
 async fn a_failing_rollback_stops_without_ping_pong() {
     let rig = rig();
     let mut controller = rig.controller(config());
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     // The world changes: from now on every web instance dies too, the good one's included.
     rig.fake.behave(
         &id("web"),
@@ -281,11 +282,7 @@ async fn rollback_off_keeps_the_failure_in_place() {
     let mut config = config();
     config.policy.rollback = keel::reconcile::rollback::Mode::Off;
     let mut controller = rig.controller(config);
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     rig.push("bad", &[("web.yaml", &web("1")), ("boom.yaml", &boom())]);
     rig.until(&mut controller, "the bad revision to fail", |r| {
         r.state("bad") == Some(RevisionState::Failed)
@@ -299,11 +296,7 @@ async fn rollback_off_keeps_the_failure_in_place() {
 async fn a_deployment_that_opts_out_keeps_its_revisions_failure() {
     let rig = rig();
     let mut controller = rig.controller(config());
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     let opted_out = deployment("demo", "boom", "    rollback: false\n");
     rig.push("bad", &[("web.yaml", &web("1")), ("boom.yaml", &opted_out)]);
     rig.until(&mut controller, "the bad revision to fail", |r| {
@@ -329,10 +322,10 @@ async fn jobs_of_a_rolled_back_revision_are_not_rerun() {
             &format!("    kind: job\n    environment:\n      VERSION: \"{version}\"\n"),
         )
     };
-    rig.push("good", &[("web.yaml", &web("1")), ("job.yaml", &job("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
+    rig.good(
+        &mut controller,
+        &[("web.yaml", &web("1")), ("job.yaml", &job("1"))],
+    )
     .await;
     // The next migration fails; the revision is rolled back, but no migration runs again.
     rig.fake.behave(&id("migrate"), exits(1));
@@ -390,44 +383,23 @@ async fn jobs_of_a_rolled_back_revision_are_not_rerun() {
 async fn rollback_notifications_match_their_webhook_schemas() {
     let rig = rig();
     let mut controller = rig.controller(config());
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     rig.push("bad", &[("web.yaml", &web("1")), ("boom.yaml", &boom())]);
     rig.until(&mut controller, "the bad revision to be rolled back", |r| {
         r.state("bad") == Some(RevisionState::RolledBack)
     })
     .await;
     rig.push("again", &[("boom.yaml", &boom()), ("web.yaml", &web("1"))]);
-    let doc = keel::api::openapi::document();
-    let mut seen = std::collections::BTreeSet::new();
-    for row in rig.reader.outbox().unwrap() {
-        let body = serde_json::json!({
-            "type": row.kind.as_str(),
-            "timestamp": row.created_at.to_rfc3339(),
-            "data": row.payload,
-        });
-        let schema = &doc["webhooks"][row.kind.as_str()]["post"]["requestBody"]["content"]
-            ["application/json"]["schema"];
-        let errors = support::schema::check(&doc, schema, &body);
-        assert!(errors.is_empty(), "{}: {errors:?}\n{body}", row.kind);
-        seen.insert(row.kind);
-    }
-    assert!(seen.contains(&NotificationKind::RevisionRolledBack));
-    assert!(seen.contains(&NotificationKind::RevisionQuarantined));
+    let seen = support::schema::outbox_matches_webhook_schemas(&rig.reader);
+    assert!(seen.contains("revision.rolled_back"), "{seen:?}");
+    assert!(seen.contains("revision.quarantined"), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_retry_applies_the_quarantined_state_again_and_only_that() {
     let rig = rig();
     let mut controller = rig.controller(config());
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     rig.push("bad", &[("web.yaml", &web("2")), ("boom.yaml", &boom())]);
     rig.until(&mut controller, "the bad revision to be rolled back", |r| {
         r.state("bad") == Some(RevisionState::RolledBack)
@@ -475,11 +447,7 @@ async fn an_admins_retry_applies_the_quarantined_state_again_and_only_that() {
 async fn a_failure_the_revision_did_not_cause_does_not_roll_it_back() {
     let rig = rig();
     let mut controller = rig.controller(config());
-    rig.push("good", &[("web.yaml", &web("1"))]);
-    rig.until(&mut controller, "the good revision to succeed", |r| {
-        r.state("good") == Some(RevisionState::Succeeded)
-    })
-    .await;
+    rig.good(&mut controller, &[("web.yaml", &web("1"))]).await;
     // web starts dying by itself.
     rig.fake.behave(
         &id("web"),

@@ -777,24 +777,41 @@ async fn runs(
     }))
 }
 
+/// An admin's write: checks the request carries an admin token, then runs `write` on the
+/// store's writer off the async workers, with who asked (the token's fingerprint, never the
+/// token) and the time.
+async fn admin_write<T: Send + 'static>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    write: impl FnOnce(&crate::store::Store, String, crate::model::time::Timestamp) -> Result<T, StoreError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    admin(&state.access, headers)?;
+    let store =
+        state.writer.get().cloned().ok_or_else(|| {
+            ApiError::Internal("the API has no access to the store's writer".into())
+        })?;
+    let by = format!("the admin token {}", fingerprint(bearer(headers)));
+    Ok(
+        tokio::task::spawn_blocking(move || write(&store, by, crate::clock::now()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??,
+    )
+}
+
 /// Clears a cron job's failed runs (an operator's act: admin token only).
 async fn clear_runs(
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<ClearedRuns>, ApiError> {
-    admin(&state.access, &headers)?;
     let id = DeploymentId::new(namespace, name);
-    let store =
-        state.writer.get().cloned().ok_or_else(|| {
-            ApiError::Internal("the API has no access to the store's writer".into())
-        })?;
-    let by = format!("the admin token {}", fingerprint(bearer(&headers)));
     let asked = id.clone();
-    let done =
-        tokio::task::spawn_blocking(move || store.clear_runs(asked, by, crate::clock::now()))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let done = admin_write(&state, &headers, move |store, by, now| {
+        store.clear_runs(asked, by, now)
+    })
+    .await?;
     match done {
         crate::store::Cleared::Runs(cleared) => Ok(Json(ClearedRuns { cleared })),
         crate::store::Cleared::Unknown => Err(ApiError::NotFound(format!("no deployment {id}"))),
@@ -810,17 +827,11 @@ async fn retry_revision(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<RevisionDto>, ApiError> {
-    admin(&state.access, &headers)?;
-    let store =
-        state.writer.get().cloned().ok_or_else(|| {
-            ApiError::Internal("the API has no access to the store's writer".into())
-        })?;
-    let by = format!("the admin token {}", fingerprint(bearer(&headers)));
     let asked = id.clone();
-    let done =
-        tokio::task::spawn_blocking(move || store.retry_revision(asked, by, crate::clock::now()))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let done = admin_write(&state, &headers, move |store, by, now| {
+        store.retry_revision(asked, by, now)
+    })
+    .await?;
     match done {
         crate::store::Retried::Applied(record) => {
             tracing::info!(revision = %id, "quarantine lifted by an admin; the revision is applied again");

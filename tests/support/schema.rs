@@ -117,3 +117,25 @@ fn walk(document: &Value, schema: &Value, value: &Value, path: &str, errors: &mu
         }
     }
 }
+
+/// Checks every queued notification of the store `reader` reads, as the notifier would send
+/// it, against its webhook's schema in the OpenAPI document; the types seen.
+pub fn outbox_matches_webhook_schemas(
+    reader: &keel::store::StoreReader,
+) -> std::collections::BTreeSet<String> {
+    let doc = keel::api::openapi::document();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in reader.outbox().unwrap() {
+        let body = serde_json::json!({
+            "type": row.kind.as_str(),
+            "timestamp": row.created_at.to_rfc3339(),
+            "data": row.payload,
+        });
+        let schema = &doc["webhooks"][row.kind.as_str()]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        let errors = check(&doc, schema, &body);
+        assert!(errors.is_empty(), "{}: {errors:?}\n{body}", row.kind);
+        seen.insert(row.kind.as_str().to_owned());
+    }
+    seen
+}
