@@ -394,9 +394,13 @@ async fn a_revisions_whole_life_on(kind: Forge) {
         .rev()
         .find(|p| p.sha == SHA2)
         .unwrap();
+    // Rolled back (the default): the first commit runs again, the failure names why.
     assert_eq!(
         failure.description,
-        "demo/bad: crash_loop_back_off after 5 restarts"
+        format!(
+            "rolled back to {}: demo/bad: crash_loop_back_off after 5 restarts",
+            &SHA1[..12]
+        )
     );
     assert_eq!(states(&forge, SHA2), [running, failed]);
 

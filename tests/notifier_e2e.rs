@@ -206,7 +206,11 @@ async fn commit_statuses_follow_the_readiness_gate_and_name_a_crash_loop() {
         failure,
         (
             "failure".to_owned(),
-            format!("{}/web: crash_loop_back_off after 5 restarts", host.ns.0)
+            format!(
+                "rolled back to {}: {}/web: crash_loop_back_off after 5 restarts",
+                &first[..12],
+                host.ns.0
+            )
         )
     );
     assert_eq!(forge.rejected(), Vec::<String>::new());
