@@ -648,6 +648,15 @@ fn migrating_a_v1_database_backfills_template_hashes_and_live_counts() {
          ALTER TABLE deployments DROP COLUMN next_run_at;
          ALTER TABLE deployments DROP COLUMN image;
          ALTER TABLE instances DROP COLUMN green;
+         DROP TABLE quarantined_specs;
+         DROP TABLE quarantine;
+         DROP TABLE good_mark;
+         DROP TABLE good_state;
+         DROP INDEX revisions_succeeded;
+         ALTER TABLE revisions DROP COLUMN desired_hash;
+         ALTER TABLE revisions DROP COLUMN restores;
+         ALTER TABLE revisions DROP COLUMN rolled_back_to;
+         ALTER TABLE revisions DROP COLUMN identical_to;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -763,6 +772,15 @@ fn migrating_a_v3_database_keeps_every_event_under_its_deployment_name() {
          ALTER TABLE deployments DROP COLUMN next_run_at;
          ALTER TABLE deployments DROP COLUMN image;
          ALTER TABLE instances DROP COLUMN green;
+         DROP TABLE quarantined_specs;
+         DROP TABLE quarantine;
+         DROP TABLE good_mark;
+         DROP TABLE good_state;
+         DROP INDEX revisions_succeeded;
+         ALTER TABLE revisions DROP COLUMN desired_hash;
+         ALTER TABLE revisions DROP COLUMN restores;
+         ALTER TABLE revisions DROP COLUMN rolled_back_to;
+         ALTER TABLE revisions DROP COLUMN identical_to;
          PRAGMA user_version = 3;",
     )
     .unwrap();
