@@ -183,9 +183,17 @@ async fn check(store: &Store, fake: &FakeRuntime, step: usize) {
     }
 }
 
-/// Runs `schedule`: each step is one pass, with the change (if any) stored while that pass
-/// lists the runtime. Ends with quiet passes until everything converges.
-async fn run(schedule: Vec<Option<Change>>) {
+/// A store with the first revision (workers `a` and `b`), the wrapped runtime and a controller.
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    fake: FakeRuntime,
+    runtime: Interleaved,
+    repo: Repo,
+    controller: Controller,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
     let fake = FakeRuntime::new(RuntimeKind::Docker);
@@ -193,7 +201,7 @@ async fn run(schedule: Vec<Option<Change>>) {
         fake: fake.clone(),
         during_list: Arc::default(),
     };
-    let mut repo = Repo {
+    let repo = Repo {
         version: 0,
         replicas: 1,
         with_b: true,
@@ -201,8 +209,29 @@ async fn run(schedule: Vec<Option<Change>>) {
     };
     repo.store(&store);
     let boxed: Arc<dyn Runtime> = Arc::new(runtime.clone());
-    let mut controller =
+    let controller =
         Controller::new(store.clone(), vec![boxed], config(), clock::system()).unwrap();
+    Setup {
+        _dir: dir,
+        store,
+        fake,
+        runtime,
+        repo,
+        controller,
+    }
+}
+
+/// Runs `schedule`: each step is one pass, with the change (if any) stored while that pass
+/// lists the runtime. Ends with quiet passes until everything converges.
+async fn run(schedule: Vec<Option<Change>>) {
+    let Setup {
+        _dir,
+        store,
+        fake,
+        runtime,
+        mut repo,
+        mut controller,
+    } = setup();
     for (step, change) in schedule.into_iter().enumerate() {
         if let Some(change) = change {
             repo.apply(change);
@@ -270,23 +299,14 @@ async fn a_pass_that_decided_running_does_not_write_it_onto_a_revision_stored_me
 /// not stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_decision_does_not_act() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("keel.db")).unwrap());
-    let fake = FakeRuntime::new(RuntimeKind::Docker);
-    let runtime = Interleaved {
-        fake: fake.clone(),
-        during_list: Arc::default(),
-    };
-    let mut repo = Repo {
-        version: 0,
-        replicas: 1,
-        with_b: true,
-        revisions: 0,
-    };
-    repo.store(&store);
-    let boxed: Arc<dyn Runtime> = Arc::new(runtime.clone());
-    let mut controller =
-        Controller::new(store.clone(), vec![boxed], config(), clock::system()).unwrap();
+    let Setup {
+        _dir,
+        store,
+        fake,
+        runtime,
+        mut repo,
+        mut controller,
+    } = setup();
     let reader = store.reader().unwrap();
     for _ in 0..100 {
         controller.pass().await.unwrap();

@@ -129,17 +129,23 @@ async fn a_killed_agent_loses_no_webhook_and_repeats_only_with_the_same_id() {
     }
 }
 
+/// The agent's config for `host`: `top` keys, then commit statuses on `forge` (its token in a
+/// file), then `tables`.
+fn forge_config(host: &Host, forge: &FakeForge, top: &str, tables: &str) -> std::path::PathBuf {
+    let token_file = host.dir.path().join("forge.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let extra = format!(
+        "poll_interval = \"1s\"\n{top}\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n\n{tables}",
+        forge.api_url, token_file
+    );
+    host.config_with("agent", &host.node(), &extra)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses_follow_the_readiness_gate_and_name_a_crash_loop() {
     let host = Host::new();
     let forge = FakeForge::start(Forge::Github, TOKEN).await;
-    let token_file = host.dir.path().join("forge.token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let extra = format!(
-        "poll_interval = \"1s\"\npublic_url = \"https://keel.example\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n",
-        forge.api_url, token_file
-    );
-    let config = host.config_with("agent", &host.node(), &extra);
+    let config = forge_config(&host, &forge, "public_url = \"https://keel.example\"\n", "");
     let gated = "    command: [sh, -c, \"sleep 2; mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    health_checks:\n      - {type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 1s}\n";
     let repo = Repo::new();
     repo.write(
@@ -241,14 +247,8 @@ async fn commit_statuses_follow_the_readiness_gate_and_name_a_crash_loop() {
 async fn a_worker_that_crashes_after_a_moment_never_turns_its_commit_green() {
     let host = Host::new();
     let forge = FakeForge::start(Forge::Github, TOKEN).await;
-    let token_file = host.dir.path().join("forge.token");
-    std::fs::write(&token_file, TOKEN).unwrap();
     // The default window, said explicitly.
-    let extra = format!(
-        "poll_interval = \"1s\"\nstable_after = \"10s\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n",
-        forge.api_url, token_file
-    );
-    let config = host.config_with("agent", &host.node(), &extra);
+    let config = forge_config(&host, &forge, "stable_after = \"10s\"\n", "");
     let repo = Repo::new();
     repo.write(
         "boom.yaml",
@@ -311,13 +311,11 @@ async fn a_bad_commit_is_rolled_back_and_its_twin_is_not_applied() {
     let host = Host::new();
     let forge = FakeForge::start(Forge::Github, TOKEN).await;
     let receiver = Receiver::start(SECRET).await;
-    let token_file = host.dir.path().join("forge.token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let extra = format!(
-        "poll_interval = \"1s\"\n\n[forge]\nkind = \"github\"\napi_url = {:?}\nrepository = {REPOSITORY:?}\ntoken_file = {:?}\n\n[[webhooks]]\nurl = {:?}\nsecret = {SECRET:?}\n",
-        forge.api_url, token_file, receiver.url
+    let webhook = format!(
+        "[[webhooks]]\nurl = {:?}\nsecret = {SECRET:?}\n",
+        receiver.url
     );
-    let config = host.config_with("agent", &host.node(), &extra);
+    let config = forge_config(&host, &forge, "", &webhook);
     let serving = |version: &str| {
         format!("    command: [sh, -c, \"mkdir -p /www; echo {version} > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    health_checks:\n      - {{type: http, url: \"http://localhost:8080/\", interval: 200ms, timeout: 1s, readiness: true, min_healthy_time: 1s}}\n")
     };

@@ -44,6 +44,15 @@ fn running(host: &Host) -> Vec<String> {
     out.lines().map(str::to_owned).collect()
 }
 
+/// `keel validate` on the host's repository.
+fn validate(host: &Host) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("validate")
+        .arg(host.repo())
+        .output()
+        .unwrap()
+}
+
 // ---- a repository cannot stall the agent -----------------------------------------------------
 
 #[test]
@@ -109,11 +118,7 @@ fn a_fifo_or_a_name_that_is_not_utf8_is_a_diagnostic_and_the_agent_keeps_working
                     .is_some_and(|d| d.iter().any(|d| d["file"] == "bad\\xff.yaml"))
         })
     });
-    let validate = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("validate")
-        .arg(host.repo())
-        .output()
-        .unwrap();
+    let validate = validate(&host);
     let text = String::from_utf8_lossy(&validate.stdout);
     assert_eq!(validate.status.code(), Some(1), "{text}");
     assert!(text.contains("bad\\xff.yaml"), "{text}");
@@ -430,11 +435,7 @@ fn two_replicas_on_one_host_port_are_refused_before_anything_runs() {
             )
         ),
     );
-    let validate = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("validate")
-        .arg(host.repo())
-        .output()
-        .unwrap();
+    let validate = validate(&host);
     let text = String::from_utf8_lossy(&validate.stdout);
     assert_eq!(validate.status.code(), Some(1), "{text}");
     assert!(

@@ -70,6 +70,30 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// This plan as a rollback applies it: a rollback never runs a job — a job the restored
+    /// state would create or change is left as it ended (its run cannot be undone, and running
+    /// the good one again is no undo either). Returns the plan and those jobs
+    /// (`namespace/name`).
+    pub fn without_reruns(mut self, restored: &DesiredState) -> (Self, Vec<String>) {
+        let mut kept = Vec::new();
+        self.items.retain(|item| {
+            let runs_a_job = match item.action {
+                Action::Create | Action::Update { .. } => restored
+                    .deployments
+                    .get(&item.id)
+                    .is_some_and(|d| d.spec.kind == super::manifest::WorkloadKind::Job),
+                Action::Delete | Action::Unchanged => false,
+            };
+            if runs_a_job {
+                kept.push(item.id.to_string());
+            }
+            !runs_a_job
+        });
+        (self, kept)
+    }
+}
+
 /// Compares a revision with the store's rows: the summaries decide create, delete and
 /// unchanged (by spec hash); `previous` is asked for the stored canonical document of each
 /// updated deployment only, so an unchanged deployment's spec is never read.
@@ -159,5 +183,67 @@ fn walk(old: &Value, new: &Value, path: String, out: &mut Vec<String>) {
             }
         }
         _ => out.push(path),
+    }
+}
+
+#[cfg(test)]
+mod rerun_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::desired::{DesiredDeployment, Origin};
+
+    fn desired(name: &str, kind: &str) -> DesiredDeployment {
+        let spec = serde_json::from_value(serde_json::json!({
+            "name": name, "namespace": "demo", "image": "busybox:1.36", "kind": kind,
+        }))
+        .unwrap();
+        let origin = Origin {
+            file: "a.yaml".into(),
+            line: 1,
+        };
+        DesiredDeployment::new(spec, &BTreeMap::new(), origin)
+    }
+
+    #[test]
+    fn a_rollback_creates_changes_or_runs_no_job_and_names_the_ones_it_leaves() {
+        let mut restored = DesiredState::default();
+        for d in [
+            desired("web", "worker"),
+            desired("migrate", "job"),
+            desired("seed", "job"),
+        ] {
+            restored.deployments.insert(d.id.clone(), d);
+        }
+        let item = |name: &str, action: Action| PlanItem {
+            id: DeploymentId::new("demo", name),
+            action,
+        };
+        let plan = Plan {
+            items: vec![
+                item(
+                    "web",
+                    Action::Update {
+                        changed: vec!["image".into()],
+                    },
+                ),
+                item(
+                    "migrate",
+                    Action::Update {
+                        changed: vec!["image".into()],
+                    },
+                ),
+                item("seed", Action::Create),
+                item("new-job", Action::Delete),
+            ],
+        };
+        let (plan, kept) = plan.without_reruns(&restored);
+        let ids: Vec<String> = plan.items.iter().map(|i| i.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            ["demo/web", "demo/new-job"],
+            "workers restored, what it added removed"
+        );
+        assert_eq!(kept, ["demo/migrate", "demo/seed"]);
     }
 }

@@ -13,9 +13,8 @@
 use rusqlite::Connection;
 
 use crate::model::desired::DesiredState;
-use crate::model::diff::{diff_with, Action, Plan};
+use crate::model::diff::{diff_with, Plan};
 use crate::model::event::{NotificationKind, RolledBack};
-use crate::model::manifest::WorkloadKind;
 use crate::model::status::RevisionState;
 use crate::model::stored::{NewRevision, RevisionRecord};
 use crate::model::time::Timestamp;
@@ -114,22 +113,8 @@ fn record_events(
 /// What restoring `good` changes, with the jobs it must not run again left out (and named).
 fn restore_plan(tx: &Connection, good: &DesiredState) -> Result<(Plan, Vec<String>), StoreError> {
     let stored = deployments::summaries(tx, None)?;
-    let mut plan = diff_with(good, &stored, |id| deployments::canonical(tx, id))?;
-    let mut not_undone = Vec::new();
-    plan.items.retain(|item| {
-        let runs_a_job = match item.action {
-            Action::Create | Action::Update { .. } => good
-                .deployments
-                .get(&item.id)
-                .is_some_and(|d| d.spec.kind == WorkloadKind::Job),
-            Action::Delete | Action::Unchanged => false,
-        };
-        if runs_a_job {
-            not_undone.push(item.id.to_string());
-        }
-        !runs_a_job
-    });
-    Ok((plan, not_undone))
+    let plan = diff_with(good, &stored, |id| deployments::canonical(tx, id))?;
+    Ok(plan.without_reruns(good))
 }
 
 /// What an admin's retry of a quarantined desired state did.
